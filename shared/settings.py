@@ -1,0 +1,126 @@
+"""App settings: read once from the environment (Functions app settings), validated at start."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+AZURITE_CONNECTION_STRING = "UseDevelopmentStorage=true"
+
+
+class SettingsError(RuntimeError):
+    """A setting is missing or wrong; the message names it."""
+
+
+class Settings(BaseSettings):
+    """Every app setting the app reads. Names are the environment variable names."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    control_storage_connection: str = Field(
+        validation_alias=AliasChoices("CONTROL_STORAGE_CONNECTION", "AzureWebJobsStorage"),
+        min_length=1,
+        description="Connection string of the control storage account (defaults to AzureWebJobsStorage).",
+    )
+    control_storage_account_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CONTROL_STORAGE_ACCOUNT_URL"),
+        description="Blob endpoint of control storage when it is reached with the app's managed identity.",
+    )
+    control_container: str = Field(
+        default="export-control",
+        validation_alias=AliasChoices("CONTROL_CONTAINER"),
+        pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$",
+    )
+    key_vault_url: str | None = Field(default=None, validation_alias=AliasChoices("KEY_VAULT_URL"))
+    local_secrets_path: Path = Field(
+        default=Path(".local/dev-secrets.json"), validation_alias=AliasChoices("LOCAL_SECRETS_PATH")
+    )
+    export_schedule: str = Field(default="0 */5 * * * *", validation_alias=AliasChoices("EXPORT_SCHEDULE"))
+    secret_cache_ttl_seconds: float = Field(
+        default=300, ge=0, le=86400, validation_alias=AliasChoices("SECRET_CACHE_TTL_SECONDS")
+    )
+    max_request_bytes: int = Field(
+        default=100 * 1024 * 1024, ge=1024, validation_alias=AliasChoices("MAX_REQUEST_BYTES")
+    )
+    part_max_bytes: int = Field(
+        default=100 * 1024 * 1024, ge=1024, validation_alias=AliasChoices("PART_MAX_BYTES")
+    )
+    block_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=64 * 1024, le=100 * 1024 * 1024, validation_alias=AliasChoices("BLOCK_BYTES")
+    )
+    upload_concurrency: int = Field(default=4, ge=1, le=64, validation_alias=AliasChoices("UPLOAD_CONCURRENCY"))
+    pass_time_budget_seconds: float = Field(
+        default=240, gt=0, validation_alias=AliasChoices("PASS_TIME_BUDGET_SECONDS")
+    )
+    max_attempts: int = Field(default=8, ge=1, le=100, validation_alias=AliasChoices("MAX_ATTEMPTS"))
+    retry_base_seconds: float = Field(default=30, ge=0, validation_alias=AliasChoices("RETRY_BASE_SECONDS"))
+    retry_max_seconds: float = Field(default=3600, ge=0, validation_alias=AliasChoices("RETRY_MAX_SECONDS"))
+    lease_seconds: int = Field(default=60, ge=15, le=60, validation_alias=AliasChoices("LEASE_SECONDS"))
+    request_timeout_seconds: float = Field(
+        default=60, gt=0, validation_alias=AliasChoices("REQUEST_TIMEOUT_SECONDS")
+    )
+    allow_http_loopback: bool = Field(default=False, validation_alias=AliasChoices("ALLOW_HTTP_LOOPBACK"))
+    log_level: str = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL"))
+
+    @field_validator("key_vault_url")
+    @classmethod
+    def _vault_is_https(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        if not value.startswith("https://"):
+            raise ValueError("must be an https:// URL such as https://my-vault.vault.azure.net")
+        return value.rstrip("/")
+
+    @field_validator("control_container")
+    @classmethod
+    def _container_name(cls, value: str) -> str:
+        if "--" in value:
+            raise ValueError("must not contain two hyphens in a row (Azure container naming rules)")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return upper
+
+    @property
+    def uses_local_secret_store(self) -> bool:
+        return self.key_vault_url is None
+
+
+_ENV_NAMES = {
+    name: (
+        field.validation_alias.choices[0]  # type: ignore[union-attr]
+        if isinstance(field.validation_alias, AliasChoices)
+        else name
+    )
+    for name, field in Settings.model_fields.items()
+}
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment; raise SettingsError naming each bad setting."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            name = _ENV_NAMES.get(field, field)
+            if name == "CONTROL_STORAGE_CONNECTION" and err["type"] == "missing":
+                name = "AzureWebJobsStorage (or CONTROL_STORAGE_CONNECTION)"
+            problems.append(f"{name}: {err['msg']}")
+        raise SettingsError("invalid app settings: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read on first use (never at import)."""
+    return load_settings()

@@ -1,0 +1,38 @@
+import pytest
+
+from shared.settings import SettingsError, load_settings
+
+
+def test_missing_storage_connection_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AzureWebJobsStorage", raising=False)
+    monkeypatch.delenv("CONTROL_STORAGE_CONNECTION", raising=False)
+    with pytest.raises(SettingsError, match="AzureWebJobsStorage"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "named"),
+    [
+        ("KEY_VAULT_URL", "http://vault.example", "KEY_VAULT_URL"),
+        ("MAX_ATTEMPTS", "zero", "MAX_ATTEMPTS"),
+        ("LEASE_SECONDS", "5", "LEASE_SECONDS"),
+        ("CONTROL_CONTAINER", "Bad_Name", "CONTROL_CONTAINER"),
+        ("LOG_LEVEL", "LOUD", "LOG_LEVEL"),
+    ],
+)
+def test_wrong_setting_is_named(monkeypatch: pytest.MonkeyPatch, env: str, value: str, named: str) -> None:
+    monkeypatch.setenv("AzureWebJobsStorage", "UseDevelopmentStorage=true")
+    monkeypatch.setenv(env, value)
+    with pytest.raises(SettingsError, match=named):
+        load_settings()
+
+
+def test_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AzureWebJobsStorage", "UseDevelopmentStorage=true")
+    monkeypatch.setenv("EXPORT_SCHEDULE", "0 */1 * * * *")
+    monkeypatch.delenv("KEY_VAULT_URL", raising=False)
+    s = load_settings()
+    assert s.control_storage_connection == "UseDevelopmentStorage=true"
+    assert s.export_schedule == "0 */1 * * * *"
+    assert s.uses_local_secret_store
+    assert s.control_container == "export-control"
