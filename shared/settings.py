@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     request_timeout_seconds: float = Field(
         default=60, gt=0, validation_alias=AliasChoices("REQUEST_TIMEOUT_SECONDS")
     )
+    storage_retry_total: int = Field(default=5, ge=0, le=20, validation_alias=AliasChoices("STORAGE_RETRY_TOTAL"))
+    storage_retry_backoff_seconds: float = Field(
+        default=2, ge=0, le=60, validation_alias=AliasChoices("STORAGE_RETRY_BACKOFF_SECONDS")
+    )
     allow_http_loopback: bool = Field(default=False, validation_alias=AliasChoices("ALLOW_HTTP_LOOPBACK"))
     log_level: str = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL"))
 

@@ -6,11 +6,17 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
+from shared.api import create_api
+from shared.services import Services, build_services
 from shared.settings import Settings, load_settings
 from tests.support.azurite import Azurite
+from tests.support.server import ApiServer
+
+pytest_plugins = ["tests.support.keyvault"]
 
 
 @pytest.fixture(scope="session")
@@ -43,4 +49,45 @@ def settings(azurite: Azurite, tmp_path: Path) -> Settings:
         local_secrets_path=tmp_path / "dev-secrets.json",
         allow_http_loopback=True,
         retry_base_seconds=0,
+        storage_retry_total=1,
+        storage_retry_backoff_seconds=0.1,
+        request_timeout_seconds=10,
+        max_request_bytes=2 * 1024 * 1024,
     )
+
+
+# --- The app under test: real services against Azurite, the API under a real uvicorn server ---------
+
+
+@pytest.fixture
+def services(settings: Settings) -> Services:
+    return build_services(settings)
+
+
+class _CurrentServices:
+    """The session's API server serves whichever test's services are current."""
+
+    value: Services | None = None
+
+    def __call__(self) -> Services:
+        assert self.value is not None, "no services for this test"
+        return self.value
+
+
+@pytest.fixture(scope="session")
+def _api_server() -> Iterator[tuple[str, _CurrentServices]]:
+    current = _CurrentServices()
+    server = ApiServer(create_api(current))
+    server.start()
+    yield server.base_url, current
+    server.stop()
+
+
+@pytest.fixture
+def api(_api_server: tuple[str, _CurrentServices], services: Services) -> Iterator[httpx.Client]:
+    """An HTTP client for the API, served over real HTTP by uvicorn with this test's services."""
+    base_url, current = _api_server
+    current.value = services
+    with httpx.Client(base_url=base_url, timeout=60) as client:
+        yield client
+    current.value = None

@@ -1,0 +1,183 @@
+"""The HTTP API (FastAPI). Each route parses input, calls one plain function, and shapes the answer."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared import batches
+from shared.destination_models import DestinationIn, validation_details
+from shared.errors import AppError, BadRequest, ValidationFailed
+from shared.export_pass import run_export_pass
+from shared.intake import IntakeRequest, accept_batch, accepted_body, read_limited
+from shared.services import Services
+
+log = logging.getLogger(__name__)
+
+ServicesProvider = Callable[[], Services]
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def error_response(status: int, code: str, message: str, details: list[Any] | None = None) -> Response:
+    return json_response({"error": {"code": code, "message": message, "details": details or []}}, status)
+
+
+def install_error_handlers(api: FastAPI) -> None:
+    @api.exception_handler(AppError)
+    async def _app_error(_: Request, exc: AppError) -> Response:
+        return json_response(exc.to_body(), exc.status)
+
+    @api.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> Response:
+        details = validation_details(list(exc.errors()))
+        return error_response(422, "validation_failed", "the request is invalid", details)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @api.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return error_response(500, "internal_error", "an internal error occurred; it has been logged")
+
+
+async def read_json_body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        raise BadRequest("the request body is empty; send a JSON object")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+
+
+DESTINATION_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": DestinationIn.model_json_schema(ref_template="#/components/schemas/{model}")}},
+    }
+}
+
+
+def create_api(services: ServicesProvider) -> FastAPI:
+    api = FastAPI(
+        title="Azure Blob export",
+        version="1.0.0",
+        description="Exports analytics events and profiles into customers' Azure Blob Storage containers.",
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+    )
+    install_error_handlers(api)
+    add_destination_routes(api, services)
+    add_batch_routes(api, services)
+    return api
+
+
+def add_destination_routes(api: FastAPI, services: ServicesProvider) -> None:
+    @api.put("/api/destinations/{destination_id}", openapi_extra=DESTINATION_BODY, tags=["destinations"])
+    async def put_destination(destination_id: str, request: Request) -> Response:
+        body = await read_json_body(request)
+        svc = services()
+        result = await run_in_threadpool(svc.destinations.put, destination_id, body)
+        if result.credentials_changed and svc.on_credentials_changed is not None:
+            await run_in_threadpool(svc.on_credentials_changed, destination_id)
+        return json_response(result.view, 201 if result.created else 200)
+
+    @api.get("/api/destinations/{destination_id}", tags=["destinations"])
+    async def get_destination(destination_id: str) -> Response:
+        return json_response(await run_in_threadpool(services().destinations.get, destination_id))
+
+    @api.get("/api/destinations", tags=["destinations"])
+    async def list_destinations() -> Response:
+        return json_response({"destinations": await run_in_threadpool(services().destinations.list)})
+
+    @api.delete("/api/destinations/{destination_id}", tags=["destinations"])
+    async def delete_destination(destination_id: str) -> Response:
+        await run_in_threadpool(services().destinations.delete, destination_id)
+        return Response(status_code=204)
+
+    @api.post("/api/destinations/{destination_id}/test", tags=["destinations"])
+    async def test_destination(destination_id: str) -> Response:
+        return json_response(await run_in_threadpool(services().test_destination, destination_id))
+
+
+INTAKE_BODY = {
+    "parameters": [
+        {"name": "type", "in": "query", "required": True,
+         "schema": {"type": "string", "enum": ["events", "profiles"]}},
+        {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"}},
+    ],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-ndjson": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+        },
+    },
+}
+
+
+def add_batch_routes(api: FastAPI, services: ServicesProvider) -> None:
+    @api.post("/api/destinations/{destination_id}/batches", openapi_extra=INTAKE_BODY, status_code=202,
+              tags=["batches"])
+    async def post_batch(destination_id: str, request: Request) -> Response:
+        svc = services()
+        await run_in_threadpool(svc.destinations.get_record, destination_id)
+        raw = await read_limited(request.stream(), svc.settings.max_request_bytes)
+        intake = IntakeRequest(
+            destination_id=destination_id,
+            record_type=request.query_params.get("type", ""),
+            content_type=request.headers.get("content-type"),
+            content_encoding=request.headers.get("content-encoding"),
+            idempotency_key=request.headers.get("idempotency-key"),
+        )
+        state, created = await run_in_threadpool(
+            accept_batch, svc.control, intake, raw, max_bytes=svc.settings.max_request_bytes
+        )
+        headers = {"Location": f"/api/batches/{state['batch_id']}"}
+        if not created:
+            headers["Idempotent-Replayed"] = "true"
+        return json_response(accepted_body(state), 202, headers)
+
+    @api.get("/api/batches/{batch_id}", tags=["batches"])
+    async def get_batch(batch_id: str) -> Response:
+        state = await run_in_threadpool(batches.get_state, services().control, batch_id)
+        return json_response(batches.public_status(state))
+
+    @api.get("/api/batches", tags=["batches"])
+    async def list_batches(state: str | None = None, destination_id: str | None = None, limit: int = 100,
+                           next: str | None = None) -> Response:
+        if not 1 <= limit <= 1000:
+            raise ValidationFailed("limit must be between 1 and 1000",
+                                   details=[{"field": "limit", "message": "must be between 1 and 1000"}])
+        page = await run_in_threadpool(
+            batches.list_batches, services().control, state=state, destination_id=destination_id, limit=limit,
+            continuation=next,
+        )
+        return json_response(page)
+
+    @api.post("/api/batches/{batch_id}/retry", tags=["batches"])
+    async def retry_batch(batch_id: str) -> Response:
+        state = await run_in_threadpool(
+            batches.make_due_now, services().control, batch_id, reason="retry requested"
+        )
+        return json_response(batches.public_status(state))
+
+    @api.post("/api/exports/run", tags=["exports"])
+    async def run_now() -> Response:
+        summary = await run_in_threadpool(run_export_pass, services())
+        return json_response(summary.to_json())

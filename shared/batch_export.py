@@ -1,0 +1,203 @@
+"""Export one staged batch into a destination container: partitions -> parts -> manifest.
+
+Layout (all names deterministic, so a re-run overwrites rather than duplicates):
+  {prefix}{type}/date=YYYY-MM-DD/hour=HH/{batch_id}-{part:04d}.{ext}     events (UTC event-time hour)
+  {prefix}profiles/date=YYYY-MM-DD/{batch_id}-{part:04d}.{ext}           profiles (export date)
+  {prefix}{type}/_manifests/{batch_id}.json                              written after every data file
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.storage.blob import ContainerClient, ContentSettings
+
+from shared.blob_writer import BlockUploader, WrittenFile
+from shared.logging_setup import log_event
+from shared.serialization import PartEncoder, content_type, file_extension, split_lines, take_until
+
+log = logging.getLogger(__name__)
+
+
+def partition_dir(prefix: str, record_type: str, partition_key: str, export_date: str) -> str:
+    if record_type == "profiles":
+        return f"{prefix}profiles/date={export_date}/"
+    return f"{prefix}{record_type}/{partition_key}/"
+
+
+def part_name(directory: str, batch_id: str, part: int, extension: str) -> str:
+    return f"{directory}{batch_id}-{part:04d}.{extension}"
+
+
+def manifest_name(prefix: str, record_type: str, batch_id: str) -> str:
+    return f"{prefix}{record_type}/_manifests/{batch_id}.json"
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """What to write, independent of how the bytes are fetched."""
+
+    batch_id: str
+    destination_id: str
+    record_type: str
+    prefix: str
+    fmt: str
+    compression: str
+    export_date: str
+    part_max_bytes: int
+    block_bytes: int
+    max_in_flight: int
+    gzip_level: int = 6
+
+
+@dataclass
+class FileEntry:
+    name: str
+    records: int
+    bytes: int
+    md5: str
+    content_md5: str
+    partition: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "records": self.records, "bytes": self.bytes, "md5": self.md5,
+                "content_md5": self.content_md5, "partition": self.partition}
+
+
+@dataclass
+class ExportResult:
+    files: list[FileEntry] = field(default_factory=list)
+
+    @property
+    def records(self) -> int:
+        return sum(f.records for f in self.files)
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.bytes for f in self.files)
+
+
+BeforeCommit = Callable[[str], None]
+
+
+def _content_settings(plan: ExportPlan) -> ContentSettings:
+    if plan.compression == "gzip":
+        return ContentSettings(content_type="application/gzip")
+    return ContentSettings(content_type=content_type(plan.fmt))  # type: ignore[arg-type]
+
+
+class PartitionWriter:
+    """Streams one partition's staged lines into as many parts as the size limit asks for."""
+
+    def __init__(self, container: ContainerClient, plan: ExportPlan, pool: ThreadPoolExecutor,
+                 partition: dict[str, Any], before_commit: BeforeCommit):
+        self.container, self.plan, self.pool = container, plan, pool
+        self.partition = partition
+        self.before_commit = before_commit
+        self.directory = partition_dir(plan.prefix, plan.record_type, partition["key"], plan.export_date)
+        self.extension = file_extension(plan.fmt, plan.compression)  # type: ignore[arg-type]
+        self.files: list[FileEntry] = []
+        self._encoder: PartEncoder | None = None
+        self._uploader: BlockUploader | None = None
+
+    def _open(self) -> tuple[PartEncoder, BlockUploader]:
+        name = part_name(self.directory, self.plan.batch_id, len(self.files), self.extension)
+        columns = self.partition.get("columns") if self.plan.fmt == "csv" else None
+        self._encoder = PartEncoder(self.plan.fmt, self.plan.compression, columns, level=self.plan.gzip_level)  # type: ignore[arg-type]
+        self._uploader = BlockUploader(self.container, name, block_bytes=self.plan.block_bytes, pool=self.pool,
+                                       max_in_flight=self.plan.max_in_flight)
+        return self._encoder, self._uploader
+
+    def _close(self) -> None:
+        encoder, uploader = self._encoder, self._uploader
+        assert encoder is not None and uploader is not None
+        uploader.write(encoder.close().data)
+        self.before_commit(uploader.name)
+        written: WrittenFile = uploader.commit(_content_settings(self.plan))
+        self.files.append(FileEntry(written.name, encoder.records, written.bytes, written.md5_hex,
+                                    written.md5_base64, self.partition["key"] or f"date={self.plan.export_date}"))
+        self._encoder = self._uploader = None
+
+    def write(self, chunks: Iterator[bytes]) -> list[FileEntry]:
+        limit = self.plan.part_max_bytes
+        try:
+            for lines in split_lines(chunks):
+                while lines:
+                    encoder, uploader = (self._encoder, self._uploader) if self._encoder else self._open()
+                    assert uploader is not None
+                    if encoder.records and encoder.raw_bytes >= limit:
+                        self._close()
+                        continue
+                    # take_until returns at least 1, so a part always makes progress.
+                    count = take_until(lines, limit - encoder.raw_bytes)
+                    uploader.write(encoder.feed(lines[:count]).data)
+                    lines = lines[count:]
+            if self._encoder is not None:
+                self._close()
+        except BaseException:
+            if self._uploader is not None:
+                self._uploader.abandon()
+            raise
+        return self.files
+
+
+def write_batch(
+    container: ContainerClient,
+    plan: ExportPlan,
+    partitions: list[dict[str, Any]],
+    read_staged: Callable[[str], Iterator[bytes]],
+    before_commit: BeforeCommit,
+) -> ExportResult:
+    """Write every partition's parts; the caller writes the manifest after this returns."""
+    result = ExportResult()
+    with ThreadPoolExecutor(max_workers=plan.max_in_flight, thread_name_prefix="upload") as pool:
+        for partition in sorted(partitions, key=lambda p: p["key"]):
+            writer = PartitionWriter(container, plan, pool, partition, before_commit)
+            result.files.extend(writer.write(read_staged(partition["blob"])))
+    return result
+
+
+def build_manifest(plan: ExportPlan, result: ExportResult, created_at: str, moment: datetime) -> dict[str, Any]:
+    return {
+        "batch_id": plan.batch_id,
+        "destination_id": plan.destination_id,
+        "type": plan.record_type,
+        "format": plan.fmt,
+        "compression": plan.compression,
+        "records": result.records,
+        "bytes": result.bytes,
+        "files": [f.to_json() for f in result.files],
+        "batch_created_at": created_at,
+        "exported_at": moment.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+    }
+
+
+def write_manifest(container: ContainerClient, plan: ExportPlan, manifest: dict[str, Any]) -> str:
+    name = manifest_name(plan.prefix, plan.record_type, plan.batch_id)
+    container.upload_blob(name, orjson.dumps(manifest, option=orjson.OPT_INDENT_2), overwrite=True,
+                          content_settings=ContentSettings(content_type="application/json"))
+    return name
+
+
+def delete_stale(container: ContainerClient, names: list[str]) -> list[str]:
+    """Delete parts an earlier attempt wrote that this one did not; return those that could not be deleted."""
+    kept = []
+    for name in names:
+        try:
+            container.delete_blob(name)
+        except ResourceNotFoundError:
+            continue
+        except HttpResponseError as exc:
+            if exc.status_code != 403:
+                raise
+            kept.append(name)
+    if names:
+        log_event(log, "stale parts removed", removed=len(names) - len(kept), kept=len(kept))
+    return kept

@@ -1,0 +1,281 @@
+"""Batch state in control storage: staging, the due index, status, retry.
+
+Layout in the control container:
+  states/{batch_id}.json        the batch's state document (leased while a worker exports it)
+  staged/{batch_id}/{n}.jsonl   staged records, one blob per partition, one JSON record per line
+  index/due/{batch_id}          marker: the batch still needs exporting (metadata: destination, due_at)
+  index/failed/{dest}/{id}      marker: the batch failed and waits for a fix or a retry
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets as pyrandom
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.control_store import ControlStore, LeaseHeld, PreconditionFailed
+from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.logging_setup import log_event
+
+log = logging.getLogger(__name__)
+
+STATES = ("pending", "running", "landed", "failed")
+DUE_PREFIX = "index/due/"
+FAILED_PREFIX = "index/failed/"
+STATES_PREFIX = "states/"
+STAGED_PREFIX = "staged/"
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def state_blob(batch_id: str) -> str:
+    return f"{STATES_PREFIX}{batch_id}.json"
+
+
+def staged_blob(batch_id: str, index: int) -> str:
+    return f"{STAGED_PREFIX}{batch_id}/{index:05d}.jsonl"
+
+
+def due_marker(batch_id: str) -> str:
+    return f"{DUE_PREFIX}{batch_id}"
+
+
+def failed_marker(destination_id: str, batch_id: str) -> str:
+    return f"{FAILED_PREFIX}{destination_id}/{batch_id}"
+
+
+def new_batch_id(moment: datetime, destination_id: str, idempotency_key: str | None) -> str:
+    """Time-sortable ids; with an Idempotency-Key the id is derived from it so retries find the first batch."""
+    if idempotency_key is not None:
+        digest = hashlib.sha256(f"{destination_id}\n{idempotency_key}".encode()).hexdigest()
+        return f"k{digest[:31]}"
+    return f"b{moment.strftime('%Y%m%d%H%M%S')}{pyrandom.token_hex(9)[:17]}"
+
+
+def check_batch_id(batch_id: str) -> str:
+    if not (len(batch_id) == 32 and batch_id[0] in "bk" and batch_id[1:].isalnum() and batch_id.islower()):
+        raise NotFound(f"batch '{batch_id[:80]}' does not exist")
+    return batch_id
+
+
+@dataclass(frozen=True)
+class StagedPart:
+    """One staged partition as intake hands it over."""
+
+    key: str
+    lines: list[bytes]
+    columns: list[str]
+
+
+def stage_batch(
+    control: ControlStore,
+    *,
+    batch_id: str,
+    destination_id: str,
+    record_type: str,
+    parts: list[StagedPart],
+    records: int,
+    body_sha256: str,
+    moment: datetime,
+) -> tuple[dict[str, Any], bool]:
+    """Durably stage a batch; return (state, created). The state document is written last: it is the commit.
+
+    Order: staged records -> due marker -> state. A crash before the state leaves only garbage that the
+    export pass collects (a marker without a state); a crash after it leaves a complete, due batch.
+    """
+    existing = control.get(state_blob(batch_id))
+    if existing is not None:
+        return _replayed(existing.data, body_sha256), False
+    partitions = []
+    total = 0
+    for index, part in enumerate(parts):
+        data = b"\n".join(part.lines) + b"\n"
+        total += len(data)
+        control.put_bytes(staged_blob(batch_id, index), data)
+        partitions.append(
+            {"key": part.key, "blob": staged_blob(batch_id, index), "records": len(part.lines),
+             "bytes": len(data), "columns": part.columns}
+        )
+    state: dict[str, Any] = {
+        "batch_id": batch_id,
+        "destination_id": destination_id,
+        "type": record_type,
+        "state": "pending",
+        "records": records,
+        "staged_bytes": total,
+        "body_sha256": body_sha256,
+        "partitions": partitions,
+        "attempts": 0,
+        "total_attempts": 0,
+        "created_at": iso(moment),
+        "updated_at": iso(moment),
+        "next_attempt_at": iso(moment),
+        "started_at": None,
+        "finished_at": None,
+        "export_date": None,
+        "blobs": [],
+        "written_blobs": [],
+        "output_bytes": 0,
+        "manifest": None,
+        "last_error": None,
+        "notes": [],
+    }
+    set_due(control, batch_id, destination_id, moment)
+    try:
+        control.put(state_blob(batch_id), state, create_only=True, metadata=state_metadata(state))
+    except PreconditionFailed:
+        # The same Idempotency-Key raced us; the first writer's batch stands.
+        current = control.get(state_blob(batch_id))
+        assert current is not None
+        return _replayed(current.data, body_sha256), False
+    log_event(log, "batch staged", batch_id=batch_id, destination_id=destination_id, records=records, bytes=total)
+    return state, True
+
+
+def _replayed(state: dict[str, Any], body_sha256: str) -> dict[str, Any]:
+    if state.get("body_sha256") != body_sha256:
+        raise Conflict(
+            "this Idempotency-Key was already used for a different request body; use a new key for new data"
+        )
+    return state
+
+
+def state_metadata(state: dict[str, Any]) -> dict[str, str]:
+    return {
+        "state": state["state"],
+        "destination": state["destination_id"],
+        "type": state["type"],
+        "created": state["created_at"],
+    }
+
+
+def set_due(control: ControlStore, batch_id: str, destination_id: str, due_at: datetime) -> None:
+    control.put_bytes(
+        due_marker(batch_id), b"", metadata={"destination": destination_id, "due_at": f"{due_at.timestamp():.3f}"}
+    )
+
+
+def get_state(control: ControlStore, batch_id: str) -> dict[str, Any]:
+    doc = control.get(state_blob(check_batch_id(batch_id)))
+    if doc is None:
+        raise NotFound(f"batch '{batch_id}' does not exist")
+    return doc.data
+
+
+def save_state(control: ControlStore, state: dict[str, Any], *, lease: str | None = None,
+               etag: str | None = None, moment: datetime | None = None) -> str:
+    state["updated_at"] = iso(moment or now_utc())
+    return control.put(
+        state_blob(state["batch_id"]), state, lease=lease, etag=etag, metadata=state_metadata(state)
+    )
+
+
+def public_status(state: dict[str, Any]) -> dict[str, Any]:
+    """What GET /api/batches/{id} shows."""
+    return {
+        "batch_id": state["batch_id"],
+        "state": state["state"],
+        "type": state["type"],
+        "destination_id": state["destination_id"],
+        "records": state["records"],
+        "bytes": state["staged_bytes"],
+        "output_bytes": state["output_bytes"],
+        "attempts": state["attempts"],
+        "total_attempts": state["total_attempts"],
+        "created_at": state["created_at"],
+        "updated_at": state["updated_at"],
+        "started_at": state["started_at"],
+        "finished_at": state["finished_at"],
+        "next_attempt_at": state["next_attempt_at"] if state["state"] == "pending" else None,
+        "blobs": state["blobs"],
+        "manifest": state["manifest"],
+        "last_error": state["last_error"],
+        "notes": state["notes"],
+    }
+
+
+def list_batches(
+    control: ControlStore, *, state: str | None, destination_id: str | None, limit: int, continuation: str | None
+) -> dict[str, Any]:
+    """A page of batches, newest ids last (ids sort by creation time), filtered by listing metadata."""
+    if state is not None and state not in STATES:
+        raise ValidationFailed(
+            f"state must be one of {', '.join(STATES)}",
+            details=[{"field": "state", "message": f"must be one of {', '.join(STATES)}"}],
+        )
+    found: list[dict[str, Any]] = []
+    token = continuation
+    while len(found) < limit:
+        items, token = control.list_page(STATES_PREFIX, page_size=limit, continuation=token)
+        for item in items:
+            meta = item.metadata
+            if (state and meta.get("state") != state) or (destination_id and meta.get("destination") != destination_id):
+                continue
+            batch_id = item.name[len(STATES_PREFIX):-len(".json")]
+            found.append({"batch_id": batch_id, "state": meta.get("state"), "type": meta.get("type"),
+                          "destination_id": meta.get("destination"), "created_at": meta.get("created"),
+                          "status_url": f"/api/batches/{batch_id}"})
+        if not token:
+            break
+    return {"batches": found, "next": token}
+
+
+def make_due_now(control: ControlStore, batch_id: str, *, reason: str, moment: datetime | None = None) -> dict[str, Any]:
+    """Retry: a failed (or waiting) batch becomes due now, with a fresh attempt budget."""
+    when = moment or now_utc()
+    doc = control.get(state_blob(check_batch_id(batch_id)))
+    if doc is None:
+        raise NotFound(f"batch '{batch_id}' does not exist")
+    state = doc.data
+    if state["state"] == "landed":
+        raise Conflict(f"batch '{batch_id}' has already landed; there is nothing to retry")
+    if state["state"] == "running":
+        raise Conflict(f"batch '{batch_id}' is being exported right now; check its status shortly")
+    previous = state["state"]
+    state.update(state="pending", attempts=0, next_attempt_at=iso(when))
+    try:
+        save_state(control, state, etag=doc.etag, moment=when)
+    except (PreconditionFailed, LeaseHeld):
+        raise Conflict(f"batch '{batch_id}' changed while it was being retried; check its status") from None
+    set_due(control, batch_id, state["destination_id"], when)
+    control.delete(failed_marker(state["destination_id"], batch_id))
+    log_event(log, "batch made due", batch_id=batch_id, destination_id=state["destination_id"],
+              from_state=previous, reason=repr(reason))
+    return state
+
+
+def requeue_destination(control: ControlStore, destination_id: str, moment: datetime | None = None) -> int:
+    """After a destination's credentials change: its failed and backing-off batches become due now."""
+    when = moment or now_utc()
+    count = 0
+    for item in list(control.list(f"{FAILED_PREFIX}{destination_id}/")):
+        batch_id = item.name.rsplit("/", 1)[1]
+        try:
+            make_due_now(control, batch_id, reason="destination credentials updated", moment=when)
+            count += 1
+        except (Conflict, NotFound):
+            control.delete(item.name) if _is_gone(control, batch_id) else None
+    for item in control.list(DUE_PREFIX, with_metadata=True):
+        if item.metadata.get("destination") != destination_id:
+            continue
+        if float(item.metadata.get("due_at", "0")) > when.timestamp():
+            try:
+                make_due_now(control, item.name[len(DUE_PREFIX):], reason="destination credentials updated",
+                             moment=when)
+                count += 1
+            except (Conflict, NotFound):
+                continue
+    return count
+
+
+def _is_gone(control: ControlStore, batch_id: str) -> bool:
+    return control.get(state_blob(batch_id)) is None

@@ -1,0 +1,86 @@
+"""Build destination ContainerClients from a destination record plus its secret (one place)."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+from azure.identity import ClientSecretCredential, DefaultAzureCredential
+from azure.storage.blob import ContainerClient, ExponentialRetry
+
+from shared.settings import Settings
+
+
+class ClientFactory:
+    """Turns a destination into a ContainerClient; credentials are created once per process and reused."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._credentials: dict[tuple[str, ...], TokenCredential] = {}
+        self._lock = threading.Lock()
+
+    def sdk_options(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "max_block_size": s.block_bytes,
+            "max_single_put_size": 4 * 1024 * 1024,
+            "connection_timeout": 10,
+            "read_timeout": s.request_timeout_seconds,
+            "retry_policy": ExponentialRetry(
+                initial_backoff=s.storage_retry_backoff_seconds,
+                increment_base=max(2.0, s.storage_retry_backoff_seconds),
+                retry_total=s.storage_retry_total,
+                random_jitter_range=1,
+            ),
+        }
+
+    def container_client(self, record: dict[str, Any], secret: str | None) -> ContainerClient:
+        auth = record["auth"]
+        kind = auth["type"]
+        container = record["container"]
+        url = record.get("account_url")
+        options = self.sdk_options()
+        if kind == "connection_string":
+            return ContainerClient.from_connection_string(_require(secret), container, **options)
+        if kind == "sas":
+            token = _require(secret).strip()
+            token = token.split("?", 1)[1] if "?" in token else token
+            return ContainerClient(url, container, credential=token, **options)
+        if kind == "service_principal":
+            credential = self._service_principal(auth["tenant_id"], auth["client_id"], _require(secret))
+            return ContainerClient(url, container, credential=credential, **options)
+        if kind == "managed_identity":
+            return ContainerClient(url, container, credential=self._managed_identity(auth.get("client_id")), **options)
+        raise ValueError(f"unknown auth type {kind!r}")
+
+    def forget_secret(self, record: dict[str, Any]) -> None:
+        """Drop cached credentials of a destination (its secret was rotated)."""
+        auth = record["auth"]
+        if auth["type"] != "service_principal":
+            return
+        with self._lock:
+            for key in [k for k in self._credentials if k[:3] == ("sp", auth["tenant_id"], auth["client_id"])]:
+                del self._credentials[key]
+
+    def _service_principal(self, tenant_id: str, client_id: str, secret: str) -> TokenCredential:
+        # The secret's digest keys the cache so a rotated secret gets a new credential.
+        key = ("sp", tenant_id, client_id, hashlib.sha256(secret.encode()).hexdigest())
+        with self._lock:
+            if key not in self._credentials:
+                self._credentials[key] = ClientSecretCredential(tenant_id, client_id, secret)
+            return self._credentials[key]
+
+    def _managed_identity(self, client_id: str | None) -> TokenCredential:
+        key = ("mi", client_id or "")
+        with self._lock:
+            if key not in self._credentials:
+                self._credentials[key] = DefaultAzureCredential(managed_identity_client_id=client_id)
+            return self._credentials[key]
+
+
+def _require(secret: str | None) -> str:
+    if not secret:
+        raise ValueError("this destination's credentials need a secret, and none was found")
+    return secret

@@ -1,0 +1,42 @@
+"""Storage connection strings: read the non-secret parts (account, blob endpoint) without keeping keys."""
+
+from __future__ import annotations
+
+from shared.destination_models import check_endpoint
+
+DEVELOPMENT_STORAGE = "usedevelopmentstorage=true"
+AZURITE_BLOB_ENDPOINT = "http://127.0.0.1:10000/devstoreaccount1"
+
+
+def parse_connection_string(text: str) -> dict[str, str]:
+    """Key=value pairs, keys case-insensitive; values may contain '=' (base64 keys)."""
+    pairs: dict[str, str] = {}
+    for part in text.strip().strip(";").split(";"):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise ValueError("the connection string is not a list of Key=Value pairs separated by ';'")
+        pairs[key.strip().lower()] = value.strip()
+    return pairs
+
+
+def blob_endpoint_of(text: str, *, allow_http_loopback: bool) -> tuple[str, str | None]:
+    """The blob endpoint and account name a connection string points at, checked like custom endpoints."""
+    if text.strip().lower().rstrip(";") == DEVELOPMENT_STORAGE:
+        if not allow_http_loopback:
+            raise ValueError("UseDevelopmentStorage=true is only allowed with ALLOW_HTTP_LOOPBACK=true")
+        return AZURITE_BLOB_ENDPOINT, "devstoreaccount1"
+    pairs = parse_connection_string(text)
+    account = pairs.get("accountname")
+    if not (pairs.get("accountkey") or pairs.get("sharedaccesssignature")):
+        raise ValueError("the connection string has neither AccountKey nor SharedAccessSignature")
+    if "blobendpoint" in pairs:
+        endpoint = pairs["blobendpoint"]
+    elif account:
+        protocol = pairs.get("defaultendpointsprotocol", "https")
+        suffix = pairs.get("endpointsuffix", "core.windows.net")
+        endpoint = f"{protocol}://{account}.blob.{suffix}"
+    else:
+        raise ValueError("the connection string has neither AccountName nor BlobEndpoint")
+    return check_endpoint(endpoint, allow_http_loopback=allow_http_loopback), account

@@ -1,0 +1,190 @@
+"""Control storage: JSON documents in the app's own blob container, with ETags and leases.
+
+Destinations, batch state and staged records live here. Nothing here ever holds a secret value.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings, ExponentialRetry
+
+from shared.errors import ServiceUnavailable
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+JSON_CONTENT = ContentSettings(content_type="application/json")
+
+
+class PreconditionFailed(Exception):
+    """The document changed since it was read (ETag mismatch) or already exists."""
+
+
+class LeaseHeld(Exception):
+    """Another worker holds the lease on this document."""
+
+
+@dataclass(frozen=True)
+class Document:
+    data: dict[str, Any]
+    etag: str
+
+
+@dataclass(frozen=True)
+class Listed:
+    name: str
+    metadata: dict[str, str]
+
+
+def build_control_container(settings: Settings) -> ContainerClient:
+    """The control container client, with explicit timeouts and retries (one place builds it)."""
+    options: dict[str, Any] = {
+        "retry_policy": ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=3),
+        "connection_timeout": 10,
+        "read_timeout": settings.request_timeout_seconds,
+    }
+    if settings.control_storage_account_url:
+        from azure.identity import DefaultAzureCredential
+
+        service = BlobServiceClient(settings.control_storage_account_url, DefaultAzureCredential(), **options)
+    else:
+        service = BlobServiceClient.from_connection_string(settings.control_storage_connection, **options)
+    return service.get_container_client(settings.control_container)
+
+
+def unavailable(exc: Exception) -> ServiceUnavailable:
+    reason = getattr(exc, "reason", None) or type(exc).__name__
+    return ServiceUnavailable(f"control storage is unreachable or failing ({reason}); nothing was changed, retry later")
+
+
+class ControlStore:
+    """JSON documents by name, plus raw blobs for staged records."""
+
+    def __init__(self, container: ContainerClient):
+        self.container = container
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def ensure_container(self) -> None:
+        if self._ready:
+            return
+        with self._lock:
+            if self._ready:
+                return
+            try:
+                self.container.create_container()
+            except ResourceExistsError:
+                pass
+            except (ServiceRequestError, ServiceResponseError) as exc:
+                raise unavailable(exc) from None
+            self._ready = True
+
+    def get(self, name: str, *, lease: str | None = None) -> Document | None:
+        self.ensure_container()
+        try:
+            downloader = self.container.download_blob(name, lease=lease)
+            body = downloader.readall()
+        except ResourceNotFoundError:
+            return None
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise unavailable(exc) from None
+        return Document(orjson.loads(body), downloader.properties.etag)
+
+    def put(
+        self,
+        name: str,
+        data: dict[str, Any],
+        *,
+        etag: str | None = None,
+        create_only: bool = False,
+        lease: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> str:
+        """Write a document; with `etag` or `create_only` the write is conditional. Returns the new ETag."""
+        self.ensure_container()
+        kwargs: dict[str, Any] = {"overwrite": True, "content_settings": JSON_CONTENT, "metadata": metadata}
+        if create_only:
+            kwargs["if_none_match"] = "*"
+        elif etag is not None:
+            kwargs["etag"] = etag
+            from azure.core import MatchConditions
+
+            kwargs["match_condition"] = MatchConditions.IfNotModified
+        if lease is not None:
+            kwargs["lease"] = lease
+        try:
+            result = self.container.get_blob_client(name).upload_blob(orjson.dumps(data), **kwargs)
+        except (ResourceModifiedError, ResourceExistsError):
+            raise PreconditionFailed(name) from None
+        except HttpResponseError as exc:
+            if exc.status_code == 412 and getattr(exc, "error_code", "") in {"LeaseIdMissing", "LeaseIdMismatch"}:
+                raise LeaseHeld(name) from None
+            if exc.status_code == 412 or exc.status_code == 409:
+                raise PreconditionFailed(name) from None
+            if exc.status_code and exc.status_code >= 500:
+                raise unavailable(exc) from None
+            raise
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise unavailable(exc) from None
+        return str(result["etag"])
+
+    def put_bytes(self, name: str, data: bytes, *, metadata: dict[str, str] | None = None) -> None:
+        self.ensure_container()
+        try:
+            self.container.upload_blob(name, data, overwrite=True, metadata=metadata)
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise unavailable(exc) from None
+
+    def delete(self, name: str, *, lease: str | None = None) -> bool:
+        self.ensure_container()
+        try:
+            self.container.delete_blob(name, lease=lease)
+        except ResourceNotFoundError:
+            return False
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise unavailable(exc) from None
+        return True
+
+    def list(self, prefix: str, *, with_metadata: bool = False) -> Iterator[Listed]:
+        self.ensure_container()
+        include = ["metadata"] if with_metadata else None
+        try:
+            for item in self.container.list_blobs(name_starts_with=prefix, include=include):
+                yield Listed(item.name, dict(item.metadata or {}))
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise unavailable(exc) from None
+
+    def list_page(
+        self, prefix: str, *, page_size: int, continuation: str | None
+    ) -> tuple[list[Listed], str | None]:
+        self.ensure_container()
+        pages = self.container.list_blobs(
+            name_starts_with=prefix, include=["metadata"], results_per_page=page_size
+        ).by_page(continuation_token=continuation)
+        try:
+            page = next(pages)
+            items = [Listed(item.name, dict(item.metadata or {})) for item in page]
+        except StopIteration:
+            return [], None
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise unavailable(exc) from None
+        return items, pages.continuation_token
+
+    def stream(self, name: str, *, chunk_size: int = 4 * 1024 * 1024) -> Iterator[bytes]:
+        """Download a blob as a stream of chunks (memory bounded by chunk_size)."""
+        downloader = self.container.download_blob(name, max_concurrency=1)
+        yield from downloader.chunks()

@@ -1,0 +1,56 @@
+"""Open a destination with its current secret; on a 401/403 re-read a possibly rotated secret once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from azure.storage.blob import ContainerClient
+
+from shared.clients import ClientFactory
+from shared.failures import describe_failure, is_auth_failure
+from shared.logging_setup import log_event
+from shared.probe import probe_destination
+from shared.secrets import CachedSecrets
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def secret_of(record: dict[str, Any], secrets: CachedSecrets) -> str | None:
+    name = record["auth"].get("secret_name")
+    return secrets.get(name) if name else None
+
+
+def open_container(record: dict[str, Any], secrets: CachedSecrets, clients: ClientFactory) -> ContainerClient:
+    return clients.container_client(record, secret_of(record, secrets))
+
+
+def with_destination(
+    record: dict[str, Any],
+    secrets: CachedSecrets,
+    clients: ClientFactory,
+    action: Callable[[ContainerClient], T],
+) -> T:
+    """Run `action` against the destination; after an auth failure retry once with a freshly read secret."""
+    try:
+        return action(open_container(record, secrets, clients))
+    except Exception as exc:
+        if not is_auth_failure(exc) or not record["auth"].get("secret_name"):
+            raise
+        log_event(log, "auth failure; re-reading the secret once", destination_id=record["id"])
+        secrets.invalidate(record["auth"]["secret_name"])
+        clients.forget_secret(record)
+        return action(open_container(record, secrets, clients))
+
+
+def test_destination(
+    record: dict[str, Any], secrets: CachedSecrets, clients: ClientFactory, now: datetime | None = None
+) -> dict[str, Any]:
+    moment = now or datetime.now(UTC)
+    try:
+        return with_destination(record, secrets, clients, lambda c: probe_destination(c, record, moment))
+    except Exception as exc:
+        raise describe_failure(exc, record, moment) from None

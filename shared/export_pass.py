@@ -1,0 +1,230 @@
+"""The export pass (timer trigger and run-now): claim due batches under leases, export, record outcomes."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.batch_export import ExportPlan, build_manifest, delete_stale, write_batch, write_manifest
+from shared.batches import (
+    DUE_PREFIX,
+    due_marker,
+    failed_marker,
+    iso,
+    now_utc,
+    save_state,
+    set_due,
+    state_blob,
+)
+from shared.destination_access import with_destination
+from shared.errors import DestinationProblem, NotFound
+from shared.failures import describe_failure
+from shared.leases import BatchLease
+from shared.logging_setup import log_event
+from shared.services import Services
+
+log = logging.getLogger(__name__)
+
+# Garbage from an intake that died before committing its state: a due marker with no state.
+ORPHAN_MARKER_AGE = timedelta(minutes=15)
+
+
+@dataclass
+class PassSummary:
+    landed: int = 0
+    failed: int = 0
+    retried: int = 0
+    skipped: int = 0
+    duration_seconds: float = 0.0
+    batches: list[dict[str, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Hooks:
+    """Fault-injection points for tests (a crash between parts, a slow upload)."""
+
+    before_commit: Callable[[str], None] | None = None
+
+
+def due_batches(services: Services, moment: datetime) -> list[str]:
+    """Ids whose due time has come, oldest due first."""
+    due: list[tuple[float, str]] = []
+    for item in services.control.list(DUE_PREFIX, with_metadata=True):
+        due_at = float(item.metadata.get("due_at", "0"))
+        if due_at <= moment.timestamp():
+            due.append((due_at, item.name[len(DUE_PREFIX):]))
+    return [batch_id for _, batch_id in sorted(due)]
+
+
+def run_export_pass(
+    services: Services,
+    *,
+    budget_seconds: float | None = None,
+    hooks: Hooks | None = None,
+    clock: Callable[[], datetime] = now_utc,
+) -> PassSummary:
+    """Export every due batch until the time budget is nearly spent; return what happened."""
+    started = time.monotonic()
+    budget = budget_seconds if budget_seconds is not None else services.settings.pass_time_budget_seconds
+    summary = PassSummary()
+    candidates = due_batches(services, clock())
+    log_event(log, "export pass started", due=len(candidates))
+    for index, batch_id in enumerate(candidates):
+        # Stop taking new batches with a margin left for the one in hand to finish (lease + commit).
+        if time.monotonic() - started > budget * 0.8:
+            summary.skipped += len(candidates) - index
+            log_event(log, "export pass stopping: time budget nearly spent", left=len(candidates) - index)
+            break
+        outcome = export_one(services, batch_id, hooks=hooks or Hooks(), clock=clock)
+        setattr(summary, outcome, getattr(summary, outcome) + 1)
+        summary.batches.append({"batch_id": batch_id, "outcome": outcome})
+    summary.duration_seconds = round(time.monotonic() - started, 3)
+    log_event(log, "export pass finished", **{k: v for k, v in summary.to_json().items() if k != "batches"})
+    return summary
+
+
+def export_one(services: Services, batch_id: str, *, hooks: Hooks, clock: Callable[[], datetime]) -> str:
+    """Claim one batch and export it. Returns 'landed', 'failed', 'retried' or 'skipped'."""
+    control = services.control
+    lease = BatchLease(control.container, state_blob(batch_id), services.settings.lease_seconds)
+    if not lease.acquire():
+        if control.get(state_blob(batch_id)) is None:
+            _collect_orphan(services, batch_id, clock())
+        return "skipped"
+    with lease:
+        doc = control.get(state_blob(batch_id), lease=lease.id)
+        if doc is None:
+            return "skipped"
+        state = doc.data
+        # Re-check under the lease: the index can lag behind the state.
+        if state["state"] in {"landed", "failed"}:
+            control.delete(due_marker(batch_id))
+            return "skipped"
+        if state["state"] == "pending" and datetime.fromisoformat(state["next_attempt_at"]) > clock():
+            return "skipped"
+        return _attempt(services, state, lease, hooks, clock)
+
+
+def _collect_orphan(services: Services, batch_id: str, moment: datetime) -> None:
+    marker = services.control.container.get_blob_client(due_marker(batch_id))
+    try:
+        modified = marker.get_blob_properties().last_modified
+    except Exception:
+        return
+    if modified and moment - modified > ORPHAN_MARKER_AGE:
+        for item in list(services.control.list(f"staged/{batch_id}/")):
+            services.control.delete(item.name)
+        services.control.delete(due_marker(batch_id))
+        log_event(log, "orphaned intake collected", batch_id=batch_id)
+
+
+def _attempt(services: Services, state: dict[str, Any], lease: BatchLease, hooks: Hooks,
+             clock: Callable[[], datetime]) -> str:
+    control, settings = services.control, services.settings
+    started = clock()
+    interrupted = state["state"] == "running"
+    state.update(state="running", attempts=state["attempts"] + 1, total_attempts=state["total_attempts"] + 1,
+                 started_at=iso(started))
+    state["export_date"] = state["export_date"] or started.strftime("%Y-%m-%d")
+    save_state(control, state, lease=lease.id, moment=started)
+    context = {"batch_id": state["batch_id"], "destination_id": state["destination_id"],
+               "attempt": state["attempts"], "resumed_after_interruption": interrupted}
+    log_event(log, "batch export started", **context)
+    try:
+        record = services.destinations.get_record(state["destination_id"])
+    except NotFound:
+        return _fail(services, state, lease, DestinationProblem(
+            f"destination '{state['destination_id']}' no longer exists; recreate it and retry the batch",
+            code="destination_missing"), clock())
+    try:
+        result, manifest_name, kept = with_destination(
+            record, services.secrets, services.clients,
+            lambda container: _write(services, container, record, state, lease, hooks, clock),
+        )
+    except Exception as exc:
+        problem = describe_failure(exc, record, clock())
+        return _fail(services, state, lease, problem, clock())
+    finished = clock()
+    lease.check()
+    state.update(
+        state="landed", finished_at=iso(finished), blobs=[f.to_json() for f in result.files],
+        output_bytes=result.bytes, manifest=manifest_name, last_error=None, written_blobs=[],
+        next_attempt_at=None,
+    )
+    if kept:
+        state["notes"].append(
+            f"{len(kept)} part(s) from an earlier attempt could not be deleted (the credentials lack delete "
+            f"permission): {', '.join(kept[:10])}; the manifest lists exactly the valid files"
+        )
+    save_state(control, state, lease=lease.id, moment=finished)
+    control.delete(due_marker(state["batch_id"]))
+    log_event(log, "batch landed", **context, records=result.records, files=len(result.files), bytes=result.bytes,
+              duration_seconds=round((finished - started).total_seconds(), 3))
+    return "landed"
+
+
+def _write(services: Services, container: Any, record: dict[str, Any], state: dict[str, Any],
+           lease: BatchLease, hooks: Hooks, clock: Callable[[], datetime]) -> tuple[Any, str, list[str]]:
+    settings, control = services.settings, services.control
+    plan = ExportPlan(
+        batch_id=state["batch_id"], destination_id=state["destination_id"], record_type=state["type"],
+        prefix=record["prefix"], fmt=record["format"], compression=record["compression"],
+        export_date=state["export_date"], part_max_bytes=settings.part_max_bytes,
+        block_bytes=settings.block_bytes, max_in_flight=settings.upload_concurrency,
+    )
+    previous = set(state.get("written_blobs", [])) | {b["name"] for b in state.get("blobs", [])}
+
+    def before_commit(name: str) -> None:
+        lease.check()
+        if name not in state["written_blobs"]:
+            # Recorded before the commit, so a crash right after it still knows this part exists.
+            state["written_blobs"].append(name)
+            save_state(control, state, lease=lease.id)
+        if hooks.before_commit is not None:
+            hooks.before_commit(name)
+
+    result = write_batch(container, plan, state["partitions"], control.stream, before_commit)
+    lease.check()
+    manifest_name = write_manifest(container, plan, build_manifest(plan, result, state["created_at"], clock()))
+    written = {f.name for f in result.files}
+    kept = delete_stale(container, sorted(previous - written))
+    return result, manifest_name, kept
+
+
+def _backoff(settings: Any, attempts: int) -> float:
+    delay = min(settings.retry_max_seconds, settings.retry_base_seconds * (2 ** max(0, attempts - 1)))
+    return delay * random.uniform(0.5, 1.5)
+
+
+def _fail(services: Services, state: dict[str, Any], lease: BatchLease, problem: DestinationProblem,
+          moment: datetime) -> str:
+    control, settings = services.control, services.settings
+    state["last_error"] = {"code": problem.code, "message": problem.message, "at": iso(moment),
+                           "attempt": state["attempts"]}
+    context = {"batch_id": state["batch_id"], "destination_id": state["destination_id"],
+               "attempt": state["attempts"], "error_code": problem.code}
+    if problem.retryable and state["attempts"] < settings.max_attempts:
+        due = moment + timedelta(seconds=_backoff(settings, state["attempts"]))
+        state.update(state="pending", next_attempt_at=iso(due))
+        save_state(control, state, lease=lease.id, moment=moment)
+        set_due(control, state["batch_id"], state["destination_id"], due)
+        log_event(log, "batch will be retried", logging.WARNING, **context, next_attempt_at=iso(due), reason=repr(problem.message))
+        return "retried"
+    if problem.retryable:
+        state["last_error"]["message"] = (
+            f"gave up after {state['attempts']} attempts: {problem.message}"
+        )
+    state.update(state="failed", finished_at=iso(moment), next_attempt_at=None)
+    save_state(control, state, lease=lease.id, moment=moment)
+    control.put_bytes(failed_marker(state["destination_id"], state["batch_id"]), b"")
+    control.delete(due_marker(state["batch_id"]))
+    log_event(log, "batch failed", logging.WARNING, **context, reason=repr(problem.message))
+    return "failed"

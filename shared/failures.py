@@ -1,0 +1,136 @@
+"""Turn a failure talking to a destination into plain words a customer can act on (by exception type)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+
+from shared.errors import DestinationProblem
+from shared.sas import SasInfo, format_time
+from shared.secrets import SecretAccessDeniedError, SecretNotFoundError, SecretStoreError, SecretStoreUnavailableError
+
+RETRYABLE_STATUSES = {408, 429, 500, 502, 503, 504}
+
+
+def _where(record: dict[str, Any]) -> str:
+    return f"container '{record['container']}' at {record.get('account_url') or 'the connection string endpoint'}"
+
+
+def _sas(record: dict[str, Any]) -> SasInfo | None:
+    data = record["auth"].get("sas")
+    return SasInfo.from_public(data) if data else None
+
+
+def describe_failure(exc: BaseException, record: dict[str, Any], now: datetime) -> DestinationProblem:
+    """Classify `exc` (raised while exporting to or probing `record`) into a DestinationProblem."""
+    if isinstance(exc, DestinationProblem):
+        return exc
+    if isinstance(exc, SecretStoreError):
+        return _secret_problem(exc)
+    if isinstance(exc, ClientAuthenticationError):
+        return _auth_problem(record, now, error_code=str(getattr(exc, "error_code", "") or ""))
+    if isinstance(exc, ResourceNotFoundError) or (isinstance(exc, HttpResponseError) and exc.status_code == 404):
+        code = getattr(exc, "error_code", None)
+        if code in {None, "ContainerNotFound"} or "ContainerNotFound" in str(exc):
+            return DestinationProblem(
+                f"the {_where(record)} does not exist: create it, or fix the destination's container name",
+                code="container_not_found",
+            )
+        return DestinationProblem(f"the destination answered 404 ({code})", code="not_found", retryable=True)
+    if isinstance(exc, HttpResponseError) and exc.status_code in {401, 403}:
+        return _auth_problem(record, now, error_code=str(getattr(exc, "error_code", "") or ""))
+    if isinstance(exc, HttpResponseError) and exc.status_code in RETRYABLE_STATUSES:
+        return DestinationProblem(
+            f"the destination storage answered {exc.status_code} ({exc.reason or 'busy'}) and kept doing so "
+            "after retries; the export will be retried",
+            code="destination_busy",
+            retryable=True,
+        )
+    if isinstance(exc, ServiceRequestError | ServiceResponseError | TimeoutError | ConnectionError):
+        return DestinationProblem(
+            f"the endpoint {record.get('account_url') or ''} is unreachable "
+            f"({type(exc).__name__}); check the account name or endpoint, and retry",
+            code="endpoint_unreachable",
+            retryable=True,
+        )
+    if isinstance(exc, HttpResponseError):
+        return DestinationProblem(
+            f"the destination storage refused the request: {exc.status_code} "
+            f"{getattr(exc, 'error_code', '') or exc.reason}",
+            code="destination_error",
+            retryable=bool(exc.status_code and exc.status_code >= 500),
+        )
+    return DestinationProblem(f"unexpected error: {type(exc).__name__}", code="internal_error", retryable=True)
+
+
+def _auth_problem(record: dict[str, Any], now: datetime, error_code: str = "") -> DestinationProblem:
+    auth = record["auth"]
+    kind = auth["type"]
+    if kind == "sas":
+        info = _sas(record)
+        if info and info.expiry and info.expiry <= now:
+            return DestinationProblem(
+                f"the SAS token expired on {format_time(info.expiry)}; renew it and update the destination",
+                code="sas_expired",
+            )
+        if info and not info.can_write:
+            return DestinationProblem(
+                "the SAS token lacks write permission; generate one with read and write", code="sas_permission"
+            )
+        if error_code == "AuthorizationPermissionMismatch" or error_code == "AuthorizationResourceTypeMismatch":
+            return DestinationProblem(
+                "the SAS token does not allow this operation on the container; generate a container SAS "
+                "with read and write", code="sas_permission",
+            )
+        return DestinationProblem(
+            f"authentication failed: the storage account rejected the SAS token ({error_code or 'forbidden'}); "
+            "check it was generated for this account and container and has not been revoked",
+            code="authentication_failed",
+        )
+    if kind == "service_principal":
+        if error_code.startswith("Authorization"):
+            return DestinationProblem(
+                f"the service principal {auth['client_id']} lacks the 'Storage Blob Data Contributor' role on the "
+                f"{_where(record)}; grant it and retry",
+                code="permission_denied",
+            )
+        return DestinationProblem(
+            f"authentication failed for service principal {auth['client_id']} in tenant {auth['tenant_id']}: "
+            "check the client secret (and its expiry) and update the destination",
+            code="authentication_failed",
+        )
+    if kind == "managed_identity":
+        return DestinationProblem(
+            "the function app's managed identity could not authenticate or lacks the 'Storage Blob Data "
+            f"Contributor' role on the {_where(record)}",
+            code="authentication_failed",
+        )
+    return DestinationProblem(
+        f"authentication failed: the storage account rejected the connection string's key ({error_code or 'forbidden'})",
+        code="authentication_failed",
+    )
+
+
+def _secret_problem(exc: SecretStoreError) -> DestinationProblem:
+    if isinstance(exc, SecretNotFoundError):
+        return DestinationProblem(str(exc), code="secret_not_found")
+    if isinstance(exc, SecretAccessDeniedError):
+        return DestinationProblem(str(exc), code="secret_access_denied", retryable=True)
+    if isinstance(exc, SecretStoreUnavailableError):
+        return DestinationProblem(str(exc), code="secret_store_unavailable", retryable=True)
+    return DestinationProblem(str(exc), code="secret_store_error", retryable=True)
+
+
+def is_auth_failure(exc: BaseException) -> bool:
+    """A 401/403 that a rotated secret could fix (worth one retry with a fresh secret)."""
+    if isinstance(exc, HttpResponseError) and exc.status_code in {401, 403}:
+        return True
+    return isinstance(exc, ClientAuthenticationError)

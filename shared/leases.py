@@ -1,0 +1,75 @@
+"""Claim a batch under a blob lease, renewed in the background while the worker exports it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from types import TracebackType
+
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import BlobLeaseClient, ContainerClient
+
+log = logging.getLogger(__name__)
+
+
+class LeaseLost(Exception):
+    """The lease could not be renewed: another worker may now own the batch; stop writing."""
+
+
+class BatchLease:
+    """A held lease on a state blob. Use as a context manager; `check()` raises once the lease is lost."""
+
+    def __init__(self, container: ContainerClient, blob_name: str, seconds: int):
+        self._client = BlobLeaseClient(container.get_blob_client(blob_name))
+        self.blob_name = blob_name
+        self.seconds = seconds
+        self._stop = threading.Event()
+        self._lost = False
+        self._thread: threading.Thread | None = None
+
+    @property
+    def id(self) -> str:
+        return str(self._client.id)
+
+    def acquire(self) -> bool:
+        """True when acquired; False when another worker holds it or the blob is gone."""
+        try:
+            self._client.acquire(lease_duration=self.seconds)
+        except (ResourceExistsError, ResourceNotFoundError):
+            return False
+        except HttpResponseError as exc:
+            if exc.status_code in {409, 412}:
+                return False
+            raise
+        self._thread = threading.Thread(target=self._renew_loop, name=f"lease-{self.blob_name}", daemon=True)
+        self._thread.start()
+        return True
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self.seconds / 3):
+            try:
+                self._client.renew()
+            except Exception as exc:
+                log.warning("lease renewal failed for %s: %s", self.blob_name, type(exc).__name__)
+                self._lost = True
+                return
+
+    def check(self) -> None:
+        if self._lost:
+            raise LeaseLost(f"the lease on {self.blob_name} was lost; another worker may take the batch over")
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        try:
+            self._client.release()
+        except Exception:
+            pass
+
+    def __enter__(self) -> BatchLease:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()

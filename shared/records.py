@@ -1,0 +1,530 @@
+"""Validate a posted batch of records and group it for staging. Pure: bytes in, ``ParsedBatch`` out.
+
+A batch is refused whole (``RecordsRejected``, listing the first problems with their line numbers)
+or accepted whole. Each record is parsed exactly once with ``orjson``. Staged lines keep the
+record's values exactly: an NDJSON line is staged as the very bytes that were sent (orjson turns
+integers beyond 64 bits into floats, so a parsed record is never re-serialized), and an element of
+a JSON array is re-serialized only when that cannot change a number; otherwise its original text
+is cut out of the body.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from shared.event_time import (
+    EVENT_NAME_KEYS,
+    EVENT_TIME_KEYS,
+    PROFILE_IDENTITY_KEYS,
+    PROPERTIES_TIME_KEYS,
+    EventTimeError,
+    epoch_microseconds,
+    find_event_time,
+    find_profile_identity,
+    partition_key_for_microseconds,
+)
+
+RecordType = Literal["events", "profiles"]
+BodyKind = Literal["ndjson", "json"]
+
+_BOM = b"\xef\xbb\xbf"
+_US_PER_HOUR = 3_600_000_000
+_LOOKED_FOR_NAME = ", ".join(EVENT_NAME_KEYS)
+_LOOKED_FOR_TIME = ", ".join((*EVENT_TIME_KEYS, *(f"properties.{k}" for k in PROPERTIES_TIME_KEYS)))
+_LOOKED_FOR_IDENTITY = ", ".join(PROFILE_IDENTITY_KEYS) + ", properties.distinct_id, $properties.$distinct_id"
+_SHAPE_MEMO_LIMIT = 4096
+_DEEP = 200  # below this, flattening recurses; deeper subtrees use the iterative walk
+
+
+@dataclass(frozen=True)
+class RecordProblem:
+    """One reason a batch was refused.
+
+    ``line`` is 1-based: the NDJSON line, or for a JSON array the element's position (``where`` then
+    says "record N"); for a body that is not valid JSON at all, the text line of the error.
+    ``message`` is the full sentence, ``where`` included.
+    """
+
+    line: int
+    field: str | None
+    message: str
+    where: str
+
+
+class RecordsRejected(Exception):
+    """The batch is refused whole; nothing of it may be staged."""
+
+    def __init__(self, message: str, problems: list[RecordProblem]):
+        super().__init__(message)
+        self.message = message
+        self.problems = problems
+
+
+@dataclass
+class StagedPartition:
+    """Records bound for one partition: ``date=YYYY-MM-DD/hour=HH`` for events, ``""`` for profiles."""
+
+    key: str
+    lines: list[bytes] = field(default_factory=list)  # one compact JSON record each, no newline
+    columns: set[str] = field(default_factory=set)  # union of flattened_keys over the records
+
+
+@dataclass
+class ParsedBatch:
+    record_type: RecordType
+    record_count: int
+    partitions: dict[str, StagedPartition]
+    total_bytes: int  # size of the staged records as NDJSON: each line plus its newline
+
+
+def parse_batch(body: bytes, content_type: BodyKind, record_type: RecordType, *, max_problems: int = 20) -> ParsedBatch:
+    """Validate ``body`` (decoded, uncompressed) and group its records for staging.
+
+    ``content_type`` is "ndjson" (one JSON object per line; blank lines skipped but counted) or
+    "json" (one array of objects). A UTF-8 byte order mark at the start is tolerated. Events need a
+    name and a valid time (see ``shared.event_time``) and are grouped by event hour; profiles need an
+    identity and form one partition. Raises ``RecordsRejected`` with up to ``max_problems`` problems.
+    """
+    if content_type not in ("ndjson", "json"):
+        raise ValueError(f"content_type must be 'ndjson' or 'json', not {content_type!r}")
+    if record_type not in ("events", "profiles"):
+        raise ValueError(f"record_type must be 'events' or 'profiles', not {record_type!r}")
+    if body.startswith(_BOM):
+        body = body[len(_BOM) :]
+    intake = _Intake(record_type, max(1, max_problems), "line" if content_type == "ndjson" else "record")
+    if content_type == "ndjson":
+        _read_ndjson(body, intake)
+    else:
+        _read_json_array(body, intake)
+    return intake.result()
+
+
+def flattened_keys(record: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
+    """The CSV column names of ``record``, in record order (the rules ``shared.serialization`` writes by).
+
+    - a nested object's keys are joined to its own key with ".": ``{"properties": {"a": {"b": 1}}}``
+      gives ``properties.a.b``;
+    - an empty object is one column at its own key: ``{"a": {}}`` gives ``a``;
+    - a list is one column (its JSON text), whatever it holds: ``{"items": [{"x": 1}]}`` gives ``items``;
+    - every other value (string, number, boolean, null) is one column at its key.
+
+    Keys are not escaped: ``{"a.b": 1}`` and ``{"a": {"b": 1}}`` both give ``a.b``. Works at any depth
+    (no recursion).
+    """
+    stack: list[tuple[str, Iterator[tuple[str, Any]]]] = [(prefix, iter(record.items()))]
+    while stack:
+        path, items = stack[-1]
+        for key, value in items:
+            if isinstance(value, Mapping) and value:
+                stack.append((f"{path}{key}.", iter(value.items())))
+                break
+            yield path + key
+        else:
+            stack.pop()
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class _Intake:
+    """Checks records one by one, collects problems, and stages the good ones by partition."""
+
+    def __init__(self, record_type: RecordType, max_problems: int, unit: str):
+        self.events = record_type == "events"
+        self.record_type: RecordType = record_type
+        self.max_problems = max_problems
+        self.unit = unit  # "line" or "record"
+        self.problems: list[RecordProblem] = []
+        self.invalid = 0
+        self.records = 0
+        self.stopped_at: int | None = None
+        self.body_problem: str | None = None
+        self.partitions: dict[str, StagedPartition] = {}
+        self._keys_by_hour: dict[int, str] = {}
+        self._shapes: dict[str, _Shapes] = {}
+
+    @property
+    def full(self) -> bool:
+        return len(self.problems) >= self.max_problems
+
+    def check(self, record: Any, number: int) -> str | None:
+        """The record's partition key, or None after recording why it is invalid."""
+        self.records += 1
+        if type(record) is not dict:
+            self._invalid(number, [(None, f"a record must be a JSON object, not {_json_kind(record)}")])
+            return None
+        if not self.events:
+            if find_profile_identity(record) is None:
+                self._invalid(number, [(None, f"profile has no identity (looked for: {_LOOKED_FOR_IDENTITY})")])
+                return None
+            return ""
+        wrong: list[tuple[str | None, str]] = []
+        name = record.get("event")
+        if (type(name) is not str or not name or name.isspace()) and _event_name_missing(record):
+            wrong.append(_name_problem(record))
+        found = find_event_time(record)
+        if found is None:
+            wrong.append((None, f"event has no time (looked for: {_LOOKED_FOR_TIME})"))
+        else:
+            try:
+                us = epoch_microseconds(found[1])
+            except EventTimeError as exc:
+                wrong.append((found[0], f"event time '{found[0]}' = {_preview(found[1])} {exc.reason}"))
+        if wrong:
+            self._invalid(number, wrong)
+            return None
+        hour = us // _US_PER_HOUR
+        key = self._keys_by_hour.get(hour)
+        if key is None:
+            key = self._keys_by_hour[hour] = partition_key_for_microseconds(us)
+        return key
+
+    def stage(self, key: str, record: dict[str, Any], line: bytes) -> None:
+        partition = self.partitions.get(key)
+        if partition is None:
+            partition = self.partitions[key] = StagedPartition(key)
+            self._shapes[key] = _Shapes()
+            partition.columns = self._shapes[key].columns
+        partition.lines.append(line)
+        _add_columns(record, line, self._shapes[key])
+
+    def malformed(self, number: int, column: int, reason: str) -> None:
+        self.records += 1
+        self._invalid(number, [(None, f"malformed JSON at column {column}: {reason}")])
+
+    def refuse_body(self, line: int, where: str, message: str) -> None:
+        self.body_problem = message
+        self.problems.append(RecordProblem(line, None, message, where))
+
+    def result(self) -> ParsedBatch:
+        if self.body_problem is not None:
+            raise RecordsRejected(self.body_problem, self.problems)
+        if self.problems:
+            raise RecordsRejected(self._summary(), self.problems)
+        if self.records == 0:
+            message = "no records: the body holds no JSON records"
+            raise RecordsRejected(message, [RecordProblem(0, None, message, "body")])
+        total = sum(len(line) + 1 for part in self.partitions.values() for line in part.lines)
+        return ParsedBatch(self.record_type, self.records, self.partitions, total)
+
+    def _invalid(self, number: int, wrong: list[tuple[str | None, str]]) -> None:
+        self.invalid += 1
+        where = f"{self.unit} {number}"
+        for field_name, text in wrong:
+            if not self.full:
+                self.problems.append(RecordProblem(number, field_name, f"{where}: {text}", where))
+        if self.full and self.stopped_at is None:
+            self.stopped_at = number
+
+    def _summary(self) -> str:
+        if self.stopped_at is not None:
+            return (
+                f"at least {self.invalid} records are invalid (checking stopped at {self.unit} "
+                f"{self.stopped_at} after {len(self.problems)} problems); nothing was accepted"
+            )
+        verb = "is" if self.invalid == 1 else "are"
+        return f"{self.invalid} of {self.records} records {verb} invalid; nothing was accepted"
+
+
+def _read_ndjson(body: bytes, intake: _Intake) -> None:
+    loads = orjson.loads
+    check = intake.check
+    stage = intake.stage
+    for number, raw in enumerate(body.split(b"\n"), 1):
+        line = raw.strip()
+        if not line:
+            continue
+        try:
+            record = loads(line)
+        except orjson.JSONDecodeError as exc:
+            offset = len(raw) - len(raw.lstrip())
+            column, reason = _describe_json_error(exc, line, ndjson=True)
+            intake.malformed(number, column + offset, reason)
+        else:
+            key = check(record, number)
+            if key is not None and not intake.problems:
+                if b"\r" in line:  # a lone CR between tokens: some readers would split the line there
+                    line = line.replace(b"\r", b" ")
+                stage(key, record, line)
+        if intake.full:
+            return
+
+
+def _read_json_array(body: bytes, intake: _Intake) -> None:
+    if not body.strip():
+        intake.refuse_body(0, "body", "no records: the body is empty")
+        return
+    paused = gc.isenabled()
+    gc.disable()  # one big allocation burst: the cyclic GC would rescan it over and over
+    try:
+        elements = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        line, column, reason = _locate(exc, body)
+        intake.refuse_body(line, f"line {line}", f"malformed JSON on line {line}, column {column}: {reason}")
+        return
+    finally:
+        if paused:
+            gc.enable()
+    if type(elements) is not list:
+        intake.refuse_body(1, "body", _not_an_array(elements))
+        return
+    if not elements:
+        intake.refuse_body(1, "body", "no records: the JSON array is empty")
+        return
+    keys: list[str | None] = []
+    for number, element in enumerate(elements, 1):
+        keys.append(intake.check(element, number))
+        if intake.full:
+            return
+    if intake.problems:
+        return
+    for element, key, text in zip(elements, keys, _element_lines(body, elements), strict=True):
+        intake.stage(key, element, text)  # type: ignore[arg-type]  # no problems: every key is a str
+
+
+def _element_lines(body: bytes, elements: list[dict[str, Any]]) -> list[bytes]:
+    """One compact line per element: orjson's text, or the element's original text where a number
+    would not survive a round trip through a double (or nesting is too deep for orjson.dumps)."""
+    if not any(map(_needs_original_text, elements)):
+        dumps = orjson.dumps
+        return [dumps(element) for element in elements]
+    lines = []
+    for start, end in _element_spans(body):
+        text = body[start:end]
+        if b"\n" in text or b"\r" in text:
+            # Raw line breaks can only sit between tokens (JSON strings cannot hold them).
+            text = text.replace(b"\r", b" ").replace(b"\n", b" ")
+        lines.append(text)
+    if len(lines) != len(elements):  # cannot happen for a body orjson accepted; never stage a mismatch
+        raise RuntimeError(f"found {len(lines)} elements in the array text, orjson found {len(elements)}")
+    return lines
+
+
+class _Shapes:
+    """The record shapes seen in one partition, one table per object path ("", "properties.", ...).
+
+    A table maps a level's key tuple to its object-valued keys: (key, was it empty, the child's table).
+    ``columns`` holds the columns of every remembered shape.
+    """
+
+    def __init__(self) -> None:
+        self.columns: set[str] = set()
+        self.tables: dict[str, _Table] = {"": {}}
+
+
+_Table = dict[tuple[str, ...], list[tuple[str, bool, "_Table"]]]
+
+
+def _add_columns(record: dict[str, Any], line: bytes, shapes: _Shapes) -> None:
+    """Add ``flattened_keys(record)`` to ``shapes.columns``.
+
+    Fast path: every level of the record has a remembered shape, and the line holds exactly as many
+    "{" as the objects those shapes account for. Every object puts at least one "{" in the text, so no
+    other object hides among the values (not even in a list): the record adds no new column.
+    """
+    objects = _known_objects(record, shapes.tables[""])
+    if not objects or line.count(b"{") != objects:
+        _collect_columns(record, "", shapes, 0)
+
+
+def _known_objects(obj: dict[str, Any], table: _Table) -> int:
+    """How many objects ``obj`` holds (itself included) if all its levels are in the tables, else 0."""
+    nested = table.get(tuple(obj))
+    if nested is None:
+        return 0
+    count = 1
+    for key, was_empty, child_table in nested:
+        child = obj[key]
+        if type(child) is not dict or (not child) is not was_empty:
+            return 0
+        if was_empty:
+            count += 1
+        else:
+            inner = _known_objects(child, child_table)
+            if not inner:
+                return 0
+            count += inner
+    return count
+
+
+def _collect_columns(obj: dict[str, Any], prefix: str, shapes: _Shapes, depth: int) -> None:
+    out = shapes.columns
+    nested: list[tuple[str, bool, _Table]] | None = []
+    for key, value in obj.items():
+        if type(value) is not dict:
+            out.add(prefix + key)
+        elif not value:
+            out.add(prefix + key)
+            if nested is not None:
+                nested.append((key, True, {}))
+        elif depth < _DEEP:
+            path = f"{prefix}{key}."
+            _collect_columns(value, path, shapes, depth + 1)
+            if nested is not None:
+                nested.append((key, False, shapes.tables.setdefault(path, {})))
+        else:  # too deep to remember (no recursion): this level never takes the fast path
+            out.update(flattened_keys(value, f"{prefix}{key}."))
+            nested = None
+    table = shapes.tables.setdefault(prefix, {})
+    if nested is not None and len(table) < _SHAPE_MEMO_LIMIT:
+        table[tuple(obj)] = nested
+
+
+def _event_name_missing(record: dict[str, Any]) -> bool:
+    for key in EVENT_NAME_KEYS:
+        value = record.get(key)
+        if type(value) is str and value and not value.isspace():
+            return False
+    return True
+
+
+def _name_problem(record: dict[str, Any]) -> tuple[str | None, str]:
+    for key in EVENT_NAME_KEYS:
+        if record.get(key) is not None:
+            return key, f"event name '{key}' = {_preview(record[key])} is not a non-empty string"
+    return None, f"event has no name (looked for: {_LOOKED_FOR_NAME})"
+
+
+def _not_an_array(value: Any) -> str:
+    message = f"the JSON body must be an array of records, not {_json_kind(value)}"
+    if type(value) is dict:
+        holders = [key for key, member in value.items() if type(member) is list][:3]
+        if holders:
+            names = " or ".join(f'"{key}"' for key in holders)
+            message += f" (its {names} member holds an array: send that array itself)"
+    return message
+
+
+def _locate(exc: orjson.JSONDecodeError, body: bytes) -> tuple[int, int, str]:
+    _, reason = _describe_json_error(exc, body, ndjson=False)
+    if "UTF-8" in reason and "order mark" not in reason:  # orjson reports position 0: find the byte
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            line_start = body.rfind(b"\n", 0, bad.start) + 1
+            return body.count(b"\n", 0, bad.start) + 1, bad.start - line_start + 1, reason
+    return exc.lineno, exc.colno, reason
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _preview(value: Any) -> str:
+    try:
+        text = orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON text: exactness checks, element boundaries, readable parse errors
+
+# Everything up to and including the next bracket outside a string, without backtracking.
+_TO_NEXT_BRACKET = re.compile(rb'(?:[^"\[\]{}]++|"(?:[^"\\]++|\\.)*+")*+[\[\]{}]', re.DOTALL)
+_OPENERS = frozenset(b"[{")
+
+
+def _needs_original_text(value: Any, depth: int = 0) -> bool:
+    """Whether ``orjson.dumps`` of this parsed object or array might not reproduce a number of the text
+    it came from (an integer beyond 64 bits, a float with more digits than a double keeps), or cannot
+    run at all (orjson.dumps stops at 255 levels). A literal so small it underflows to 0.0 (1e-400)
+    is not detected: it is 0.0 for every reader that uses doubles."""
+    values = value.values() if type(value) is dict else value
+    kinds = set(map(type, values))  # one pass in C; most levels hold no float and no container
+    if float in kinds and any(map(_inexact_float, filter(_is_float, values))):
+        return True
+    if dict in kinds or list in kinds:
+        if depth >= _DEEP:
+            return True
+        for item in values:
+            if (type(item) is dict or type(item) is list) and _needs_original_text(item, depth + 1):
+                return True
+    return False
+
+
+_is_float = float.__instancecheck__
+
+
+def _inexact_float(x: float) -> bool:
+    if not -9.2e18 < x < 9.2e18:  # orjson parses integers beyond 64 bits as floats
+        return True
+    text = repr(x)  # the shortest text that reads back as x; always holds "." or "e"
+    if len(text) <= 16:
+        return False
+    # A literal of at most 15 significant digits parses to a double whose shortest text has at most 15.
+    digits = text.partition("e")[0].replace(".", "").lstrip("-0").rstrip("0")
+    return len(digits) > 15
+
+
+def _element_spans(body: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each object element of the JSON array ``body`` (valid JSON, all objects)."""
+    spans = []
+    depth = 0
+    start = 0
+    for match in _TO_NEXT_BRACKET.finditer(body):
+        end = match.end()
+        if body[end - 1] in _OPENERS:
+            depth += 1
+            if depth == 2:
+                start = end - 1
+        else:
+            if depth == 2:
+                spans.append((start, end))
+            depth -= 1
+    return spans
+
+
+def _describe_json_error(exc: orjson.JSONDecodeError, doc: bytes, *, ndjson: bool) -> tuple[int, str]:
+    """(1-based column, reason in plain words) for an orjson parse error of ``doc``."""
+    msg = exc.msg
+    text = exc.doc if isinstance(exc.doc, str) else ""
+    pos = exc.pos
+    column = exc.colno
+    if "UTF-8" in msg and "order mark" not in msg:
+        try:
+            doc.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            column = bad.start - (doc.rfind(b"\n", 0, bad.start) + 1) + 1
+            return column, f"the text is not valid UTF-8 (byte 0x{doc[bad.start]:02x}: {bad.reason})"
+        return column, "the text is not valid UTF-8"
+    if "surrogate" in msg:
+        reason = r"a \u escape is a lone UTF-16 surrogate (such as \ud800), which is not a character"
+    elif "infinity when parsed as double" in msg:
+        reason = "a number is too large for a 64-bit float"
+    elif "depth limit" in msg:
+        reason = "objects and arrays are nested more than 1024 levels deep"
+    elif text[pos : pos + 3] == "NaN" or text[pos : pos + 8] == "Infinity":
+        reason = "NaN and Infinity are not JSON numbers"
+    elif "content after document" in msg:
+        reason = (
+            "there is more than one JSON value on the line (NDJSON holds one record per line)"
+            if ndjson
+            else "there is more text after the end of the array"
+        )
+    elif "end of data" in msg:
+        reason = "the JSON text ends in the middle of a value"
+    elif "byte order mark" in msg:
+        reason = "a UTF-8 byte order mark is only allowed at the very start of the body"
+    elif "control character" in msg:
+        reason = "a string holds a raw control character (line breaks and tabs in strings must be escaped)"
+    else:
+        reason = msg
+    return column, reason

@@ -1,0 +1,557 @@
+"""Turn staged JSONL lines into destination files: JSONL or CSV, gzip or uncompressed.
+
+Staged records are lines of compact JSON, kept as the exact bytes that were sent. JSONL output
+moves those bytes untouched (no parsing); CSV output parses each record, flattens nested objects
+into columns and writes RFC 4180 rows. Numbers stay exact: integers beyond 64 bits and floats
+whose text a double would not reproduce are kept as the literal text that was sent.
+
+Work is per chunk of lines wherever it can be (one regex scan and one ``orjson.loads`` per chunk,
+``csv.writer.writerows`` per chunk), because the export's speed is measured against plain gzip.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import zlib
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import accumulate, compress
+from typing import Any, Literal, NoReturn
+
+import orjson
+
+Format = Literal["jsonl", "csv"]
+Compression = Literal["gzip", "none"]
+
+_EXTENSIONS: dict[str, str] = {"jsonl": "jsonl", "csv": "csv"}
+_CONTENT_TYPES: dict[str, str] = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
+
+
+def file_extension(fmt: Format, compression: Compression) -> str:
+    """The data file's extension without the leading dot: "jsonl", "jsonl.gz", "csv", "csv.gz"."""
+    base = _EXTENSIONS[fmt]
+    return f"{base}.gz" if compression == "gzip" else base
+
+
+def content_type(fmt: Format) -> str:
+    """The blob's Content-Type for a data file of this format (gzip is a Content-Encoding)."""
+    return _CONTENT_TYPES[fmt]
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing with exact numbers
+
+
+class JsonNumber(str):
+    """A JSON number kept as the literal text that was sent (``float(n)`` or ``Decimal(n)`` to compute)."""
+
+    __slots__ = ()
+
+
+# A number literal that might not come back exactly from a double or a 64-bit integer: 19+ digits
+# (orjson turns integers beyond 64 bits into floats), an exponent, a float with more than 15
+# digits (a double keeps 15), a fraction with trailing zeros ("1.50"; "1.0" is fine), or one below
+# 1e-4 (printed in exponent form). A number only ever follows ":", "," or "[" (plus JSON
+# whitespace); the same text inside a string is a false alarm that costs only speed. Python's
+# regex engine scans at ~60 MB/s, so it only runs when the cheap check below fails.
+_INEXACT_NUMBER = re.compile(
+    rb"[:,\[][ \t\r\n]*-?(?:\d{19}|\d+(?:\.\d+)?[eE]|(?=[\d.]{17})\d+\.|\d+\.\d+0(?!\d)|0\.0000)"
+)
+_MAX_INT_DIGITS = 4300  # CPython's default limit for int <-> str conversion
+
+
+def _exact_int(text: str) -> int | JsonNumber:
+    return int(text) if len(text) <= _MAX_INT_DIGITS else JsonNumber(text)
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a valid JSON number")
+
+
+def _parse_slow(line: bytes) -> Any:
+    return json.loads(line, parse_int=_exact_int, parse_float=JsonNumber, parse_constant=_reject_constant)
+
+
+def parse_exact(line: bytes) -> dict[str, Any]:
+    """Parse one staged record, keeping every number exactly as sent.
+
+    Fast path: ``orjson.loads``, proven exact when ``orjson.dumps`` gives the line back (every
+    number then prints as it was sent). Otherwise, when the line holds a number a double or a
+    64-bit integer would alter (``_INEXACT_NUMBER``), the stdlib parser is used: integers become
+    ``int`` and every float a ``JsonNumber`` holding its literal text. Raises ``ValueError`` when
+    the line is not a JSON object.
+    """
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        if not _INEXACT_NUMBER.search(line):
+            raise
+        record = _parse_slow(line)  # e.g. 1e400, which orjson refuses
+    else:
+        if orjson.dumps(record) != line and _INEXACT_NUMBER.search(line):
+            record = _parse_slow(line)
+    if type(record) is not dict:
+        raise ValueError(f"a record must be a JSON object, not {type(record).__name__}")
+    return record
+
+
+def parse_chunk(lines: Sequence[bytes], *, first_index: int = 0) -> list[dict[str, Any]]:
+    """``parse_exact`` for a chunk of lines, with one orjson call (and one compare) when it can.
+
+    Raises ``RecordError`` naming the index of the first bad line (``first_index`` is the index of
+    ``lines[0]`` in the caller's chunk).
+    """
+    joined = b"[" + b",".join(lines) + b"]"
+    try:
+        records = orjson.loads(joined)
+    except orjson.JSONDecodeError:
+        records = None  # find and name the bad line below
+    if (
+        type(records) is list
+        and len(records) == len(lines)
+        and set(map(type, records)) <= {dict}
+        and (orjson.dumps(records) == joined or not _INEXACT_NUMBER.search(joined))
+    ):
+        return records
+    return [_parse_at(index, line) for index, line in enumerate(lines, start=first_index)]
+
+
+def _parse_at(index: int, line: bytes) -> dict[str, Any]:
+    try:
+        return parse_exact(line)
+    except ValueError as exc:
+        raise RecordError(index, f"line {index + 1} of the chunk is not a valid JSON record: {exc}") from exc
+
+
+class RecordError(ValueError):
+    """A record that cannot be written; ``index`` is its position within the chunk given."""
+
+    def __init__(self, index: int, message: str):
+        super().__init__(message)
+        self.index = index
+
+
+# ---------------------------------------------------------------------------------------------
+# Flattening (the column rules shared with shared/records.py's flattened_keys)
+
+
+def flatten_record(record: Mapping[str, Any]) -> dict[str, str]:
+    """The CSV cells of one record, by column name.
+
+    Rules (``shared.records.flattened_keys`` yields the same names):
+
+    - a nested object's keys are joined to its own key with "." (``{"a": {"b": 1}}`` -> ``a.b``);
+    - an empty object is one cell at its own key: ``"{}"``;
+    - a list is one cell: its compact JSON text (numbers exact);
+    - ``None`` -> ``""``; booleans -> ``"true"`` / ``"false"``; numbers -> their JSON text, exactly as
+      sent (a ``JsonNumber``'s literal; a float as orjson prints it, which is the text sent whenever
+      ``parse_exact`` chose orjson); strings unchanged.
+
+    Collisions: when two fields yield the same column (``{"a.b": 1, "a": {"b": 2}}``) neither is
+    dropped: ``ValueError`` names the column, and the record must be renamed at its source.
+    """
+    out: dict[str, str] = {}
+    if _flatten_into(out, record, "") != len(out):
+        raise _collision_error(record)
+    return out
+
+
+def _flatten_into(out: dict[str, str], obj: Mapping[str, Any], prefix: str, quoted: list[str] | None = None) -> int:
+    """Add ``obj``'s cells to ``out``; return how many were added (more than ``out`` grew by on a collision).
+
+    With ``quoted`` (CSV rows), list cells that need CSV quoting are stored quoted and also listed
+    there, so that a row holding lists can still be joined without the csv module.
+    """
+    # The hot loop of CSV export: exact type checks, the most frequent types first, and the
+    # collision check paid per object (via the count) rather than per cell.
+    leaves = len(obj)
+    for key, value in obj.items():
+        cls = type(value)
+        if cls is str:
+            out[prefix + key] = value
+        elif cls is int:
+            out[prefix + key] = int.__repr__(value)
+        elif cls is dict and value:
+            leaves += _flatten_into(out, value, prefix + key + ".", quoted) - 1
+        elif cls is float:
+            out[prefix + key] = _float_text(value)
+        elif cls is bool:
+            out[prefix + key] = "true" if value else "false"
+        elif value is None:
+            out[prefix + key] = ""
+        elif cls is list:
+            text = json_text(value)  # never holds a raw CR or LF: JSON escapes them
+            if quoted is not None and ("," in text or '"' in text):
+                text = '"' + text.replace('"', '""') + '"'
+                quoted.append(text)
+            out[prefix + key] = text
+        elif isinstance(value, Mapping) and value:
+            leaves += _flatten_into(out, value, prefix + key + ".", quoted) - 1
+        else:
+            out[prefix + key] = _scalar_text(value)
+    return leaves
+
+
+def _float_text(value: float) -> str:
+    text = orjson.dumps(value)
+    if text == b"null":
+        raise ValueError(f"{value!r} is not a JSON number")
+    return text.decode()
+
+
+def _column_names(obj: Mapping[str, Any], prefix: str) -> Iterator[str]:
+    for key, value in obj.items():
+        if isinstance(value, Mapping) and value:
+            yield from _column_names(value, prefix + key + ".")
+        else:
+            yield prefix + key
+
+
+def _collision_error(record: Mapping[str, Any]) -> ValueError:
+    seen: set[str] = set()
+    for name in _column_names(record, ""):
+        if name in seen:
+            return ValueError(
+                f"two fields of the record both become the CSV column {name!r} (a key containing '.' "
+                "matches a nested object's key); rename one of them"
+            )
+        seen.add(name)
+    return ValueError("two fields of the record become the same CSV column")
+
+
+def _scalar_text(value: Any) -> str:
+    if isinstance(value, str):  # JsonNumber or another str subclass
+        return str.__str__(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        return _float_text(value)
+    if isinstance(value, list | tuple | Mapping):
+        return json_text(value)
+    raise TypeError(f"cannot write a {type(value).__name__} as a CSV cell")
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON text of a parsed value, numbers exact (``JsonNumber`` literals, big integers)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_PASSTHROUGH_SUBCLASS).decode()
+    except orjson.JSONEncodeError:
+        return _slow_json_text(value)
+
+
+def _slow_json_text(value: Any) -> str:
+    if isinstance(value, JsonNumber):
+        return str.__str__(value)
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, float):
+        return _float_text(value)
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, str):
+        return json.dumps(str.__str__(value), ensure_ascii=False)
+    if isinstance(value, Mapping):
+        if not value:
+            return "{}"
+        items = (json.dumps(str(k), ensure_ascii=False) + ":" + _slow_json_text(v) for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(map(_slow_json_text, value)) + "]"
+    raise TypeError(f"cannot write a {type(value).__name__} as JSON")
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoders
+
+
+_RECORDS_AT_ONCE = 1000  # parsed together: amortises calls, stays in cache, bounds memory
+
+
+_NEEDS_QUOTES = re.compile(r'[,"\r\n]').search
+
+
+def _quote_row(row: list[str], quoted: list[str]) -> str:
+    """Join ``row`` quoting as ``csv.writer`` does by default (QUOTE_MINIMAL), lists already quoted."""
+    for index in compress(range(len(row)), map(_NEEDS_QUOTES, row)):
+        cell = row[index]
+        if not any(cell is text for text in quoted):
+            row[index] = '"' + cell.replace('"', '""') + '"'
+    return ",".join(row) if row != [""] else '""'
+
+
+class _Appender:
+    """A csv.writer target that keeps each written row in a list (cheaper than a StringIO)."""
+
+    __slots__ = ("write",)
+
+    def __init__(self, rows: list[str]):
+        self.write = rows.append
+
+
+class CsvEncoder:
+    """CSV rows (RFC 4180: comma, double quotes, CRLF, UTF-8 without BOM) in a fixed column order.
+
+    ``columns`` is the file's stable column order (the caller's sorted union of the batch's
+    flattened keys). A record lacking a column gets an empty cell; a record with a column not in
+    ``columns`` is an error, never dropped.
+    """
+
+    def __init__(self, columns: Sequence[str]):
+        self._columns = tuple(columns)
+        self._column_set = frozenset(self._columns)
+        if len(self._column_set) != len(self._columns):
+            raise ValueError("CSV columns must be unique")
+        self._blanks = ("",) * len(self._columns)
+        self._commas = len(self._columns) - 1
+        self._written: list[str] = []
+        self._writer = csv.writer(_Appender(self._written))  # quotes the rows that need it
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self._columns
+
+    def header(self) -> bytes:
+        self._writer.writerow(self._columns)
+        return self._written.pop().encode()
+
+    def encode(self, lines: Iterable[bytes]) -> tuple[bytes, int]:
+        """The CSV rows of a chunk of staged lines, and how many records they hold.
+
+        Raises ``RecordError`` (a ``ValueError``) naming the record's index within the chunk.
+        """
+        batch = lines if isinstance(lines, Sequence) else list(lines)
+        rows: list[str] = []
+        for start in range(0, len(batch), _RECORDS_AT_ONCE):
+            records = parse_chunk(batch[start : start + _RECORDS_AT_ONCE], first_index=start)
+            try:
+                rows.extend(map(self._row, records))
+            except (ValueError, TypeError):
+                self._raise_for_bad_record(records, start)
+                raise
+        if not rows:
+            return b"", 0
+        rows.append("")  # the last row's line end
+        return "\r\n".join(rows).encode(), len(rows) - 1
+
+    def _row(self, record: Mapping[str, Any]) -> str:
+        """One CSV row without its line end."""
+        cells: dict[str, str] = {}
+        quoted: list[str] = []
+        if _flatten_into(cells, record, "", quoted) != len(cells):
+            raise _collision_error(record)
+        if not cells.keys() <= self._column_set:
+            unknown = ", ".join(repr(name) for name in sorted(cells.keys() - self._column_set))
+            raise ValueError(f"the record has columns not in the file's header: {unknown}")
+        # Join in C and check the result, rather than check each cell in Python: the row is right
+        # when its only commas and quotes are the separators and those of the already quoted lists.
+        row = list(map(cells.get, self._columns, self._blanks))
+        line = ",".join(row)
+        commas, quotes = self._commas, 0
+        for text in quoted:
+            commas += text.count(",")
+            quotes += text.count('"')
+        if line.count(",") == commas and line.count('"') == quotes and "\n" not in line and "\r" not in line and line:
+            return line
+        return _quote_row(row, quoted)
+
+    def _raise_for_bad_record(self, records: list[dict[str, Any]], first_index: int) -> None:
+        self._written.clear()
+        for index, record in enumerate(records, start=first_index):
+            try:
+                self._row(record)
+            except (ValueError, TypeError) as exc:
+                raise RecordError(index, f"record {index + 1} of the chunk: {exc}") from exc
+
+
+def encode_jsonl(lines: Sequence[bytes]) -> bytes:
+    """The JSONL text of staged lines, moved as they are: each line and a "\\n"."""
+    if not lines:
+        return b""
+    return b"\n".join(lines) + b"\n"
+
+
+class GzipStream:
+    """One gzip member for one whole file, fed piece by piece (never the whole file in memory)."""
+
+    __slots__ = ("_zlib",)
+
+    def __init__(self, level: int = 6):
+        _check_level(level)
+        self._zlib = zlib.compressobj(level, zlib.DEFLATED, 31)
+
+    def compress(self, data: bytes) -> bytes:
+        return self._zlib.compress(data)
+
+    def finish(self) -> bytes:
+        return self._zlib.flush()
+
+
+class PassThrough:
+    """The compressor interface for uncompressed files."""
+
+    __slots__ = ()
+
+    def compress(self, data: bytes) -> bytes:
+        return data
+
+    def finish(self) -> bytes:
+        return b""
+
+
+def _check_level(level: int) -> None:
+    if not 0 <= level <= 9:
+        raise ValueError(f"the gzip level must be 0 to 9, not {level}")
+
+
+def new_compressor(compression: Compression, level: int = 6) -> GzipStream | PassThrough:
+    if compression == "gzip":
+        return GzipStream(level)
+    if compression == "none":
+        return PassThrough()
+    raise ValueError(f"unknown compression {compression!r}: use 'gzip' or 'none'")
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming lines and rolling parts
+
+
+def split_lines(chunks: Iterable[bytes]) -> Iterator[list[bytes]]:
+    """Complete lines, one list per downloaded chunk, from chunks cut anywhere.
+
+    Lines end with "\\n" (a last line without one still counts); empty lines are dropped; no
+    list is empty.
+    """
+    pieces: list[bytes] = []  # the unfinished line, possibly spread over several chunks
+    for chunk in chunks:
+        if b"\n" not in chunk:
+            if chunk:
+                pieces.append(chunk)
+            continue
+        lines = chunk.split(b"\n")
+        if pieces:
+            pieces.append(lines[0])
+            lines[0] = b"".join(pieces)
+            pieces = []
+        rest = lines.pop()
+        if rest:
+            pieces.append(rest)
+        if not all(lines):
+            lines = list(filter(None, lines))
+        if lines:
+            yield lines
+    if pieces:
+        yield [b"".join(pieces)]
+
+
+def take_until(lines: Sequence[bytes], budget_bytes: int) -> int:
+    """How many leading lines fit in ``budget_bytes``, each counting its length plus a newline.
+
+    At least 1 when ``lines`` is not empty, so a part always makes progress. Exact for JSONL;
+    for CSV, the staged size is the estimate of the rows' size.
+    """
+    if not lines:
+        return 0
+    ends = list(accumulate(map(len, lines)))
+    fitting = bisect_right(range(len(ends)), budget_bytes, key=lambda i: ends[i] + i + 1)
+    return max(fitting, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedChunk:
+    data: bytes  # bytes ready to upload (compressed when the part is)
+    records: int  # records encoded in this chunk
+    raw_bytes: int  # uncompressed bytes encoded in this chunk (the CSV header included)
+
+
+_BACKGROUND_BYTES = 64 * 1024  # smaller pieces cost more to hand over than they take to compress
+
+
+class PartEncoder:
+    """Encodes one part file: the CSV header first, then chunks of staged lines, then the flush.
+
+    The caller rolls to a new part by checking ``raw_bytes`` between chunks (``take_until`` cuts a
+    chunk at a line boundary). The ``data`` of the chunks returned by ``feed`` and ``close``, in
+    order, is the file.
+
+    A large chunk is gzipped in a helper thread while the caller encodes the next one (zlib lets
+    go of the GIL while it deflates), so ``feed`` returns the compressed bytes ready so far, which
+    may be those of earlier chunks; ``records`` and ``raw_bytes`` always count this call's lines.
+    """
+
+    def __init__(self, fmt: Format, compression: Compression, columns: Sequence[str] | None = None, level: int = 6):
+        self._compressor = new_compressor(compression, level)
+        self._background = compression == "gzip"
+        self._helper: ThreadPoolExecutor | None = None
+        self._in_flight: Future[bytes] | None = None
+        self._ready: list[bytes] = []  # compressed bytes not handed out yet
+        self._csv: CsvEncoder | None = None
+        self._records = 0
+        self._raw_bytes = 0
+        self._unreported_raw = 0  # the CSV header's, reported with the first chunk
+        self._closed = False
+        if fmt == "csv":
+            if columns is None:
+                raise ValueError("a CSV part needs its columns")
+            self._csv = CsvEncoder(columns)
+            header = self._csv.header()
+            self._compress(header)
+            self._raw_bytes = self._unreported_raw = len(header)
+        elif fmt != "jsonl":
+            raise ValueError(f"unknown format {fmt!r}: use 'jsonl' or 'csv'")
+
+    @property
+    def records(self) -> int:
+        return self._records
+
+    @property
+    def raw_bytes(self) -> int:
+        return self._raw_bytes
+
+    def feed(self, lines: Sequence[bytes]) -> EncodedChunk:
+        if self._closed:
+            raise RuntimeError("the part is closed")
+        if self._csv is None:
+            text, count = encode_jsonl(lines), len(lines)
+        else:
+            text, count = self._csv.encode(lines)
+        self._records += count
+        self._raw_bytes += len(text)
+        self._compress(text)
+        return self._hand_out(count, len(text))
+
+    def close(self) -> EncodedChunk:
+        if self._closed:
+            raise RuntimeError("the part is closed")
+        self._closed = True
+        self._collect()
+        self._ready.append(self._compressor.finish())
+        if self._helper is not None:
+            self._helper.shutdown()
+            self._helper = None
+        return self._hand_out(0, 0)
+
+    def _compress(self, text: bytes) -> None:
+        self._collect()  # one piece at a time keeps the order and the memory bounded
+        if self._background and len(text) >= _BACKGROUND_BYTES:
+            if self._helper is None:
+                self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gzip")
+            self._in_flight = self._helper.submit(self._compressor.compress, text)
+        else:
+            self._ready.append(self._compressor.compress(text))
+
+    def _collect(self) -> None:
+        if self._in_flight is not None:
+            future, self._in_flight = self._in_flight, None
+            self._ready.append(future.result())
+
+    def _hand_out(self, records: int, raw_bytes: int) -> EncodedChunk:
+        data = b"".join(self._ready)
+        self._ready.clear()
+        raw_bytes, self._unreported_raw = raw_bytes + self._unreported_raw, 0
+        return EncodedChunk(data, records, raw_bytes)

@@ -1,0 +1,59 @@
+"""The process's long-lived objects, built lazily once and passed to the code that needs them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+from typing import Any
+
+from shared.batches import requeue_destination
+from shared.clients import ClientFactory
+from shared.control_store import ControlStore, build_control_container
+from shared.destination_access import test_destination
+from shared.destinations import DestinationService
+from shared.logging_setup import configure_logging, install_redaction
+from shared.secrets import CachedSecrets, build_secret_store
+from shared.settings import Settings, get_settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    control: ControlStore
+    secrets: CachedSecrets
+    clients: ClientFactory = field(init=False)
+    # Called after a destination's credentials change (the export issue re-queues its failed batches).
+    on_credentials_changed: Callable[[str], Any] | None = None
+
+    def __post_init__(self) -> None:
+        self.clients = ClientFactory(self.settings)
+        if self.on_credentials_changed is None:
+            self.on_credentials_changed = self.requeue_destination
+
+    def requeue_destination(self, destination_id: str) -> int:
+        return requeue_destination(self.control, destination_id)
+
+    @cached_property
+    def destinations(self) -> DestinationService:
+        return DestinationService(self.control, self.secrets, self.settings)
+
+    def test_destination(self, destination_id: str) -> dict[str, Any]:
+        record = self.destinations.get_record(destination_id)
+        return test_destination(record, self.secrets, self.clients)
+
+
+def build_services(settings: Settings, secrets: CachedSecrets | None = None) -> Services:
+    install_redaction()
+    control = ControlStore(build_control_container(settings))
+    if secrets is None:
+        secrets = CachedSecrets(build_secret_store(settings), settings.secret_cache_ttl_seconds)
+    return Services(settings=settings, control=control, secrets=secrets)
+
+
+@lru_cache(maxsize=1)
+def get_services() -> Services:
+    """The process-wide services (first call reads settings; nothing happens at import)."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    return build_services(settings)

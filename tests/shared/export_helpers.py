@@ -1,0 +1,62 @@
+"""Helpers for export tests: create destinations, post batches, read what landed."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from typing import Any
+
+import httpx
+import orjson
+from azure.storage.blob import ContainerClient
+
+from tests.support.azurite import Azurite
+from tests.support.sas import container_sas, sas_destination
+
+
+def make_destination(api: httpx.Client, azurite: Azurite, container: ContainerClient, dest_id: str = "acme",
+                     **extra: Any) -> str:
+    token = container_sas(container.container_name, delete=extra.pop("delete", True),
+                          expiry=extra.pop("expiry", None))
+    body = sas_destination(azurite.account_url, container.container_name, token, **extra)
+    response = api.put(f"/api/destinations/{dest_id}", json=body)
+    assert response.status_code in (200, 201), response.text
+    return dest_id
+
+
+def post_batch(api: httpx.Client, dest_id: str, records: list[dict[str, Any]], record_type: str = "events",
+               **headers: str) -> dict[str, Any]:
+    body = b"".join(orjson.dumps(r) + b"\n" for r in records)
+    response = api.post(f"/api/destinations/{dest_id}/batches", params={"type": record_type}, content=body,
+                        headers={"content-type": "application/x-ndjson", **headers})
+    assert response.status_code == 202, response.text
+    return dict(response.json())
+
+
+def blob_names(container: ContainerClient) -> list[str]:
+    return sorted(b.name for b in container.list_blobs())
+
+
+def read_blob(container: ContainerClient, name: str) -> bytes:
+    data = container.download_blob(name).readall()
+    return gzip.decompress(data) if name.endswith(".gz") else data
+
+
+def data_files(container: ContainerClient) -> list[str]:
+    return [n for n in blob_names(container) if "/_manifests/" not in n and not n.endswith("_export_probe.txt")]
+
+
+def jsonl_records(container: ContainerClient) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for name in data_files(container):
+        out.extend(orjson.loads(line) for line in read_blob(container, name).splitlines() if line)
+    return out
+
+
+def csv_rows(container: ContainerClient, name: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(read_blob(container, name).decode("utf-8"), newline="")))
+
+
+def manifests(container: ContainerClient) -> list[dict[str, Any]]:
+    return [orjson.loads(container.download_blob(n).readall()) for n in blob_names(container) if "/_manifests/" in n]
