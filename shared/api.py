@@ -64,10 +64,27 @@ async def read_json_body(request: Request) -> Any:
         raise BadRequest(f"the request body is not valid JSON: {exc}") from None
 
 
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic schema with its $defs inlined, so it stands alone inside the OpenAPI document."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(dict(defs[ref.split("/")[-1]]))
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    return dict(resolve(schema))
+
+
 DESTINATION_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": DestinationIn.model_json_schema(ref_template="#/components/schemas/{model}")}},
+        "content": {"application/json": {"schema": inline_refs(DestinationIn.model_json_schema())}},
     }
 }
 

@@ -229,7 +229,9 @@ def list_batches(
     return {"batches": found, "next": token}
 
 
-def make_due_now(control: ControlStore, batch_id: str, *, reason: str, moment: datetime | None = None) -> dict[str, Any]:
+def make_due_now(
+    control: ControlStore, batch_id: str, *, reason: str, moment: datetime | None = None
+) -> dict[str, Any]:
     """Retry: a failed (or waiting) batch becomes due now, with a fresh attempt budget."""
     when = moment or now_utc()
     doc = control.get(state_blob(check_batch_id(batch_id)))

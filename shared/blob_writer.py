@@ -7,6 +7,7 @@ commits the same list: it overwrites identical content instead of adding a copy.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 from collections import deque
 from collections.abc import Iterable
@@ -61,7 +62,10 @@ class BlockUploader:
         # Bound memory: at most max_in_flight blocks are held by uploads at once.
         while len(self._in_flight) >= self.max_in_flight:
             self._in_flight.popleft().result()
-        self._in_flight.append(self.pool.submit(self.blob.stage_block, ident, data, length=len(data)))
+        self._in_flight.append(self.pool.submit(self._stage_now, ident, data))
+
+    def _stage_now(self, ident: str, data: bytes) -> None:
+        self.blob.stage_block(ident, data, length=len(data))
 
     def commit(self, content_settings: ContentSettings) -> WrittenFile:
         if self._buffer or not self._ids:
@@ -77,10 +81,9 @@ class BlockUploader:
     def abandon(self) -> None:
         """Wait for in-flight uploads so none outlives the attempt (uncommitted blocks expire by themselves)."""
         while self._in_flight:
-            try:
+            # The attempt is already failing with its own error; these only need to finish.
+            with contextlib.suppress(Exception):
                 self._in_flight.popleft().result()
-            except Exception:
-                pass
 
 
 def upload_file(container: ContainerClient, name: str, chunks: Iterable[bytes], *, block_bytes: int,

@@ -28,9 +28,10 @@ class ClientFactory:
             "max_single_put_size": 4 * 1024 * 1024,
             "connection_timeout": 10,
             "read_timeout": s.request_timeout_seconds,
+            # The SDK types these as int but computes with floats; sub-second backoff keeps tests fast.
             "retry_policy": ExponentialRetry(
-                initial_backoff=s.storage_retry_backoff_seconds,
-                increment_base=max(2.0, s.storage_retry_backoff_seconds),
+                initial_backoff=s.storage_retry_backoff_seconds,  # type: ignore[arg-type]
+                increment_base=max(2.0, s.storage_retry_backoff_seconds),  # type: ignore[arg-type]
                 retry_total=s.storage_retry_total,
                 random_jitter_range=1,
             ),
@@ -40,7 +41,7 @@ class ClientFactory:
         auth = record["auth"]
         kind = auth["type"]
         container = record["container"]
-        url = record.get("account_url")
+        url = str(record.get("account_url") or "")
         options = self.sdk_options()
         if kind == "connection_string":
             return ContainerClient.from_connection_string(_require(secret), container, **options)

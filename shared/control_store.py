@@ -5,6 +5,7 @@ Destinations, batch state and staged records live here. Nothing here ever holds 
 
 from __future__ import annotations
 
+import builtins
 import logging
 import threading
 from collections.abc import Iterator
@@ -170,7 +171,7 @@ class ControlStore:
 
     def list_page(
         self, prefix: str, *, page_size: int, continuation: str | None
-    ) -> tuple[list[Listed], str | None]:
+    ) -> tuple[builtins.list[Listed], str | None]:
         self.ensure_container()
         pages = self.container.list_blobs(
             name_starts_with=prefix, include=["metadata"], results_per_page=page_size
@@ -182,7 +183,7 @@ class ControlStore:
             return [], None
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise unavailable(exc) from None
-        return items, pages.continuation_token
+        return items, pages.continuation_token  # type: ignore[attr-defined]
 
     def stream(self, name: str, *, chunk_size: int = 4 * 1024 * 1024) -> Iterator[bytes]:
         """Download a blob as a stream of chunks (memory bounded by chunk_size)."""

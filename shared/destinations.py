@@ -84,10 +84,9 @@ class DestinationService:
         now = self.clock()
         given_secret = _secret_value(dest)
         secret_name = getattr(dest.auth, "secret_name", None)
+        given_check: str | None = given_secret
         if dest.auth.type != "managed_identity" and given_secret is None and secret_name is not None:
             given_check = self._read_named_secret(secret_name)
-        else:
-            given_check = given_secret
         auth_record = self._auth_record(dest, destination_id, given_check, now)
         account_url, account_name = dest.account_url(), dest.account_name
         if dest.auth.type == "connection_string" and given_check is not None:
@@ -191,7 +190,8 @@ class DestinationService:
             info = SasInfo.from_public(auth["sas"])
             warnings = sas_warnings(info, self.clock())
             if info.expiry is not None and info.expiry <= self.clock():
-                warnings.insert(0, f"the SAS token expired on {auth['sas']['expiry']}; renew it and update the destination")
+                expired = f"the SAS token expired on {auth['sas']['expiry']}; renew it and update the destination"
+                warnings.insert(0, expired)
         return {
             "id": record["id"],
             "account_name": record.get("account_name"),

@@ -24,7 +24,7 @@ from shared.batches import (
 from shared.destination_access import with_destination
 from shared.errors import DestinationProblem, NotFound
 from shared.failures import describe_failure
-from shared.leases import BatchLease
+from shared.leases import BatchLease, LeaseLost
 from shared.logging_setup import log_event
 from shared.services import Services
 
@@ -83,7 +83,12 @@ def run_export_pass(
             summary.skipped += len(candidates) - index
             log_event(log, "export pass stopping: time budget nearly spent", left=len(candidates) - index)
             break
-        outcome = export_one(services, batch_id, hooks=hooks or Hooks(), clock=clock)
+        try:
+            outcome = export_one(services, batch_id, hooks=hooks or Hooks(), clock=clock)
+        except Exception as exc:  # one batch's trouble (e.g. control storage) must not stop the pass
+            log_event(log, "batch export interrupted; it stays due", logging.WARNING, batch_id=batch_id,
+                      error=type(exc).__name__)
+            outcome = "skipped"
         setattr(summary, outcome, getattr(summary, outcome) + 1)
         summary.batches.append({"batch_id": batch_id, "outcome": outcome})
     summary.duration_seconds = round(time.monotonic() - started, 3)
@@ -128,7 +133,7 @@ def _collect_orphan(services: Services, batch_id: str, moment: datetime) -> None
 
 def _attempt(services: Services, state: dict[str, Any], lease: BatchLease, hooks: Hooks,
              clock: Callable[[], datetime]) -> str:
-    control, settings = services.control, services.settings
+    control = services.control
     started = clock()
     interrupted = state["state"] == "running"
     state.update(state="running", attempts=state["attempts"] + 1, total_attempts=state["total_attempts"] + 1,
@@ -149,7 +154,11 @@ def _attempt(services: Services, state: dict[str, Any], lease: BatchLease, hooks
             record, services.secrets, services.clients,
             lambda container: _write(services, container, record, state, lease, hooks, clock),
         )
-    except Exception as exc:
+    except LeaseLost:
+        # Another worker may own the batch now; it records the outcome, we must not write.
+        log_event(log, "lease lost; leaving the batch to its new owner", logging.WARNING, **context)
+        return "skipped"
+    except Exception as exc:  # every failure is classified and recorded
         problem = describe_failure(exc, record, clock())
         return _fail(services, state, lease, problem, clock())
     finished = clock()
@@ -216,7 +225,8 @@ def _fail(services: Services, state: dict[str, Any], lease: BatchLease, problem:
         state.update(state="pending", next_attempt_at=iso(due))
         save_state(control, state, lease=lease.id, moment=moment)
         set_due(control, state["batch_id"], state["destination_id"], due)
-        log_event(log, "batch will be retried", logging.WARNING, **context, next_attempt_at=iso(due), reason=repr(problem.message))
+        log_event(log, "batch will be retried", logging.WARNING, **context, next_attempt_at=iso(due),
+                  reason=repr(problem.message))
         return "retried"
     if problem.retryable:
         state["last_error"]["message"] = (

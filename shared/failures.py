@@ -114,7 +114,8 @@ def _auth_problem(record: dict[str, Any], now: datetime, error_code: str = "") -
             code="authentication_failed",
         )
     return DestinationProblem(
-        f"authentication failed: the storage account rejected the connection string's key ({error_code or 'forbidden'})",
+        "authentication failed: the storage account rejected the connection string's key "
+        f"({error_code or 'forbidden'})",
         code="authentication_failed",
     )
 

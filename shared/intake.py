@@ -43,8 +43,10 @@ def body_kind(content_type: str | None) -> BodyKind:
 
 
 def check_record_type(value: str | None) -> Literal["events", "profiles"]:
-    if value == "events" or value == "profiles":
-        return value
+    if value == "events":
+        return "events"
+    if value == "profiles":
+        return "profiles"
     raise ValidationFailed(
         "query parameter 'type' must be 'events' or 'profiles'",
         details=[{"field": "type", "message": "must be 'events' or 'profiles'"}],

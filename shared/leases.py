@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from types import TracebackType
@@ -62,10 +63,9 @@ class BatchLease:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        try:
+        # An expired or broken lease frees itself; nothing to do if release fails.
+        with contextlib.suppress(Exception):
             self._client.release()
-        except Exception:
-            pass
 
     def __enter__(self) -> BatchLease:
         return self

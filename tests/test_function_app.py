@@ -6,7 +6,6 @@ import json
 
 import function_app
 
-
 # get_functions() validates as it builds, and may be called once per app.
 _FUNCTIONS = function_app.app.get_functions()
 

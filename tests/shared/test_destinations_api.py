@@ -57,7 +57,9 @@ def test_read_write_sas_without_delete_passes_test(
     assert "probe blob" in tested.json()["warnings"][0]
 
 
-def test_read_only_sas_is_refused_at_save(api: httpx.Client, azurite: Azurite, fresh_container: ContainerClient) -> None:
+def test_read_only_sas_is_refused_at_save(
+    api: httpx.Client, azurite: Azurite, fresh_container: ContainerClient
+) -> None:
     response = api.put("/api/destinations/read-only", json=sas_body(azurite, fresh_container, write=False))
     assert response.status_code == 422
     error = response.json()["error"]
