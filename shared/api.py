@@ -19,6 +19,7 @@ from shared.errors import AppError, BadRequest, ValidationFailed
 from shared.export_pass import run_export_pass
 from shared.intake import IntakeRequest, accept_batch, accepted_body, read_limited
 from shared.services import Services
+from shared.settings import SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,11 @@ def install_error_handlers(api: FastAPI) -> None:
     @api.exception_handler(AppError)
     async def _app_error(_: Request, exc: AppError) -> Response:
         return json_response(exc.to_body(), exc.status)
+
+    @api.exception_handler(SettingsError)
+    async def _settings(_: Request, exc: SettingsError) -> Response:
+        log.error("%s", exc)
+        return error_response(503, "misconfigured", f"the app is misconfigured: {exc}")
 
     @api.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:

@@ -16,8 +16,13 @@ from shared.settings import Settings
 class ClientFactory:
     """Turns a destination into a ContainerClient; credentials are created once per process and reused."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, *, credential_options: dict[str, Any] | None = None,
+                 transport_options: dict[str, Any] | None = None):
+        """`credential_options` go to azure-identity credentials (e.g. a sovereign cloud's authority);
+        `transport_options` to every storage client (e.g. connection_verify for a private CA)."""
         self.settings = settings
+        self.credential_options = credential_options or {}
+        self.transport_options = transport_options or {}
         self._credentials: dict[tuple[str, ...], TokenCredential] = {}
         self._lock = threading.Lock()
 
@@ -35,6 +40,7 @@ class ClientFactory:
                 retry_total=s.storage_retry_total,
                 random_jitter_range=1,
             ),
+            **self.transport_options,
         }
 
     def container_client(self, record: dict[str, Any], secret: str | None) -> ContainerClient:
@@ -70,14 +76,16 @@ class ClientFactory:
         key = ("sp", tenant_id, client_id, hashlib.sha256(secret.encode()).hexdigest())
         with self._lock:
             if key not in self._credentials:
-                self._credentials[key] = ClientSecretCredential(tenant_id, client_id, secret)
+                self._credentials[key] = ClientSecretCredential(tenant_id, client_id, secret,
+                                                                **self.credential_options)
             return self._credentials[key]
 
     def _managed_identity(self, client_id: str | None) -> TokenCredential:
         key = ("mi", client_id or "")
         with self._lock:
             if key not in self._credentials:
-                self._credentials[key] = DefaultAzureCredential(managed_identity_client_id=client_id)
+                self._credentials[key] = DefaultAzureCredential(managed_identity_client_id=client_id,
+                                                                **self.credential_options)
             return self._credentials[key]
 
 

@@ -25,9 +25,10 @@ class Services:
     clients: ClientFactory = field(init=False)
     # Called after a destination's credentials change (the export issue re-queues its failed batches).
     on_credentials_changed: Callable[[str], Any] | None = None
+    client_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.clients = ClientFactory(self.settings)
+        self.clients = ClientFactory(self.settings, **self.client_options)
         if self.on_credentials_changed is None:
             self.on_credentials_changed = self.requeue_destination
 
@@ -43,12 +44,14 @@ class Services:
         return test_destination(record, self.secrets, self.clients)
 
 
-def build_services(settings: Settings, secrets: CachedSecrets | None = None) -> Services:
+def build_services(
+    settings: Settings, secrets: CachedSecrets | None = None, client_options: dict[str, Any] | None = None
+) -> Services:
     install_redaction()
     control = ControlStore(build_control_container(settings))
     if secrets is None:
         secrets = CachedSecrets(build_secret_store(settings), settings.secret_cache_ttl_seconds)
-    return Services(settings=settings, control=control, secrets=secrets)
+    return Services(settings=settings, control=control, secrets=secrets, client_options=client_options or {})
 
 
 @lru_cache(maxsize=1)

@@ -36,3 +36,23 @@ def test_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.export_schedule == "0 */1 * * * *"
     assert s.uses_local_secret_store
     assert s.control_container == "export-control"
+
+
+def test_misconfigured_app_answers_503_naming_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+
+    from shared import services as services_module
+    from shared import settings as settings_module
+    from shared.api import create_api
+
+    monkeypatch.setenv("AzureWebJobsStorage", "UseDevelopmentStorage=true")
+    monkeypatch.setenv("MAX_ATTEMPTS", "-3")
+    settings_module.get_settings.cache_clear()
+    services_module.get_services.cache_clear()
+    try:
+        response = TestClient(create_api(services_module.get_services)).get("/api/destinations")
+    finally:
+        settings_module.get_settings.cache_clear()
+        services_module.get_services.cache_clear()
+    assert response.status_code == 503
+    assert "MAX_ATTEMPTS" in response.json()["error"]["message"]

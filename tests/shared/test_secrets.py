@@ -94,7 +94,7 @@ def test_set_then_get_answers_the_challenge_with_a_real_token(fake_key_vault: Fa
     assert (first.method, first.path, first.authorization) == ("PUT", f"/secrets/{NAME}", None)
     assert second.method == "PUT"
     assert second.authorization is not None
-    assert second.authorization.startswith("Bearer fake-access-token-")
+    assert second.authorization.startswith("Bearer ey")  # a JWT issued by the fake Entra ID
     assert (third.method, third.authorization) == ("GET", second.authorization)  # token and challenge reused
     [token_request] = fake_key_vault.token_requests
     assert token_request["grant_type"] == "client_credentials"

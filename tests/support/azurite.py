@@ -46,14 +46,22 @@ class Azurite:
     data_dir: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    # With a certificate: HTTPS, and `oauth` accepts Entra ID bearer tokens (Azurite's "basic" OAuth mode).
+    cert_path: Path | None = None
+    key_path: Path | None = None
+    oauth: bool = False
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.cert_path else "http"
 
     @property
     def connection_string(self) -> str:
-        return connection_string(self.port)
+        return connection_string(self.port).replace("http", self.scheme)
 
     @property
     def account_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/{ACCOUNT_NAME}"
+        return f"{self.scheme}://127.0.0.1:{self.port}/{ACCOUNT_NAME}"
 
     def start(self, timeout: float = 30.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -65,6 +73,8 @@ class Azurite:
                 "--blobPort", str(self.port),
                 "--location", str(self.data_dir),
                 "--disableTelemetry", "--skipApiVersionCheck", "--loose",
+                *(["--cert", str(self.cert_path), "--key", str(self.key_path)] if self.cert_path else []),
+                *(["--oauth", "basic"] if self.oauth else []),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -21,6 +21,7 @@ tests' plain-HTTP `httpserver` fixtures stay plain HTTP.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import ssl
@@ -204,7 +205,7 @@ class FakeKeyVault:
                     "error_codes": [7000215],
                 },
             )
-        token = f"fake-access-token-{uuid.uuid4().hex}"
+        token = _fake_jwt(form.get("scope", ""))
         with self._lock:
             self._issued_tokens.add(token)
         return _json(200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token})
@@ -319,6 +320,23 @@ class FakeKeyVault:
             }
         )
         return bundle
+
+
+def _fake_jwt(scope: str) -> str:
+    """An access token shaped like Entra ID's (a JWT with iss/aud/nbf/exp), so Azurite's OAuth mode accepts it.
+
+    Unsigned in substance: Azurite decodes without verifying signatures, and the fake vault compares whole strings.
+    """
+    now = int(time.time())
+    audience = scope.split(" ")[0].removesuffix("/.default") or KEY_VAULT_RESOURCE
+
+    def b64(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    claims = {"aud": audience, "iss": f"https://sts.windows.net/{TENANT_ID}/", "iat": now, "nbf": now - 60,
+              "exp": now + 3600, "tid": TENANT_ID, "appid": CLIENT_ID, "oid": str(uuid.uuid4()),
+              "jti": uuid.uuid4().hex}
+    return f"{b64({'typ': 'JWT', 'alg': 'RS256'})}.{b64(claims)}.{uuid.uuid4().hex}"
 
 
 def _json(status: int, body: dict[str, Any]) -> Response:
