@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import re
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,6 +26,7 @@ from shared.event_time import (
     PROPERTIES_TIME_KEYS,
     EventTimeError,
     epoch_microseconds,
+    find_event_name,
     find_event_time,
     find_profile_identity,
     partition_key_for_microseconds,
@@ -47,8 +49,9 @@ class RecordProblem:
     """One reason a batch was refused.
 
     ``line`` is 1-based: the NDJSON line, or for a JSON array the element's position (``where`` then
-    says "record N"); for a body that is not valid JSON at all, the text line of the error.
-    ``message`` is the full sentence, ``where`` included.
+    says "record N"); for a JSON body that does not parse, the text line of the error ("line N");
+    0 for the body as a whole ("body": empty, or not an array). ``message`` is the full sentence,
+    ``where`` included.
     """
 
     line: int
@@ -143,6 +146,7 @@ class _Intake:
         self.problems: list[RecordProblem] = []
         self.invalid = 0
         self.records = 0
+        self.total_bytes = 0
         self.stopped_at: int | None = None
         self.body_problem: str | None = None
         self.partitions: dict[str, StagedPartition] = {}
@@ -166,7 +170,7 @@ class _Intake:
             return ""
         wrong: list[tuple[str | None, str]] = []
         name = record.get("event")
-        if (type(name) is not str or not name or name.isspace()) and _event_name_missing(record):
+        if (type(name) is not str or not name or name.isspace()) and find_event_name(record) is None:
             wrong.append(_name_problem(record))
         found = find_event_time(record)
         if found is None:
@@ -192,6 +196,7 @@ class _Intake:
             self._shapes[key] = _Shapes()
             partition.columns = self._shapes[key].columns
         partition.lines.append(line)
+        self.total_bytes += len(line) + 1
         _add_columns(record, line, self._shapes[key])
 
     def malformed(self, number: int, column: int, reason: str) -> None:
@@ -208,10 +213,9 @@ class _Intake:
         if self.problems:
             raise RecordsRejected(self._summary(), self.problems)
         if self.records == 0:
-            message = "no records: the body holds no JSON records"
+            message = "no records: the body is empty or holds only blank lines"
             raise RecordsRejected(message, [RecordProblem(0, None, message, "body")])
-        total = sum(len(line) + 1 for part in self.partitions.values() for line in part.lines)
-        return ParsedBatch(self.record_type, self.records, self.partitions, total)
+        return ParsedBatch(self.record_type, self.records, self.partitions, self.total_bytes)
 
     def _invalid(self, number: int, wrong: list[tuple[str | None, str]]) -> None:
         self.invalid += 1
@@ -243,13 +247,13 @@ def _read_ndjson(body: bytes, intake: _Intake) -> None:
         try:
             record = loads(line)
         except orjson.JSONDecodeError as exc:
-            offset = len(raw) - len(raw.lstrip())
-            column, reason = _describe_json_error(exc, line, ndjson=True)
-            intake.malformed(number, column + offset, reason)
+            _, column = _error_position(exc, line)
+            indent = len(raw) - len(raw.lstrip())  # ASCII whitespace: characters = bytes
+            intake.malformed(number, column + indent, _json_error_reason(exc, line, ndjson=True))
         else:
             key = check(record, number)
             if key is not None and not intake.problems:
-                if b"\r" in line:  # a lone CR between tokens: some readers would split the line there
+                if 13 in line:  # a lone CR between tokens: some readers would split the line there
                     line = line.replace(b"\r", b" ")
                 stage(key, record, line)
         if intake.full:
@@ -260,32 +264,40 @@ def _read_json_array(body: bytes, intake: _Intake) -> None:
     if not body.strip():
         intake.refuse_body(0, "body", "no records: the body is empty")
         return
-    paused = gc.isenabled()
-    gc.disable()  # one big allocation burst: the cyclic GC would rescan it over and over
-    try:
-        elements = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        line, column, reason = _locate(exc, body)
-        intake.refuse_body(line, f"line {line}", f"malformed JSON on line {line}, column {column}: {reason}")
-        return
-    finally:
-        if paused:
-            gc.enable()
-    if type(elements) is not list:
-        intake.refuse_body(1, "body", _not_an_array(elements))
-        return
-    if not elements:
-        intake.refuse_body(1, "body", "no records: the JSON array is empty")
-        return
-    keys: list[str | None] = []
-    for number, element in enumerate(elements, 1):
-        keys.append(intake.check(element, number))
-        if intake.full:
+    with _gc_paused():  # the whole array is one big tree of live objects: no point rescanning it
+        try:
+            elements = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            line, column = _error_position(exc, body)
+            reason = _json_error_reason(exc, body, ndjson=False)
+            intake.refuse_body(line, f"line {line}", f"malformed JSON on line {line}, column {column}: {reason}")
             return
-    if intake.problems:
-        return
-    for element, key, text in zip(elements, keys, _element_lines(body, elements), strict=True):
-        intake.stage(key, element, text)  # type: ignore[arg-type]  # no problems: every key is a str
+        if type(elements) is not list:
+            intake.refuse_body(0, "body", _not_an_array(elements))
+            return
+        if not elements:
+            intake.refuse_body(0, "body", "no records: the JSON array is empty")
+            return
+        keys: list[str | None] = []
+        for number, element in enumerate(elements, 1):
+            keys.append(intake.check(element, number))
+            if intake.full:
+                return
+        if intake.problems:
+            return
+        for element, key, text in zip(elements, keys, _element_lines(body, elements), strict=True):
+            intake.stage(key, element, text)  # type: ignore[arg-type]  # no problems: every key is a str
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _element_lines(body: bytes, elements: list[dict[str, Any]]) -> list[bytes]:
@@ -376,14 +388,6 @@ def _collect_columns(obj: dict[str, Any], prefix: str, shapes: _Shapes, depth: i
         table[tuple(obj)] = nested
 
 
-def _event_name_missing(record: dict[str, Any]) -> bool:
-    for key in EVENT_NAME_KEYS:
-        value = record.get(key)
-        if type(value) is str and value and not value.isspace():
-            return False
-    return True
-
-
 def _name_problem(record: dict[str, Any]) -> tuple[str | None, str]:
     for key in EVENT_NAME_KEYS:
         if record.get(key) is not None:
@@ -399,17 +403,6 @@ def _not_an_array(value: Any) -> str:
             names = " or ".join(f'"{key}"' for key in holders)
             message += f" (its {names} member holds an array: send that array itself)"
     return message
-
-
-def _locate(exc: orjson.JSONDecodeError, body: bytes) -> tuple[int, int, str]:
-    _, reason = _describe_json_error(exc, body, ndjson=False)
-    if "UTF-8" in reason and "order mark" not in reason:  # orjson reports position 0: find the byte
-        try:
-            body.decode("utf-8")
-        except UnicodeDecodeError as bad:
-            line_start = body.rfind(b"\n", 0, bad.start) + 1
-            return body.count(b"\n", 0, bad.start) + 1, bad.start - line_start + 1, reason
-    return exc.lineno, exc.colno, reason
 
 
 def _json_kind(value: Any) -> str:
@@ -492,39 +485,43 @@ def _element_spans(body: bytes) -> list[tuple[int, int]]:
     return spans
 
 
-def _describe_json_error(exc: orjson.JSONDecodeError, doc: bytes, *, ndjson: bool) -> tuple[int, str]:
-    """(1-based column, reason in plain words) for an orjson parse error of ``doc``."""
+def _error_position(exc: orjson.JSONDecodeError, doc: bytes) -> tuple[int, int]:
+    """1-based (line, column in characters) of a parse error in ``doc``."""
+    try:
+        doc.decode("utf-8")
+    except UnicodeDecodeError as bad:  # orjson checks UTF-8 first and reports position 0: find the byte
+        line_start = doc.rfind(b"\n", 0, bad.start) + 1
+        before = doc[line_start : bad.start].decode("utf-8")  # valid up to the first bad byte
+        return doc.count(b"\n", 0, bad.start) + 1, len(before) + 1
+    return exc.lineno, exc.colno
+
+
+def _json_error_reason(exc: orjson.JSONDecodeError, doc: bytes, *, ndjson: bool) -> str:
+    """orjson's complaint in words for the people who send the data."""
     msg = exc.msg
     text = exc.doc if isinstance(exc.doc, str) else ""
-    pos = exc.pos
-    column = exc.colno
     if "UTF-8" in msg and "order mark" not in msg:
         try:
             doc.decode("utf-8")
         except UnicodeDecodeError as bad:
-            column = bad.start - (doc.rfind(b"\n", 0, bad.start) + 1) + 1
-            return column, f"the text is not valid UTF-8 (byte 0x{doc[bad.start]:02x}: {bad.reason})"
-        return column, "the text is not valid UTF-8"
+            return f"the text is not valid UTF-8 (byte 0x{doc[bad.start]:02x}: {bad.reason})"
+        return "the text is not valid UTF-8"
     if "surrogate" in msg:
-        reason = r"a \u escape is a lone UTF-16 surrogate (such as \ud800), which is not a character"
-    elif "infinity when parsed as double" in msg:
-        reason = "a number is too large for a 64-bit float"
-    elif "depth limit" in msg:
-        reason = "objects and arrays are nested more than 1024 levels deep"
-    elif text[pos : pos + 3] == "NaN" or text[pos : pos + 8] == "Infinity":
-        reason = "NaN and Infinity are not JSON numbers"
-    elif "content after document" in msg:
-        reason = (
-            "there is more than one JSON value on the line (NDJSON holds one record per line)"
-            if ndjson
-            else "there is more text after the end of the array"
-        )
-    elif "end of data" in msg:
-        reason = "the JSON text ends in the middle of a value"
-    elif "byte order mark" in msg:
-        reason = "a UTF-8 byte order mark is only allowed at the very start of the body"
-    elif "control character" in msg:
-        reason = "a string holds a raw control character (line breaks and tabs in strings must be escaped)"
-    else:
-        reason = msg
-    return column, reason
+        return r"a \u escape is a lone UTF-16 surrogate (such as \ud800), which is not a character"
+    if "infinity when parsed as double" in msg:
+        return "a number is too large for a 64-bit float"
+    if "depth limit" in msg:
+        return "objects and arrays are nested more than 1024 levels deep"
+    if text[exc.pos : exc.pos + 3] == "NaN" or text[exc.pos : exc.pos + 8] == "Infinity":
+        return "NaN and Infinity are not JSON numbers"
+    if "content after document" in msg:
+        if ndjson:
+            return "there is more than one JSON value on the line (NDJSON holds one record per line)"
+        return "there is more text after the end of the array"
+    if "end of data" in msg:
+        return "the JSON text ends in the middle of a value"
+    if "byte order mark" in msg:
+        return "a UTF-8 byte order mark is only allowed at the very start of the body"
+    if "control character" in msg:
+        return "a string holds a raw control character (line breaks and tabs in strings must be escaped)"
+    return str(msg)

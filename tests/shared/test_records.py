@@ -566,6 +566,37 @@ def test_a_float_with_more_digits_than_a_double_keeps_its_text_in_a_json_array()
     assert lines[1] == b'{"event":"f","time":1618716477}'
 
 
+def test_json_array_elements_are_staged_as_compact_lines() -> None:
+    records = [{"event": "a", "time": 1618716477, "p": {"x": [1, 2.5, None]}}, {"event": "b", "time": 1618716477}]
+    _, lines, _ = only_partition(parse_batch(json.dumps(records, indent=4).encode(), "json", "events"))
+    assert lines == [b'{"event":"a","time":1618716477,"p":{"x":[1,2.5,null]}}', b'{"event":"b","time":1618716477}']
+
+
+def test_body_level_problems_point_at_the_body_or_the_text_line() -> None:
+    assert [(p.line, p.where) for p in rejected(b"[]", "json").problems] == [(0, "body")]
+    assert [(p.line, p.where) for p in rejected(b'{"a": 1}', "json").problems] == [(0, "body")]
+    assert [(p.line, p.where) for p in rejected(b"", "ndjson").problems] == [(0, "body")]
+    before = '{"event": "ümlaut", "v": "'
+    problem = rejected(b"[\n" + before.encode() + b'\xff"}]', "json").problems[0]
+    assert (problem.line, problem.where) == (2, "line 2")
+    assert f"column {len(before) + 1}:" in problem.message  # counted in characters: "ü" is one
+
+
+def test_json_array_checking_stops_after_max_problems() -> None:
+    error = rejected(json.dumps([{"event": "x"}] * 30).encode(), "json", max_problems=3)
+    assert [p.where for p in error.problems] == ["record 1", "record 2", "record 3"]
+    assert error.message.startswith("at least 3 records are invalid (checking stopped at record 3")
+
+
+def test_garbage_collection_is_left_as_it_was() -> None:
+    import gc
+
+    assert gc.isenabled()
+    parse_batch(json.dumps([GOOD]).encode(), "json", "events")
+    rejected(b"[1", "json")
+    assert gc.isenabled()
+
+
 def test_unicode_is_kept_as_sent() -> None:
     line = '{"event":"購入 ✅","time":1618716477,"city":"Zürich","emoji":"\\ud83d\\ude00","rtl":"שלום"}'.encode()
     _, lines, columns = only_partition(parse_batch(b"\xef\xbb\xbf" + line + b"\n", "ndjson", "events"))
