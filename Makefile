@@ -25,8 +25,8 @@ test: install
 	$(PY) -m pytest
 
 lint: install
-	$(VENV)/bin/ruff check shared tests bench function_app.py
-	$(VENV)/bin/mypy shared function_app.py
+	$(VENV)/bin/ruff check shared tests bench scripts function_app.py
+	$(VENV)/bin/mypy shared scripts function_app.py
 
 # Azurite for the demo and `make serve` (tests start their own on free ports).
 azurite-start: node_modules/.installed
@@ -47,7 +47,7 @@ azurite-stop:
 	@if [ -f $(AZURITE_DIR)/azurite.pid ]; then kill $$(cat $(AZURITE_DIR)/azurite.pid) 2>/dev/null || true; rm -f $(AZURITE_DIR)/azurite.pid; fi
 
 demo: install azurite-start
-	$(PY) -m scripts.demo
+	AZURITE_PORT=$(AZURITE_PORT) $(PY) -m scripts.demo
 
 serve: install azurite-start
 	$(PY) -m scripts.serve

@@ -16,6 +16,7 @@ from azure.core.exceptions import (
 from shared.errors import DestinationProblem
 from shared.sas import SasInfo, format_time
 from shared.secrets import SecretAccessDeniedError, SecretNotFoundError, SecretStoreError, SecretStoreUnavailableError
+from shared.serialization import RecordError
 
 RETRYABLE_STATUSES = {408, 429, 500, 502, 503, 504}
 
@@ -35,6 +36,13 @@ def describe_failure(exc: BaseException, record: dict[str, Any], now: datetime) 
         return exc
     if isinstance(exc, SecretStoreError):
         return _secret_problem(exc)
+    if isinstance(exc, RecordError):
+        # The data, not the destination: retrying cannot help (e.g. two fields flatten to one CSV column).
+        return DestinationProblem(
+            f"a record cannot be written as {str(record.get('format', '')).upper()}: {exc}; fix it at the "
+            "source and post it again, or set the destination's format to jsonl and retry the batch",
+            code="record_not_writable",
+        )
     if isinstance(exc, ClientAuthenticationError):
         return _auth_problem(record, now, error_code=str(getattr(exc, "error_code", "") or ""))
     if isinstance(exc, ResourceNotFoundError) or (isinstance(exc, HttpResponseError) and exc.status_code == 404):
@@ -49,8 +57,9 @@ def describe_failure(exc: BaseException, record: dict[str, Any], now: datetime) 
         return _auth_problem(record, now, error_code=str(getattr(exc, "error_code", "") or ""))
     if isinstance(exc, HttpResponseError) and exc.status_code in RETRYABLE_STATUSES:
         return DestinationProblem(
+            # No "will be retried" here: the same words end up in a failed batch's "gave up after N attempts".
             f"the destination storage answered {exc.status_code} ({exc.reason or 'busy'}) and kept doing so "
-            "after retries; the export will be retried",
+            "after retries: it is throttling requests or briefly unavailable",
             code="destination_busy",
             retryable=True,
         )

@@ -1,0 +1,92 @@
+"""`make serve`: the app locally without Core Tools: the HTTP API under uvicorn plus the timer in-process.
+
+Settings come from local.settings.json's "Values" (or local.settings.json.example), as under `func start`;
+variables already in the environment win. Control storage is whatever AzureWebJobsStorage says (Azurite,
+started by `make azurite-start`, in the example), secrets go to the local development store unless
+KEY_VAULT_URL is set. The export pass runs on EXPORT_SCHEDULE, exactly the code the timer trigger runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import UTC, datetime
+
+import uvicorn
+
+from scripts.local_settings import apply_values, find_settings_file, read_values
+from scripts.ncrontab import ScheduleError, parse_schedule
+from scripts.scheduler import ScheduledJob
+from shared.api import create_api
+from shared.errors import AppError
+from shared.export_pass import run_export_pass
+from shared.logging_setup import configure_logging
+from shared.services import get_services
+from shared.settings import SettingsError, get_settings
+
+log = logging.getLogger("scripts.serve")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7071, help="7071 is the port `func start` uses")
+    parser.add_argument("--no-timer", action="store_true",
+                        help="serve the API only; run passes with POST /api/exports/run")
+    return parser.parse_args(argv)
+
+
+def scheduled_export() -> None:
+    """What the timer trigger does (function_app.scheduled_export); the pass logs its own summary."""
+    run_export_pass(get_services())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    source = find_settings_file()
+    apply_values(read_values(source))
+    try:
+        settings = get_settings()
+        schedule = parse_schedule(settings.export_schedule)
+    except SettingsError as exc:
+        print(f"error: {exc} (from {source.name} or the environment)", file=sys.stderr)
+        return 2
+    except ScheduleError as exc:
+        print(f"error: EXPORT_SCHEDULE: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
+    log.setLevel(logging.INFO)
+    services = get_services()
+    try:
+        services.control.ensure_container()
+    except AppError as exc:
+        print(f"error: {exc.message}. Is Azurite running? (`make azurite-start`)", file=sys.stderr)
+        return 2
+
+    store = f"Key Vault {settings.key_vault_url}" if settings.key_vault_url else (
+        f"LOCAL DEVELOPMENT STORE {settings.local_secrets_path} (unencrypted; set KEY_VAULT_URL in Azure)"
+    )
+    print(f"Settings from {source.name} (environment variables override it)")
+    print(f"Control storage: container '{settings.control_container}'; secrets: {store}")
+    timer = None
+    if args.no_timer:
+        print("Timer: off (--no-timer); run a pass with POST /api/exports/run")
+    else:
+        upcoming = ", ".join(t.strftime("%H:%M:%S") for t in schedule.upcoming(datetime.now(UTC), 3))
+        print(f"Timer: EXPORT_SCHEDULE '{schedule.expression}' (UTC); next runs {upcoming}")
+        timer = ScheduledJob(schedule, scheduled_export)
+        timer.start()
+    print(f"API: http://{args.host}:{args.port}/api/  (interactive docs: http://{args.host}:{args.port}/api/docs)")
+    print("No function key is needed locally; in Azure, send it as the x-functions-key header.", flush=True)
+    try:
+        uvicorn.run(create_api(get_services), host=args.host, port=args.port, log_level="info", lifespan="off")
+    finally:
+        if timer is not None:
+            timer.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The demo's flow (run_demo, what `make demo` runs) against the test Azurite: what it prints is what landed."""
+
+from __future__ import annotations
+
+import base64
+import re
+import uuid
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from scripts import demo
+from scripts.demo import DemoResult, run_demo
+from tests.shared.export_helpers import data_files, jsonl_records, manifests, read_blob
+from tests.support.azurite import Azurite
+
+DIRECTORY = re.compile(r"^    (\S.*/)$")
+FILE = re.compile(r"^        (\S+)\s+([\d,]+) records\s+([\d,]+) bytes")
+EVENTS, PROFILES = 600, 200
+
+
+def printed_files(lines: list[str]) -> dict[str, tuple[int, int]]:
+    """File name -> (records, bytes), read back from the blob tree the demo printed."""
+    files: dict[str, tuple[int, int]] = {}
+    directory = ""
+    for line in lines:
+        if found := DIRECTORY.match(line):
+            directory = found.group(1)
+        elif found := FILE.match(line):
+            records, size = (int(found.group(n).replace(",", "")) for n in (2, 3))
+            files[directory + found.group(1)] = (records, size)
+    return files
+
+
+def run(azurite: Azurite, tmp_path: Path, control: str, container: str) -> tuple[DemoResult, list[str]]:
+    lines: list[str] = []
+    result = run_demo(azurite.connection_string, azurite.account_url, out=lines.append, control_container=control,
+                      secrets_path=tmp_path / "dev-secrets.json", container=container, events=EVENTS,
+                      profiles=PROFILES)
+    return result, lines
+
+
+def test_demo_prints_what_landed_and_a_second_run_adds_batches_without_duplicates(
+    azurite: Azurite, blob_service: BlobServiceClient, tmp_path: Path
+) -> None:
+    control, name = f"ctl-{uuid.uuid4().hex[:16]}", f"demo-{uuid.uuid4().hex[:16]}"
+    container = blob_service.get_container_client(name)
+    seen_batches: set[str] = set()
+    first_files: dict[str, bytes] = {}
+    try:
+        for number in (1, 2):
+            result, lines = run(azurite, tmp_path, control, name)
+            assert result.ok, result.problems
+            assert result.run == number - 1
+            assert any(line.startswith(f"OK: run {number} landed") for line in lines)
+            assert [s["state"] for s in result.batches] == ["landed", "landed"]
+            ids = {s["batch_id"] for s in result.batches}
+            assert not ids & seen_batches, "the second run must add new batches"
+            seen_batches |= ids
+            assert sum(1 for line in lines if re.match(r"^  ok \S+: landed", line)) == 2
+
+            # What it printed about the files is what the container holds: names, record counts, sizes.
+            actual = {
+                blob.name: (len(read_blob(container, blob.name).splitlines()), blob.size)
+                for blob in container.list_blobs() if blob.name in set(data_files(container))
+            }
+            assert printed_files(lines) == actual
+            assert {f.name: f.records for f in result.files} == {n: r for n, (r, _) in actual.items()}
+
+            # Everything accepted landed exactly once, by counting.
+            records = jsonl_records(container)
+            assert len(records) == number * (EVENTS + PROFILES) == result.counted_records == result.accepted_records
+            texts = [repr(sorted(r.items())) for r in records]
+            assert len(set(texts)) == len(texts), "a record landed twice"
+            found = manifests(container)
+            assert sorted(m["batch_id"] for m in found) == sorted(seen_batches)
+            assert sum(m["records"] for m in found) == len(records)
+
+            if number == 1:
+                first_files = {n: container.download_blob(n).readall() for n in data_files(container)}
+            else:  # the first run's files are untouched
+                assert {n: container.download_blob(n).readall() for n in first_files} == first_files
+                assert len(data_files(container)) > len(first_files)
+    finally:
+        container.delete_container()
+        blob_service.delete_container(control)
+
+
+def test_demo_is_not_ok_when_a_batch_does_not_land(
+    azurite: Azurite, blob_service: BlobServiceClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SAS with a forged signature passes the save-time checks but the storage rejects every write."""
+    real = demo.container_sas
+
+    def forged(connection_string: str, container: str, now: datetime) -> str:
+        token = real(connection_string, container, now)
+        return re.sub(r"sig=[^&]+", "sig=" + quote(base64.b64encode(bytes(32)).decode(), safe=""), token)
+
+    monkeypatch.setattr(demo, "container_sas", forged)
+    control, name = f"ctl-{uuid.uuid4().hex[:16]}", f"demo-{uuid.uuid4().hex[:16]}"
+    try:
+        result, lines = run(azurite, tmp_path, control, name)
+    finally:
+        blob_service.delete_container(name)
+        blob_service.delete_container(control)
+    assert not result.ok
+    assert [s["state"] for s in result.batches] == ["failed", "failed"]
+    assert all(s["last_error"]["code"] == "authentication_failed" for s in result.batches)
+    problems = [line for line in lines if line.startswith("PROBLEM: batch")]
+    assert len(problems) == 2 and all("authentication failed" in line for line in problems)
+    assert not any(line.startswith("OK:") for line in lines)

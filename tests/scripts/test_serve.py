@@ -1,0 +1,139 @@
+"""`make serve`: the API under uvicorn with the timer in-process, settings from local.settings.json(.example)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from scripts.local_server import free_port
+from scripts.local_settings import REPO_ROOT, apply_values, find_settings_file, read_values
+from scripts.ncrontab import parse_schedule
+from scripts.sample_data import events, ndjson
+from scripts.scheduler import ScheduledJob
+from shared.settings import Settings
+from tests.support.azurite import Azurite
+from tests.support.sas import container_sas, sas_destination
+
+
+def test_settings_come_from_the_local_settings_file_and_the_environment_wins(tmp_path: Path) -> None:
+    path = tmp_path / "local.settings.json"
+    path.write_text('{"IsEncrypted": false, "Values": {"EXPORT_SCHEDULE": "0 */1 * * * *", "KEY_VAULT_URL": "",'
+                    ' "MAX_ATTEMPTS": 3}}')
+    environ = {"EXPORT_SCHEDULE": "*/30 * * * * *"}
+    assert apply_values(read_values(path), environ) == ["KEY_VAULT_URL", "MAX_ATTEMPTS"]
+    assert environ == {"EXPORT_SCHEDULE": "*/30 * * * * *", "KEY_VAULT_URL": "", "MAX_ATTEMPTS": "3"}
+    assert find_settings_file(tmp_path) == path
+    (tmp_path / "local.settings.json").rename(tmp_path / "local.settings.json.example")
+    assert find_settings_file(tmp_path).name == "local.settings.json.example"
+
+
+def test_the_example_settings_name_every_app_setting_and_are_valid() -> None:
+    values = read_values(REPO_ROOT / "local.settings.json.example")
+    optional = {"CONTROL_STORAGE_CONNECTION", "CONTROL_STORAGE_ACCOUNT_URL"}  # AzureWebJobsStorage stands in
+    names = {field.validation_alias.choices[0] for field in Settings.model_fields.values()}  # type: ignore[union-attr]
+    assert names - optional <= set(values)
+    parse_schedule(values["EXPORT_SCHEDULE"])
+
+
+def test_the_readme_documents_every_app_setting() -> None:
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    for field in Settings.model_fields.values():
+        for name in field.validation_alias.choices:  # type: ignore[union-attr]
+            assert f"`{name}`" in readme, f"README.md does not document {name}"
+
+
+def test_the_scheduled_job_runs_on_the_schedule_and_survives_a_failing_run() -> None:
+    calls: list[datetime] = []
+
+    def job() -> None:
+        calls.append(datetime.now(UTC))
+        if len(calls) == 1:
+            raise RuntimeError("control storage is down")
+
+    timer = ScheduledJob(parse_schedule("* * * * * *"), job)
+    timer.start()
+    deadline = time.monotonic() + 5
+    while len(calls) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    timer.stop()
+    assert len(calls) >= 2, "the timer must keep running after a failing run"
+    assert timer.runs >= 2
+    assert calls[0].replace(microsecond=0) < calls[1].replace(microsecond=0), "one run per occurrence"
+
+
+@pytest.fixture
+def serve(azurite: Azurite, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = {
+        **os.environ,
+        "AzureWebJobsStorage": azurite.connection_string,
+        "CONTROL_CONTAINER": f"ctl-{uuid.uuid4().hex[:16]}",
+        "LOCAL_SECRETS_PATH": str(tmp_path / "dev-secrets.json"),
+        "KEY_VAULT_URL": "",
+        "ALLOW_HTTP_LOOPBACK": "true",
+        "EXPORT_SCHEDULE": "* * * * * *",
+    }
+    with open(log, "w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "scripts.serve", "--port", str(port)], cwd=REPO_ROOT,
+                                   env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"{base_url}/api/destinations", timeout=1)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError("make serve did not start:\n" + log.read_text()) from None
+                time.sleep(0.1)
+        yield base_url, process, log
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def test_serve_answers_the_api_and_its_timer_exports_without_a_run_now_call(
+    serve: tuple[str, subprocess.Popen[str], Path], azurite: Azurite, blob_service: BlobServiceClient
+) -> None:
+    base_url, _, log = serve
+    container = blob_service.create_container(f"dest-{uuid.uuid4().hex[:16]}")
+    try:
+        with httpx.Client(base_url=base_url, timeout=30) as api:
+            body = sas_destination(azurite.account_url, container.container_name,
+                                   container_sas(container.container_name))
+            assert api.put("/api/destinations/acme", json=body).status_code == 201
+            posted = api.post("/api/destinations/acme/batches", params={"type": "events"},
+                              content=ndjson(events(50)), headers={"content-type": "application/x-ndjson"})
+            assert posted.status_code == 202
+            deadline = time.monotonic() + 15
+            state = posted.json()["state"]
+            while state != "landed" and time.monotonic() < deadline:
+                time.sleep(0.2)
+                state = api.get(posted.json()["status_url"]).json()["state"]
+            assert state == "landed", log.read_text()
+        assert sum(1 for b in container.list_blobs() if "/_manifests/" in b.name) == 1
+        assert "Timer: EXPORT_SCHEDULE '* * * * * *' (UTC)" in log.read_text()
+        assert "batch landed" in log.read_text()
+    finally:
+        container.delete_container()
+
+
+def test_serve_refuses_a_bad_schedule_naming_the_setting(tmp_path: Path) -> None:
+    env = {**os.environ, "AzureWebJobsStorage": "UseDevelopmentStorage=true", "EXPORT_SCHEDULE": "*/5 * * * *",
+           "LOCAL_SECRETS_PATH": str(tmp_path / "s.json")}
+    done = subprocess.run([sys.executable, "-m", "scripts.serve", "--port", str(free_port())], cwd=REPO_ROOT,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "EXPORT_SCHEDULE" in done.stderr and "has 5 field(s)" in done.stderr
