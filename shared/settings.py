@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 AZURITE_CONNECTION_STRING = "UseDevelopmentStorage=true"
@@ -20,14 +20,15 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
-    control_storage_connection: str = Field(
+    control_storage_connection: str | None = Field(
+        default=None,
         validation_alias=AliasChoices("CONTROL_STORAGE_CONNECTION", "AzureWebJobsStorage"),
-        min_length=1,
         description="Connection string of the control storage account (defaults to AzureWebJobsStorage).",
     )
     control_storage_account_url: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("CONTROL_STORAGE_ACCOUNT_URL"),
+        # The Functions host's own identity-based form of AzureWebJobsStorage is honoured too.
+        validation_alias=AliasChoices("CONTROL_STORAGE_ACCOUNT_URL", "AzureWebJobsStorage__blobServiceUri"),
         description="Blob endpoint of control storage when it is reached with the app's managed identity.",
     )
     control_container: str = Field(
@@ -53,6 +54,8 @@ class Settings(BaseSettings):
         default=8 * 1024 * 1024, ge=64 * 1024, le=100 * 1024 * 1024, validation_alias=AliasChoices("BLOCK_BYTES")
     )
     upload_concurrency: int = Field(default=4, ge=1, le=64, validation_alias=AliasChoices("UPLOAD_CONCURRENCY"))
+    export_concurrency: int = Field(default=2, ge=1, le=16, validation_alias=AliasChoices("EXPORT_CONCURRENCY"))
+    gzip_level: int = Field(default=6, ge=1, le=9, validation_alias=AliasChoices("GZIP_LEVEL"))
     pass_time_budget_seconds: float = Field(
         default=240, gt=0, validation_alias=AliasChoices("PASS_TIME_BUDGET_SECONDS")
     )
@@ -94,6 +97,16 @@ class Settings(BaseSettings):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
         return upper
 
+    @model_validator(mode="after")
+    def _control_storage_given(self) -> Settings:
+        if not (self.control_storage_connection or "").strip() and not self.control_storage_account_url:
+            raise ValueError(
+                "AzureWebJobsStorage (or CONTROL_STORAGE_CONNECTION) must be set to the control storage "
+                "connection string, or CONTROL_STORAGE_ACCOUNT_URL (or AzureWebJobsStorage__blobServiceUri) to "
+                "its blob endpoint for managed identity"
+            )
+        return self
+
     @property
     def uses_local_secret_store(self) -> bool:
         return self.key_vault_url is None
@@ -116,11 +129,11 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else "?"
-            name = _ENV_NAMES.get(field, field)
-            if name == "CONTROL_STORAGE_CONNECTION" and err["type"] == "missing":
-                name = "AzureWebJobsStorage (or CONTROL_STORAGE_CONNECTION)"
-            problems.append(f"{name}: {err['msg']}")
+            if not err["loc"]:
+                problems.append(str(err["msg"]).removeprefix("Value error, "))
+                continue
+            field = str(err["loc"][0])
+            problems.append(f"{_ENV_NAMES.get(field, field)}: {err['msg']}")
         raise SettingsError("invalid app settings: " + "; ".join(problems)) from None
 
 

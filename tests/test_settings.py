@@ -56,3 +56,10 @@ def test_misconfigured_app_answers_503_naming_the_setting(monkeypatch: pytest.Mo
         services_module.get_services.cache_clear()
     assert response.status_code == 503
     assert "MAX_ATTEMPTS" in response.json()["error"]["message"]
+
+
+def test_identity_based_control_storage_needs_no_connection_string(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AzureWebJobsStorage", raising=False)
+    monkeypatch.delenv("CONTROL_STORAGE_CONNECTION", raising=False)
+    monkeypatch.setenv("AzureWebJobsStorage__blobServiceUri", "https://ctl.blob.core.windows.net")
+    assert load_settings().control_storage_account_url == "https://ctl.blob.core.windows.net"
