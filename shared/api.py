@@ -18,6 +18,13 @@ from shared.destination_models import DestinationIn, validation_details
 from shared.errors import AppError, BadRequest, ValidationFailed
 from shared.export_pass import run_export_pass
 from shared.intake import IntakeRequest, accept_batch, accepted_body, read_limited
+from shared.secrets import (
+    SecretAccessDeniedError,
+    SecretNameInUseError,
+    SecretNotFoundError,
+    SecretStoreError,
+    SecretStoreUnavailableError,
+)
 from shared.services import Services
 from shared.settings import SettingsError
 
@@ -34,6 +41,14 @@ def error_response(status: int, code: str, message: str, details: list[Any] | No
     return json_response({"error": {"code": code, "message": message, "details": details or []}}, status)
 
 
+_SECRET_STORE_ERRORS: dict[type[SecretStoreError], tuple[int, str]] = {
+    SecretStoreUnavailableError: (503, "secret_store_unavailable"),
+    SecretAccessDeniedError: (503, "secret_store_access_denied"),  # the app's identity: an operator must act
+    SecretNotFoundError: (404, "secret_not_found"),
+    SecretNameInUseError: (409, "secret_name_in_use"),
+}
+
+
 def install_error_handlers(api: FastAPI) -> None:
     @api.exception_handler(AppError)
     async def _app_error(_: Request, exc: AppError) -> Response:
@@ -43,6 +58,12 @@ def install_error_handlers(api: FastAPI) -> None:
     async def _settings(_: Request, exc: SettingsError) -> Response:
         log.error("%s", exc)
         return error_response(503, "misconfigured", f"the app is misconfigured: {exc}")
+
+    @api.exception_handler(SecretStoreError)
+    async def _secret_store(_: Request, exc: SecretStoreError) -> Response:
+        # The message is plain words and never holds a secret value (see shared.secrets).
+        status, code = _SECRET_STORE_ERRORS.get(type(exc), (502, "secret_store_error"))
+        return error_response(status, code, str(exc))
 
     @api.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:
@@ -87,10 +108,13 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
     return dict(resolve(schema))
 
 
+DESTINATION_EXAMPLE = {"account_name": "mystorageaccount", "container": "analytics-export", "prefix": "clevertap/",
+                       "format": "jsonl", "compression": "gzip", "auth": {"type": "managed_identity"}}
 DESTINATION_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": inline_refs(DestinationIn.model_json_schema())}},
+        "content": {"application/json": {"schema": inline_refs(DestinationIn.model_json_schema()),
+                                         "example": DESTINATION_EXAMPLE}},
     }
 }
 
@@ -107,11 +131,58 @@ def create_api(services: ServicesProvider) -> FastAPI:
     install_error_handlers(api)
     add_destination_routes(api, services)
     add_batch_routes(api, services)
+    document_errors(api)
     return api
 
 
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "additionalProperties": False,
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "properties": {
+                "code": {"type": "string", "minLength": 1},
+                "message": {"type": "string", "minLength": 1},
+                "details": {"type": "array", "items": {"type": "object"}},
+            },
+        }
+    },
+}
+
+
+def document_errors(api: FastAPI) -> None:
+    """Say in the OpenAPI document that any operation may answer 4xx/5xx, always as {"error": {...}}.
+
+    FastAPI documents only its own 422 shape, which this API never sends (see install_error_handlers).
+    """
+    generate = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is not None:
+            return api.openapi_schema
+        document = generate()
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        schemas["Error"] = ERROR_SCHEMA
+        error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        for operations in document["paths"].values():
+            for operation in operations.values():
+                responses = operation["responses"]
+                responses.pop("422", None)
+                responses["4XX"] = {"description": "The request was refused; the message says why", **error}
+                responses["5XX"] = {"description": "A dependency is unavailable (503) or an internal error", **error}
+        return document
+
+    api.openapi = openapi  # type: ignore[method-assign]
+
+
 def add_destination_routes(api: FastAPI, services: ServicesProvider) -> None:
-    @api.put("/api/destinations/{destination_id}", openapi_extra=DESTINATION_BODY, tags=["destinations"])
+    @api.put("/api/destinations/{destination_id}", openapi_extra=DESTINATION_BODY, tags=["destinations"],
+             responses={201: {"description": "Created"}})
     async def put_destination(destination_id: str, request: Request) -> Response:
         body = await read_json_body(request)
         svc = services()
@@ -128,7 +199,7 @@ def add_destination_routes(api: FastAPI, services: ServicesProvider) -> None:
     async def list_destinations() -> Response:
         return json_response({"destinations": await run_in_threadpool(services().destinations.list)})
 
-    @api.delete("/api/destinations/{destination_id}", tags=["destinations"])
+    @api.delete("/api/destinations/{destination_id}", tags=["destinations"], status_code=204)
     async def delete_destination(destination_id: str) -> Response:
         await run_in_threadpool(services().destinations.delete, destination_id)
         return Response(status_code=204)
@@ -138,6 +209,10 @@ def add_destination_routes(api: FastAPI, services: ServicesProvider) -> None:
         return json_response(await run_in_threadpool(services().test_destination, destination_id))
 
 
+# A record that is both a valid event (name, time) and a valid profile (identity).
+INTAKE_EXAMPLE_RECORD = {"event": "purchase", "timestamp": "2026-11-20T09:15:00Z", "distinct_id": "u-1",
+                         "properties": {"amount": 19.99, "currency": "EUR"}}
+INTAKE_EXAMPLE_NDJSON = orjson.dumps(INTAKE_EXAMPLE_RECORD).decode() + "\n"
 INTAKE_BODY = {
     "parameters": [
         {"name": "type", "in": "query", "required": True,
@@ -147,8 +222,9 @@ INTAKE_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/x-ndjson": {"schema": {"type": "string"}},
-            "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+            "application/x-ndjson": {"schema": {"type": "string"}, "example": INTAKE_EXAMPLE_NDJSON},
+            "application/json": {"schema": {"type": "array", "items": {"type": "object"}},
+                                 "example": [INTAKE_EXAMPLE_RECORD]},
         },
     },
 }
@@ -159,7 +235,7 @@ def add_batch_routes(api: FastAPI, services: ServicesProvider) -> None:
               tags=["batches"])
     async def post_batch(destination_id: str, request: Request) -> Response:
         svc = services()
-        await run_in_threadpool(svc.destinations.get_record, destination_id)
+        destination = await run_in_threadpool(svc.destinations.get_record, destination_id)
         raw = await read_limited(request.stream(), svc.settings.max_request_bytes)
         intake = IntakeRequest(
             destination_id=destination_id,
@@ -169,7 +245,8 @@ def add_batch_routes(api: FastAPI, services: ServicesProvider) -> None:
             idempotency_key=request.headers.get("idempotency-key"),
         )
         state, created = await run_in_threadpool(
-            accept_batch, svc.control, intake, raw, max_bytes=svc.settings.max_request_bytes
+            accept_batch, svc.control, intake, raw, max_bytes=svc.settings.max_request_bytes,
+            csv_destination=destination["format"] == "csv",
         )
         headers = {"Location": f"/api/batches/{state['batch_id']}"}
         if not created:

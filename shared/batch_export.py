@@ -21,9 +21,21 @@ from azure.storage.blob import ContainerClient, ContentSettings
 
 from shared.blob_writer import BlockUploader, WrittenFile
 from shared.logging_setup import log_event
-from shared.serialization import PartEncoder, content_type, file_extension, split_lines, take_until
+from shared.serialization import (
+    PartEncoder,
+    content_type,
+    cut_block,
+    file_extension,
+    split_blocks,
+    split_lines,
+    take_until,
+)
 
 log = logging.getLogger(__name__)
+
+# Lines encoded at once: a downloaded chunk (STREAM_CHUNK_BYTES) holds tens of thousands, and the
+# CSV text of all of them at once would cost memory for no speed.
+FEED_LINES = 10_000
 
 
 def partition_dir(prefix: str, record_type: str, partition_key: str, export_date: str) -> str:
@@ -119,6 +131,7 @@ class PartitionWriter:
         encoder, uploader = self._encoder, self._uploader
         assert encoder is not None and uploader is not None
         uploader.write(encoder.close().data)
+        uploader.flush()  # the last block uploads while the part is recorded
         self.before_commit(uploader.name)
         written: WrittenFile = uploader.commit(_content_settings(self.plan))
         self.files.append(FileEntry(written.name, encoder.records, written.bytes, written.md5_hex,
@@ -126,19 +139,11 @@ class PartitionWriter:
         self._encoder = self._uploader = None
 
     def write(self, chunks: Iterator[bytes]) -> list[FileEntry]:
-        limit = self.plan.part_max_bytes
         try:
-            for lines in split_lines(chunks):
-                while lines:
-                    encoder, uploader = (self._encoder, self._uploader) if self._encoder else self._open()
-                    assert uploader is not None
-                    if encoder.records and encoder.raw_bytes >= limit:
-                        self._close()
-                        continue
-                    # take_until returns at least 1, so a part always makes progress.
-                    count = take_until(lines, limit - encoder.raw_bytes)
-                    uploader.write(encoder.feed(lines[:count]).data)
-                    lines = lines[count:]
+            if self.plan.fmt == "jsonl":
+                self._write_blocks(chunks)
+            else:
+                self._write_lines(chunks)
             if self._encoder is not None:
                 self._close()
         except BaseException:
@@ -146,6 +151,35 @@ class PartitionWriter:
                 self._uploader.abandon()
             raise
         return self.files
+
+    def _part_with_room(self) -> tuple[PartEncoder, BlockUploader]:
+        """The part to write to: the open one, or a new one when there is none or it is full."""
+        encoder, uploader = (self._encoder, self._uploader) if self._encoder else self._open()
+        if encoder.records and encoder.raw_bytes >= self.plan.part_max_bytes:
+            self._close()
+            encoder, uploader = self._open()
+        assert uploader is not None
+        return encoder, uploader
+
+    def _write_lines(self, chunks: Iterator[bytes]) -> None:
+        for lines in split_lines(chunks):
+            while lines:
+                encoder, uploader = self._part_with_room()
+                # take_until returns at least 1, so a part always makes progress.
+                head = lines[:FEED_LINES]
+                count = take_until(head, self.plan.part_max_bytes - encoder.raw_bytes)
+                uploader.write(encoder.feed(head[:count]).data)
+                lines = lines[count:]
+
+    def _write_blocks(self, chunks: Iterator[bytes]) -> None:
+        """JSONL: staged lines move as they are, a downloaded chunk at a time (never a line at a time)."""
+        for block in split_blocks(chunks):
+            while block:
+                encoder, uploader = self._part_with_room()
+                end = cut_block(block, self.plan.part_max_bytes - encoder.raw_bytes)  # at least one line
+                head = block[:end]
+                uploader.write(encoder.feed_block(head, head.count(b"\n")).data)
+                block = block[end:]
 
 
 def write_batch(

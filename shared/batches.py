@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import secrets as pyrandom
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from azure.core.exceptions import HttpResponseError
 
 from shared.control_store import ControlStore, LeaseHeld, PreconditionFailed
 from shared.errors import Conflict, NotFound, ValidationFailed
@@ -89,12 +92,36 @@ def stage_batch(
 ) -> tuple[dict[str, Any], bool]:
     """Durably stage a batch; return (state, created). The state document is written last: it is the commit.
 
-    Order: staged records -> due marker -> state. A crash before the state leaves only garbage that the
-    export pass collects (a marker without a state); a crash after it leaves a complete, due batch.
+    Order: due marker -> staged records -> state. A crash before the state leaves only garbage that the
+    export pass collects (a marker without a state); a crash after it leaves a complete, due batch. A failure
+    that raises is cleaned up at once where possible (`_after_failed_staging`).
     """
     existing = control.get(state_blob(batch_id))
     if existing is not None:
         return _replayed(existing.data, body_sha256), False
+    try:
+        return _stage_new(control, batch_id=batch_id, destination_id=destination_id, record_type=record_type,
+                          parts=parts, records=records, body_sha256=body_sha256, moment=moment)
+    except Exception:
+        committed = _after_failed_staging(control, batch_id)
+        if committed is None:
+            raise
+        return _replayed(committed, body_sha256), batch_id.startswith("b")
+
+
+def _stage_new(
+    control: ControlStore,
+    *,
+    batch_id: str,
+    destination_id: str,
+    record_type: str,
+    parts: list[StagedPart],
+    records: int,
+    body_sha256: str,
+    moment: datetime,
+) -> tuple[dict[str, Any], bool]:
+    # The marker first: whatever a failure leaves behind, the export pass can find it and collect it.
+    set_due(control, batch_id, destination_id, moment)
     partitions = []
     total = 0
     for index, part in enumerate(parts):
@@ -129,7 +156,6 @@ def stage_batch(
         "last_error": None,
         "notes": [],
     }
-    set_due(control, batch_id, destination_id, moment)
     try:
         control.put(state_blob(batch_id), state, create_only=True, metadata=state_metadata(state))
     except PreconditionFailed:
@@ -139,6 +165,31 @@ def stage_batch(
         return _replayed(current.data, body_sha256), False
     log_event(log, "batch staged", batch_id=batch_id, destination_id=destination_id, records=records, bytes=total)
     return state, True
+
+
+def _after_failed_staging(control: ControlStore, batch_id: str) -> dict[str, Any] | None:
+    """Best effort after a staging write failed. Returns the state if the commit happened after all (its
+    answer was lost); otherwise removes what was staged, so the caller's error means "nothing was changed".
+
+    Skipped for Idempotency-Key ids: a retry with the same key may be writing the same names right now.
+    Whatever cannot be removed (storage still down) is a due marker without a state: the export pass
+    collects it once it is older than its orphan age.
+    """
+    try:
+        current = control.get(state_blob(batch_id))
+        if current is not None:
+            log_event(log, "batch staged (its commit answer was lost)", batch_id=batch_id)
+            return current.data
+        if batch_id.startswith("k"):
+            return None
+        for item in list(control.list(f"{STAGED_PREFIX}{batch_id}/")):
+            control.delete(item.name)
+        control.delete(due_marker(batch_id))
+        log_event(log, "failed intake cleaned up", logging.WARNING, batch_id=batch_id)
+    except Exception as exc:
+        log_event(log, "failed intake left for the export pass to collect", logging.WARNING, batch_id=batch_id,
+                  error=type(exc).__name__)
+    return None
 
 
 def _replayed(state: dict[str, Any], body_sha256: str) -> dict[str, Any]:
@@ -203,6 +254,25 @@ def public_status(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# Storage continuation tokens are opaque but plain ASCII ("2!96!MDAw..." in Azure, a blob name in Azurite).
+CONTINUATION = re.compile(r"^[A-Za-z0-9!*+/=._~-]{1,2048}$")
+
+
+def _bad_continuation() -> ValidationFailed:
+    message = "next must be the 'next' value of an earlier page, passed back unchanged"
+    return ValidationFailed(message, details=[{"field": "next", "message": message}])
+
+
+def check_continuation(continuation: str | None) -> str | None:
+    """The caller's page token, or None for the first page; anything a listing never gave out is a 422
+    (passed on, storage would answer it with an error of its own, which is not the caller's to read)."""
+    if not continuation:
+        return None
+    if not CONTINUATION.match(continuation):
+        raise _bad_continuation()
+    return continuation
+
+
 def list_batches(
     control: ControlStore, *, state: str | None, destination_id: str | None, limit: int, continuation: str | None
 ) -> dict[str, Any]:
@@ -213,9 +283,14 @@ def list_batches(
             details=[{"field": "state", "message": f"must be one of {', '.join(STATES)}"}],
         )
     found: list[dict[str, Any]] = []
-    token = continuation
+    token = check_continuation(continuation)
     while len(found) < limit:
-        items, token = control.list_page(STATES_PREFIX, page_size=limit, continuation=token)
+        try:
+            items, token = control.list_page(STATES_PREFIX, page_size=limit, continuation=token)
+        except HttpResponseError as exc:  # a 4xx: storage refused the token the caller passed on
+            if not (continuation and exc.status_code and 400 <= exc.status_code < 500):
+                raise
+            raise _bad_continuation() from None
         for item in items:
             meta = item.metadata
             if (state and meta.get("state") != state) or (destination_id and meta.get("destination") != destination_id):

@@ -67,10 +67,17 @@ class BlockUploader:
     def _stage_now(self, ident: str, data: bytes) -> None:
         self.blob.stage_block(ident, data, length=len(data))
 
-    def commit(self, content_settings: ContentSettings) -> WrittenFile:
+    def flush(self) -> None:
+        """Start uploading what is buffered (the last block) without waiting for it.
+
+        The caller can then record the part while that upload runs, instead of after it.
+        """
         if self._buffer or not self._ids:
             self._stage(bytes(self._buffer))
             self._buffer.clear()
+
+    def commit(self, content_settings: ContentSettings) -> WrittenFile:
+        self.flush()
         while self._in_flight:
             self._in_flight.popleft().result()
         digest = self._md5.digest()

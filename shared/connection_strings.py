@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from azure.storage.blob import ContainerClient
+
 from shared.destination_models import check_endpoint
 
 DEVELOPMENT_STORAGE = "usedevelopmentstorage=true"
@@ -39,4 +41,19 @@ def blob_endpoint_of(text: str, *, allow_http_loopback: bool) -> tuple[str, str 
         endpoint = f"{protocol}://{account}.blob.{suffix}"
     else:
         raise ValueError("the connection string has neither AccountName nor BlobEndpoint")
-    return check_endpoint(endpoint, allow_http_loopback=allow_http_loopback), account
+    check_endpoint(endpoint, allow_http_loopback=allow_http_loopback)
+    # The export builds its client with the SDK's own parser, which reads some strings differently
+    # (keys upper-cased but not stripped, UseDevelopmentStorage=true anywhere wins): check its endpoint too.
+    return check_endpoint(sdk_blob_endpoint(text), allow_http_loopback=allow_http_loopback), account
+
+
+def sdk_blob_endpoint(text: str) -> str:
+    """The blob endpoint the storage SDK will contact for this connection string (no I/O).
+
+    Only the scheme, host and path: the client's full URL may carry a SAS token.
+    """
+    try:
+        client = ContainerClient.from_connection_string(text, "probe")
+    except ValueError:
+        raise ValueError("the storage SDK cannot read this connection string (malformed)") from None
+    return f"{client.scheme}://{client.primary_hostname}"

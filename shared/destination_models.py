@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 import unicodedata
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -105,39 +106,87 @@ Auth = Annotated[
 
 
 def check_endpoint(url: str, *, allow_http_loopback: bool) -> str:
-    """An https blob endpoint on a public host; http and loopback only when development allows it."""
+    """An https blob endpoint on a public host; http and loopback only when development allows it.
+
+    Checked without any DNS lookup, on the address the HTTP stack would actually use: a trailing dot
+    ("localhost."), legacy IPv4 forms resolvers still accept (2130706433, 0x7f000001, 0177.0.0.1,
+    127.1) and IPv4 addresses inside IPv6 ones (::ffff:10.0.0.1, 64:ff9b::a9fe:a9fe) are seen
+    through. A public-looking name whose DNS answer is private cannot be caught here.
+    """
+    if len(url) > MAX_ENDPOINT or not url.isascii() or any(not ch.isprintable() or ch.isspace() for ch in url):
+        raise ValueError(
+            f"must be a plain ASCII URL of at most {MAX_ENDPOINT} characters without spaces or control characters "
+            "(write an international domain name in its xn-- form)"
+        )
     parts = urlsplit(url)
-    host = parts.hostname or ""
+    host = (parts.hostname or "").rstrip(".")
     if parts.scheme not in {"https", "http"} or not host:
         raise ValueError("must be an https:// URL such as https://myaccount.blob.core.windows.net")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ValueError("must not contain a query, fragment or user info (put a SAS token in auth.sas_token)")
-    loopback = host == "localhost" or _is_ip(host, "is_loopback")
+    try:
+        parts.port  # noqa: B018  # urlsplit checks the port only when asked
+    except ValueError:
+        raise ValueError("must have a port number from 0 to 65535, if any") from None
+    address = host_address(host)
+    loopback = host == "localhost" or (address is not None and address.is_loopback)
     if loopback and not allow_http_loopback:
         raise ValueError("loopback endpoints are refused (set ALLOW_HTTP_LOOPBACK=true for local development)")
     if parts.scheme == "http" and not loopback:
         raise ValueError("must use https (plain http is only allowed for a loopback emulator in development)")
-    if not loopback and _is_private(host):
+    if loopback:
+        return url.rstrip("/")
+    if address is not None:
+        if not _is_public(address):
+            raise ValueError("must not point at a private, link-local or reserved address")
+    elif not HOST_NAME.match(host):
+        raise ValueError(
+            "must name a fully qualified host (letters, digits, '-' and '.', such as myaccount.blob.core.windows.net)"
+        )
+    elif host.endswith(PRIVATE_SUFFIXES):
         raise ValueError("must not point at a private, link-local or reserved address")
     return url.rstrip("/")
 
 
-def _is_ip(host: str, attribute: str) -> bool:
+MAX_ENDPOINT = 2048
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+HOST_NAME = re.compile(rf"^(?=.{{1,253}}$)(?:{_LABEL}\.)+{_LABEL}$")  # two labels at least: a FQDN
+PRIVATE_SUFFIXES = (".local", ".internal", ".localhost", ".localdomain", ".home.arpa", ".lan", ".intranet", ".corp")
+_LEGACY_IPV4 = re.compile(r"^[0-9a-fA-FxX.]+$")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def host_address(host: str) -> IPAddress | None:
+    """The IP address ``host`` denotes without DNS, or None for a host name.
+
+    Besides the standard literals, the legacy IPv4 forms that ``inet_aton`` (and so ``getaddrinfo``)
+    still accepts: a single number, hex or octal parts, fewer than four parts.
+    """
     try:
-        return bool(getattr(ipaddress.ip_address(host), attribute))
+        return ipaddress.ip_address(host)
     except ValueError:
+        pass
+    if _LEGACY_IPV4.match(host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))  # parsing only: no lookup
+        except OSError:
+            return None
+    return None
+
+
+def _is_public(address: IPAddress) -> bool:
+    if not address.is_global or address.is_multicast:
         return False
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
+        if int(address) < 2**32 or address in _NAT64:  # IPv4-compatible (::a.b.c.d) and NAT64 addresses
+            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        return all(inner is None or _is_public(inner) for inner in embedded)
+    return True
 
 
-def _is_private(host: str) -> bool:
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host.endswith((".local", ".internal", ".localhost"))
-    return (
-        address.is_private or address.is_link_local or address.is_reserved
-        or address.is_multicast or address.is_unspecified or address.is_loopback
-    )
+_CREDENTIAL_MARKS = re.compile(r"(?i)(?:^|[?&;])(?:sig|accountkey|sharedaccesssignature)=")
 
 
 def check_prefix(value: str) -> str:
@@ -156,6 +205,10 @@ def check_prefix(value: str) -> str:
             raise ValueError("must not contain '.' or '..' path segments")
         if "//" in text:
             raise ValueError("must not contain empty path segments ('//')")
+        if _CREDENTIAL_MARKS.search(text):  # a token pasted into the wrong field would end up in blob names
+            raise ValueError(
+                "looks like a credential (a SAS signature or account key): put it in auth, never in the prefix"
+            )
     if value and not value.endswith("/"):
         value += "/"
     return value
@@ -230,5 +283,10 @@ def validation_details(errors: list[Any]) -> list[dict[str, str]]:
         message = str(err.get("msg", "invalid"))
         if message.startswith("Value error, "):
             message = message[len("Value error, "):]
+        if err.get("type") == "union_tag_invalid":  # pydantic quotes the tag sent: "Input tag '<value>' found..."
+            message = f"must be one of {err.get('ctx', {}).get('expected_tags', 'the documented types')}"
+        sent = err.get("input")
+        if isinstance(sent, str) and len(sent) >= 4 and sent in message:
+            message = message.replace(sent, "(the value sent)")
         details.append({"field": ".".join(loc) or "body", "message": message})
     return details

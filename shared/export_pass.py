@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -71,29 +72,52 @@ def run_export_pass(
     hooks: Hooks | None = None,
     clock: Callable[[], datetime] = now_utc,
 ) -> PassSummary:
-    """Export every due batch until the time budget is nearly spent; return what happened."""
+    """Export every due batch until the time budget is nearly spent; return what happened.
+
+    Up to EXPORT_CONCURRENCY batches are exported at once, each under its own lease, so that one
+    batch's round trips to control storage and the destination overlap another's work.
+    """
     started = time.monotonic()
     budget = budget_seconds if budget_seconds is not None else services.settings.pass_time_budget_seconds
     summary = PassSummary()
     candidates = due_batches(services, clock())
     log_event(log, "export pass started", due=len(candidates))
-    for index, batch_id in enumerate(candidates):
-        # Stop taking new batches with a margin left for the one in hand to finish (lease + commit).
-        if time.monotonic() - started > budget * 0.8:
-            summary.skipped += len(candidates) - index
-            log_event(log, "export pass stopping: time budget nearly spent", left=len(candidates) - index)
-            break
-        try:
-            outcome = export_one(services, batch_id, hooks=hooks or Hooks(), clock=clock)
-        except Exception as exc:  # one batch's trouble (e.g. control storage) must not stop the pass
-            log_event(log, "batch export interrupted; it stays due", logging.WARNING, batch_id=batch_id,
-                      error=type(exc).__name__)
-            outcome = "skipped"
-        setattr(summary, outcome, getattr(summary, outcome) + 1)
-        summary.batches.append({"batch_id": batch_id, "outcome": outcome})
+    outcomes: dict[str, str] = {}
+    workers = max(1, min(services.settings.export_concurrency, len(candidates)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export") as pool:
+        running: dict[Future[str], str] = {}
+        for index, batch_id in enumerate(candidates):
+            if len(running) >= workers:
+                _collect(running, outcomes, wait(running, return_when=FIRST_COMPLETED).done)
+            # Stop taking new batches with a margin left for those in hand to finish (lease + commit).
+            if time.monotonic() - started > budget * 0.8:
+                summary.skipped += len(candidates) - index
+                log_event(log, "export pass stopping: time budget nearly spent", left=len(candidates) - index)
+                break
+            running[pool.submit(_export_or_skip, services, batch_id, hooks or Hooks(), clock)] = batch_id
+        _collect(running, outcomes, list(running))
+    for batch_id in candidates:
+        if batch_id in outcomes:
+            outcome = outcomes[batch_id]
+            setattr(summary, outcome, getattr(summary, outcome) + 1)
+            summary.batches.append({"batch_id": batch_id, "outcome": outcome})
     summary.duration_seconds = round(time.monotonic() - started, 3)
     log_event(log, "export pass finished", **{k: v for k, v in summary.to_json().items() if k != "batches"})
     return summary
+
+
+def _collect(running: dict[Future[str], str], outcomes: dict[str, str], done: Iterable[Future[str]]) -> None:
+    for future in done:
+        outcomes[running.pop(future)] = future.result()  # re-raises what ended a worker (only a BaseException can)
+
+
+def _export_or_skip(services: Services, batch_id: str, hooks: Hooks, clock: Callable[[], datetime]) -> str:
+    try:
+        return export_one(services, batch_id, hooks=hooks, clock=clock)
+    except Exception as exc:  # one batch's trouble (e.g. control storage) must not stop the pass
+        log_event(log, "batch export interrupted; it stays due", logging.WARNING, batch_id=batch_id,
+                  error=type(exc).__name__)
+        return "skipped"
 
 
 def export_one(services: Services, batch_id: str, *, hooks: Hooks, clock: Callable[[], datetime]) -> str:
@@ -187,7 +211,7 @@ def _write(services: Services, container: Any, record: dict[str, Any], state: di
         batch_id=state["batch_id"], destination_id=state["destination_id"], record_type=state["type"],
         prefix=record["prefix"], fmt=record["format"], compression=record["compression"],
         export_date=state["export_date"], part_max_bytes=settings.part_max_bytes,
-        block_bytes=settings.block_bytes, max_in_flight=settings.upload_concurrency,
+        block_bytes=settings.block_bytes, max_in_flight=settings.upload_concurrency, gzip_level=settings.gzip_level,
     )
     previous = set(state.get("written_blobs", [])) | {b["name"] for b in state.get("blobs", [])}
 

@@ -86,36 +86,39 @@ def decode_body(raw: bytes, content_encoding: str | None, limit: int) -> bytes:
 
 
 def gunzip_limited(raw: bytes, limit: int) -> bytes:
-    """Inflate gzip, stopping at `limit` bytes of output (a gzip bomb never inflates past it)."""
-    inflater = zlib.decompressobj(wbits=31)
+    """Inflate gzip, stopping at `limit` bytes of output (a gzip bomb never inflates past it).
+
+    Several gzip members in a row are inflated one after the other, in a loop: a body of thousands of
+    tiny members must not recurse thousands of levels deep.
+    """
     out: list[bytes] = []
     size = 0
     data = raw
     try:
-        while True:
-            piece = inflater.decompress(data, 1024 * 1024)
-            size += len(piece)
-            if size > limit:
-                raise PayloadTooLarge(
-                    f"the gzip body inflates to more than the limit of {limit} bytes (MAX_REQUEST_BYTES)"
-                )
-            out.append(piece)
-            data = inflater.unconsumed_tail
-            if inflater.eof:
-                if inflater.unused_data.strip(b"\0"):
-                    # Several gzip members concatenated: inflate the next one too.
-                    rest = gunzip_limited(inflater.unused_data, limit - size)
-                    out.append(rest)
+        while True:  # one gzip member per round
+            inflater = zlib.decompressobj(wbits=31)
+            while not inflater.eof:
+                piece = inflater.decompress(data, 1024 * 1024)
+                size += len(piece)
+                if size > limit:
+                    raise PayloadTooLarge(
+                        f"the gzip body inflates to more than the limit of {limit} bytes (MAX_REQUEST_BYTES)"
+                    )
+                out.append(piece)
+                data = inflater.unconsumed_tail
+                if not inflater.eof and not data and not piece:
+                    raise BadRequest("the gzip body is truncated")
+            data = inflater.unused_data
+            if not data.strip(b"\0"):
                 break
-            if not data and not piece:
-                raise BadRequest("the gzip body is truncated")
     except zlib.error as exc:
         raise BadRequest(f"the body is not valid gzip: {exc}") from None
     return b"".join(out)
 
 
 def accept_batch(
-    control: ControlStore, request: IntakeRequest, raw: bytes, *, max_bytes: int, moment: datetime | None = None
+    control: ControlStore, request: IntakeRequest, raw: bytes, *, max_bytes: int, moment: datetime | None = None,
+    csv_destination: bool = False,
 ) -> tuple[dict[str, Any], bool]:
     """Validate and stage; returns (state, created). Raises an AppError and stages nothing on bad input."""
     record_type = check_record_type(request.record_type)
@@ -123,7 +126,7 @@ def accept_batch(
     key = check_idempotency_key(request.idempotency_key)
     body = decode_body(raw, request.content_encoding, max_bytes)
     try:
-        parsed = parse_batch(body, kind, record_type)
+        parsed = parse_batch(body, kind, record_type, unique_columns=csv_destination)
     except RecordsRejected as exc:
         details = [{"line": p.line, "field": p.field, "message": p.message} for p in exc.problems]
         raise BadRequest(exc.message, details=details, code="invalid_records") from None

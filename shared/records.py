@@ -86,13 +86,18 @@ class ParsedBatch:
     total_bytes: int  # size of the staged records as NDJSON: each line plus its newline
 
 
-def parse_batch(body: bytes, content_type: BodyKind, record_type: RecordType, *, max_problems: int = 20) -> ParsedBatch:
+def parse_batch(
+    body: bytes, content_type: BodyKind, record_type: RecordType, *, max_problems: int = 20,
+    unique_columns: bool = False,
+) -> ParsedBatch:
     """Validate ``body`` (decoded, uncompressed) and group its records for staging.
 
     ``content_type`` is "ndjson" (one JSON object per line; blank lines skipped but counted) or
     "json" (one array of objects). A UTF-8 byte order mark at the start is tolerated. Events need a
     name and a valid time (see ``shared.event_time``) and are grouped by event hour; profiles need an
     identity and form one partition. Raises ``RecordsRejected`` with up to ``max_problems`` problems.
+    With ``unique_columns`` (a CSV destination) a record whose keys flatten to the same column twice
+    (``{"a.b": 1, "a": {"b": 2}}``) is refused here rather than failing its export later.
     """
     if content_type not in ("ndjson", "json"):
         raise ValueError(f"content_type must be 'ndjson' or 'json', not {content_type!r}")
@@ -101,6 +106,7 @@ def parse_batch(body: bytes, content_type: BodyKind, record_type: RecordType, *,
     if body.startswith(_BOM):
         body = body[len(_BOM) :]
     intake = _Intake(record_type, max(1, max_problems), "line" if content_type == "ndjson" else "record")
+    intake.unique_columns = unique_columns
     if content_type == "ndjson":
         _read_ndjson(body, intake)
     else:
@@ -152,6 +158,7 @@ class _Intake:
         self.partitions: dict[str, StagedPartition] = {}
         self._keys_by_hour: dict[int, str] = {}
         self._shapes: dict[str, _Shapes] = {}
+        self.unique_columns = False
 
     @property
     def full(self) -> bool:
@@ -163,6 +170,13 @@ class _Intake:
         if type(record) is not dict:
             self._invalid(number, [(None, f"a record must be a JSON object, not {_json_kind(record)}")])
             return None
+        if self.unique_columns and _has_dotted_key(record):
+            column = _repeated_column(record)
+            if column is not None:
+                self._invalid(number, [(column, (
+                    f"the keys flatten to CSV column '{column}' twice (a key containing '.' collides with a "
+                    "nested key); rename one, or set the destination's format to jsonl"))])
+                return None
         if not self.events:
             if find_profile_identity(record) is None:
                 self._invalid(number, [(None, f"profile has no identity (looked for: {_LOOKED_FOR_IDENTITY})")])
@@ -386,6 +400,28 @@ def _collect_columns(obj: dict[str, Any], prefix: str, shapes: _Shapes, depth: i
     table = shapes.tables.setdefault(prefix, {})
     if nested is not None and len(table) < _SHAPE_MEMO_LIMIT:
         table[tuple(obj)] = nested
+
+
+def _has_dotted_key(obj: dict[str, Any]) -> bool:
+    """Only a key containing "." can make two columns collide; most records have none."""
+    stack = [obj]
+    while stack:
+        current = stack.pop()
+        for key, value in current.items():
+            if "." in key:
+                return True
+            if type(value) is dict:
+                stack.append(value)
+    return False
+
+
+def _repeated_column(record: dict[str, Any]) -> str | None:
+    seen: set[str] = set()
+    for column in flattened_keys(record):
+        if column in seen:
+            return column
+        seen.add(column)
+    return None
 
 
 def _name_problem(record: dict[str, Any]) -> tuple[str | None, str]:

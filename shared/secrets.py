@@ -61,6 +61,10 @@ class SecretStoreUnavailableError(SecretStoreError):
     retryable = True
 
 
+class SecretNameInUseError(SecretStoreError):
+    """The name belongs to a recently deleted, still recoverable secret: recover or purge it first."""
+
+
 class SecretStore(Protocol):
     def get_secret(self, name: str) -> str: ...
 
@@ -195,7 +199,7 @@ def map_key_vault_error(exc: Exception, name: str, action: str, vault_url: str) 
             f"the function app's identity is not allowed to {action} secret '{name}' in {vault} (403 Forbidden): {hint}"
         )
     if status == 409 and "ObjectIsDeletedButRecoverable" in codes:
-        return SecretStoreError(
+        return SecretNameInUseError(
             f"secret '{name}' was deleted recently and is still recoverable in {vault}, so the name cannot be "
             "reused yet: recover or purge the deleted secret, then try again"
         )

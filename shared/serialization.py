@@ -5,21 +5,23 @@ moves those bytes untouched (no parsing); CSV output parses each record, flatten
 into columns and writes RFC 4180 rows. Numbers stay exact: integers beyond 64 bits and floats
 whose text a double would not reproduce are kept as the literal text that was sent.
 
-Work is per chunk of lines wherever it can be (one regex scan and one ``orjson.loads`` per chunk,
-``csv.writer.writerows`` per chunk), because the export's speed is measured against plain gzip.
+Speed matters (the export is measured against plain gzip): work is done per chunk of lines
+wherever it can be (one ``orjson.loads`` and one ``orjson.dumps`` check per chunk), CSV rows of a
+shape already seen are written with C-level calls only (``_Shape``), and gzip runs in a helper
+thread while the next chunk is encoded (``PartEncoder``).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import zlib
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import accumulate, compress
+from operator import call, itemgetter
 from typing import Any, Literal, NoReturn
 
 import orjson
@@ -92,11 +94,19 @@ def parse_exact(line: bytes) -> dict[str, Any]:
             raise
         record = _parse_slow(line)  # e.g. 1e400, which orjson refuses
     else:
-        if orjson.dumps(record) != line and _INEXACT_NUMBER.search(line):
+        if not _prints_back(record, line) and _INEXACT_NUMBER.search(line):
             record = _parse_slow(line)
     if type(record) is not dict:
         raise ValueError(f"a record must be a JSON object, not {type(record).__name__}")
     return record
+
+
+def _prints_back(value: Any, text: bytes) -> bool:
+    """Whether orjson writes ``value`` back as ``text``: then each number is exactly as sent."""
+    try:
+        return orjson.dumps(value) == text
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes (255 levels)
+        return False
 
 
 def parse_chunk(lines: Sequence[bytes], *, first_index: int = 0) -> list[dict[str, Any]]:
@@ -114,7 +124,7 @@ def parse_chunk(lines: Sequence[bytes], *, first_index: int = 0) -> list[dict[st
         type(records) is list
         and len(records) == len(lines)
         and set(map(type, records)) <= {dict}
-        and (orjson.dumps(records) == joined or not _INEXACT_NUMBER.search(joined))
+        and (_prints_back(records, joined) or not _INEXACT_NUMBER.search(joined))
     ):
         return records
     return [_parse_at(index, line) for index, line in enumerate(lines, start=first_index)]
@@ -155,17 +165,17 @@ def flatten_record(record: Mapping[str, Any]) -> dict[str, str]:
     dropped: ``ValueError`` names the column, and the record must be renamed at its source.
     """
     out: dict[str, str] = {}
-    if _flatten_into(out, record, "") != len(out):
+    try:
+        leaves = _flatten_into(out, record, "")
+    except RecursionError:
+        raise ValueError("the record nests objects too deeply to be written as CSV") from None
+    if leaves != len(out):
         raise _collision_error(record)
     return out
 
 
-def _flatten_into(out: dict[str, str], obj: Mapping[str, Any], prefix: str, quoted: list[str] | None = None) -> int:
-    """Add ``obj``'s cells to ``out``; return how many were added (more than ``out`` grew by on a collision).
-
-    With ``quoted`` (CSV rows), list cells that need CSV quoting are stored quoted and also listed
-    there, so that a row holding lists can still be joined without the csv module.
-    """
+def _flatten_into(out: dict[str, str], obj: Mapping[str, Any], prefix: str) -> int:
+    """Add ``obj``'s cells to ``out``; return how many were added (more than ``out`` grew by on a collision)."""
     # The hot loop of CSV export: exact type checks, the most frequent types first, and the
     # collision check paid per object (via the count) rather than per cell.
     leaves = len(obj)
@@ -176,7 +186,7 @@ def _flatten_into(out: dict[str, str], obj: Mapping[str, Any], prefix: str, quot
         elif cls is int:
             out[prefix + key] = int.__repr__(value)
         elif cls is dict and value:
-            leaves += _flatten_into(out, value, prefix + key + ".", quoted) - 1
+            leaves += _flatten_into(out, value, prefix + key + ".") - 1
         elif cls is float:
             out[prefix + key] = _float_text(value)
         elif cls is bool:
@@ -184,13 +194,9 @@ def _flatten_into(out: dict[str, str], obj: Mapping[str, Any], prefix: str, quot
         elif value is None:
             out[prefix + key] = ""
         elif cls is list:
-            text = json_text(value)  # never holds a raw CR or LF: JSON escapes them
-            if quoted is not None and ("," in text or '"' in text):
-                text = '"' + text.replace('"', '""') + '"'
-                quoted.append(text)
-            out[prefix + key] = text
+            out[prefix + key] = json_text(value)
         elif isinstance(value, Mapping) and value:
-            leaves += _flatten_into(out, value, prefix + key + ".", quoted) - 1
+            leaves += _flatten_into(out, value, prefix + key + ".") - 1
         else:
             out[prefix + key] = _scalar_text(value)
     return leaves
@@ -242,7 +248,11 @@ def json_text(value: Any) -> str:
     try:
         return orjson.dumps(value, option=orjson.OPT_PASSTHROUGH_SUBCLASS).decode()
     except orjson.JSONEncodeError:
+        pass  # a JsonNumber, an integer beyond 64 bits, or nested deeper than 255 levels
+    try:
         return _slow_json_text(value)
+    except RecursionError:
+        raise ValueError("a list nests too deeply to be written as CSV") from None
 
 
 def _slow_json_text(value: Any) -> str:
@@ -270,28 +280,20 @@ def _slow_json_text(value: Any) -> str:
 # Encoders
 
 
-_RECORDS_AT_ONCE = 1000  # parsed together: amortises calls, stays in cache, bounds memory
-
-
+_RECORDS_AT_ONCE = 500  # parsed together: amortises calls, stays in cache, bounds memory
+_MAX_SHAPES = 64  # row shapes one encoder learns; records of other shapes take the generic path
+_MAX_SHAPES_PER_KEYS = 8  # shapes tried for one set of top-level keys before the generic path
 _NEEDS_QUOTES = re.compile(r'[,"\r\n]').search
 
 
-def _quote_row(row: list[str], quoted: list[str]) -> str:
-    """Join ``row`` quoting as ``csv.writer`` does by default (QUOTE_MINIMAL), lists already quoted."""
+def _quote_row(row: list[str]) -> str:
+    """Join cells as ``csv.writer`` does by default: RFC 4180, quoting only the cells that need it."""
+    line = ",".join(row)
+    if line.count(",") == len(row) - 1 and '"' not in line and "\n" not in line and "\r" not in line and line:
+        return line  # the usual case, checked in C rather than cell by cell
     for index in compress(range(len(row)), map(_NEEDS_QUOTES, row)):
-        cell = row[index]
-        if not any(cell is text for text in quoted):
-            row[index] = '"' + cell.replace('"', '""') + '"'
+        row[index] = '"' + row[index].replace('"', '""') + '"'
     return ",".join(row) if row != [""] else '""'
-
-
-class _Appender:
-    """A csv.writer target that keeps each written row in a list (cheaper than a StringIO)."""
-
-    __slots__ = ("write",)
-
-    def __init__(self, rows: list[str]):
-        self.write = rows.append
 
 
 class CsvEncoder:
@@ -299,7 +301,10 @@ class CsvEncoder:
 
     ``columns`` is the file's stable column order (the caller's sorted union of the batch's
     flattened keys). A record lacking a column gets an empty cell; a record with a column not in
-    ``columns`` is an error, never dropped.
+    ``columns`` is an error, never dropped. Cells are quoted as ``csv.writer`` quotes them.
+
+    Speed: the encoder learns the shapes of the records it meets (``_Shape``) and writes the
+    records of a known shape without a Python loop over their values.
     """
 
     def __init__(self, columns: Sequence[str]):
@@ -308,17 +313,15 @@ class CsvEncoder:
         if len(self._column_set) != len(self._columns):
             raise ValueError("CSV columns must be unique")
         self._blanks = ("",) * len(self._columns)
-        self._commas = len(self._columns) - 1
-        self._written: list[str] = []
-        self._writer = csv.writer(_Appender(self._written))  # quotes the rows that need it
+        self._shapes: dict[tuple[str, ...], list[_Shape]] = {}
+        self._shapes_left = _MAX_SHAPES if len(self._columns) > 1 else 0
 
     @property
     def columns(self) -> tuple[str, ...]:
         return self._columns
 
     def header(self) -> bytes:
-        self._writer.writerow(self._columns)
-        return self._written.pop().encode()
+        return (_quote_row(list(self._columns)) + "\r\n").encode()
 
     def encode(self, lines: Iterable[bytes]) -> tuple[bytes, int]:
         """The CSV rows of a chunk of staged lines, and how many records they hold.
@@ -339,34 +342,154 @@ class CsvEncoder:
         rows.append("")  # the last row's line end
         return "\r\n".join(rows).encode(), len(rows) - 1
 
-    def _row(self, record: Mapping[str, Any]) -> str:
+    def _row(self, record: dict[str, Any]) -> str:
         """One CSV row without its line end."""
-        cells: dict[str, str] = {}
-        quoted: list[str] = []
-        if _flatten_into(cells, record, "", quoted) != len(cells):
-            raise _collision_error(record)
+        keys = tuple(record)
+        shapes = self._shapes.get(keys)
+        if shapes is not None:
+            for shape in shapes:
+                try:
+                    line = shape.row(record)
+                except _MISMATCH:
+                    continue
+                if line is not None:
+                    return line
+        line = self._generic_row(record)
+        if self._shapes_left and (shapes is None or len(shapes) < _MAX_SHAPES_PER_KEYS):
+            self._shapes_left -= 1  # a shape that cannot be learned counts too: stop trying
+            learned = _Shape.of(record, self._columns)
+            if learned is not None:
+                self._shapes.setdefault(keys, []).append(learned)
+        return line
+
+    def _generic_row(self, record: Mapping[str, Any]) -> str:
+        cells = flatten_record(record)
         if not cells.keys() <= self._column_set:
             unknown = ", ".join(repr(name) for name in sorted(cells.keys() - self._column_set))
             raise ValueError(f"the record has columns not in the file's header: {unknown}")
-        # Join in C and check the result, rather than check each cell in Python: the row is right
-        # when its only commas and quotes are the separators and those of the already quoted lists.
-        row = list(map(cells.get, self._columns, self._blanks))
-        line = ",".join(row)
-        commas, quotes = self._commas, 0
-        for text in quoted:
-            commas += text.count(",")
-            quotes += text.count('"')
-        if line.count(",") == commas and line.count('"') == quotes and "\n" not in line and "\r" not in line and line:
-            return line
-        return _quote_row(row, quoted)
+        return _quote_row(list(map(cells.get, self._columns, self._blanks)))
 
     def _raise_for_bad_record(self, records: list[dict[str, Any]], first_index: int) -> None:
-        self._written.clear()
         for index, record in enumerate(records, start=first_index):
             try:
-                self._row(record)
+                self._generic_row(record)
             except (ValueError, TypeError) as exc:
                 raise RecordError(index, f"record {index + 1} of the chunk: {exc}") from exc
+
+
+class _Mismatch(Exception):
+    """The record does not have the shape tried."""
+
+
+_MISMATCH = (_Mismatch, KeyError, TypeError)
+
+
+def _list_cell(value: list[Any]) -> str:
+    text = json_text(value)  # never holds a raw CR or LF: JSON escapes them
+    return '"' + text.replace('"', '""') + '"' if "," in text or '"' in text else text
+
+
+def _empty_object_cell(value: dict[str, Any]) -> str:
+    if value:
+        raise _Mismatch
+    return "{}"
+
+
+_SHAPE_LEAF_TYPES = (str, int, float, bool, type(None), list, dict)  # dict: an empty object
+
+
+def _picker(items: Sequence[Any]) -> Callable[[Any], tuple[Any, ...]]:
+    """``itemgetter(*items)``, but always giving a tuple."""
+    if len(items) == 1:
+        item = items[0]
+        return lambda obj: (obj[item],)
+    return itemgetter(*items) if items else lambda obj: ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """The exact shape of a record (the keys of each object, the type of each value) and how to
+    write records of that shape as CSV rows with C-level calls: one ``itemgetter`` per object, one
+    type check for all values, one ``orjson.dumps`` for all numbers and booleans, one
+    ``itemgetter`` putting the cells in the header's order. It is only tried on records with the
+    same top-level keys, in the same order.
+
+    Row layout: every value in walk order (objects included, never written), then the cells of
+    the numbers and booleans, then those of the lists and empty objects, then a blank (for nulls
+    and for the columns the record lacks).
+    """
+
+    top: Callable[[Mapping[str, Any]], tuple[Any, ...]]
+    nested: tuple[tuple[int, Callable[[Mapping[str, Any]], tuple[Any, ...]], int], ...]  # (position, getter, size)
+    types: tuple[type, ...]  # of every value, objects included
+    scalars: Callable[[list[Any]], tuple[Any, ...]] | None  # picks the numbers and booleans
+    to_convert: Callable[[list[Any]], tuple[Any, ...]]  # picks the lists and empty objects
+    converters: tuple[Callable[[Any], str], ...]  # their cells, quoted when a list needs it
+    texts: Callable[[list[Any]], tuple[str, ...]]  # picks the text values: the cells that may need quoting
+    text_positions: tuple[int, ...]
+    order: Callable[[list[Any]], tuple[str, ...]]  # picks the header's cells
+
+    def row(self, record: Mapping[str, Any]) -> str | None:
+        """The CSV row of ``record``, or None (or one of ``_MISMATCH`` raised) for a record of another shape."""
+        values = list(self.top(record))
+        for position, getter, size in self.nested:
+            obj = values[position]
+            if len(obj) != size:
+                return None
+            values += getter(obj)
+        if tuple(map(type, values)) != self.types:
+            return None
+        if self.scalars is not None:  # JSON text of numbers and booleans holds no comma: split it
+            values += orjson.dumps(self.scalars(values))[1:-1].decode().split(",")
+        if self.converters:
+            values += map(call, self.converters, self.to_convert(values))
+        values.append("")
+        texts = self.texts(values)
+        probe = "".join(texts)
+        if "," in probe or '"' in probe or "\n" in probe or "\r" in probe:
+            for position in compress(self.text_positions, map(_NEEDS_QUOTES, texts)):
+                values[position] = '"' + values[position].replace('"', '""') + '"'
+        return ",".join(self.order(values))
+
+    @classmethod
+    def of(cls, record: Mapping[str, Any], columns: Sequence[str]) -> _Shape | None:
+        """The shape of ``record`` (needs 2+ columns), or None when it is one for the generic path."""
+        types: list[type] = []
+        names: dict[str, int] = {}  # column -> position of its value
+        nested: list[tuple[int, Callable[[Mapping[str, Any]], tuple[Any, ...]], int]] = []
+        objects: list[tuple[Mapping[str, Any], str, int]] = [(record, "", -1)]
+        for obj, prefix, position in objects:  # grows while it is walked: objects in the order rows lay them out
+            if position >= 0:
+                nested.append((position, _picker(list(obj)), len(obj)))
+            for key, value in obj.items():
+                kind = type(value)
+                types.append(kind)
+                if kind is dict and value:
+                    objects.append((value, prefix + key + ".", len(types) - 1))
+                elif kind not in _SHAPE_LEAF_TYPES or prefix + key in names:
+                    return None  # a str subclass such as JsonNumber, or a collision
+                else:
+                    names[prefix + key] = len(types) - 1
+        if not record or len(columns) < 2 or not names.keys() <= set(columns):
+            return None
+        leaves = sorted(names.values())
+        scalars = [i for i in leaves if types[i] in (int, float, bool)]
+        converted = [i for i in leaves if types[i] in (list, dict)]
+        cell_at = {position: len(types) + i for i, position in enumerate(scalars + converted)}
+        blank = len(types) + len(cell_at)
+        cell_at.update((i, blank) for i in leaves if types[i] is type(None))
+        text_positions = tuple(i for i in leaves if types[i] is str)
+        return cls(
+            top=_picker(list(record)),
+            nested=tuple(nested),
+            types=tuple(types),
+            scalars=_picker(scalars) if scalars else None,
+            to_convert=_picker(converted),
+            converters=tuple(_list_cell if types[i] is list else _empty_object_cell for i in converted),
+            texts=_picker(text_positions),
+            text_positions=text_positions,
+            order=_picker([cell_at.get(names[c], names[c]) if c in names else blank for c in columns]),
+        )
 
 
 def encode_jsonl(lines: Sequence[bytes]) -> bytes:
@@ -449,11 +572,52 @@ def split_lines(chunks: Iterable[bytes]) -> Iterator[list[bytes]]:
         yield [b"".join(pieces)]
 
 
+def split_blocks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines of ``split_lines``, as one block of bytes per downloaded chunk instead of a list.
+
+    Each block is whole lines, each ending with "\\n" (a last line without one gets it), none
+    empty. JSONL export moves staged lines as they are, so it works per chunk, never per line.
+    """
+    pieces: list[bytes] = []  # the unfinished line, possibly spread over several chunks
+    for chunk in chunks:
+        end = chunk.rfind(b"\n") + 1
+        if not end:
+            if chunk:
+                pieces.append(chunk)
+            continue
+        block = chunk[:end]  # the chunk itself when it ends with a newline (no copy)
+        if pieces:
+            pieces.append(block)
+            block, pieces = b"".join(pieces), []
+        if end < len(chunk):
+            pieces.append(chunk[end:])
+        if block := _without_empty_lines(block):
+            yield block
+    if pieces and (block := _without_empty_lines(b"".join(pieces) + b"\n")):
+        yield block
+
+
+def _without_empty_lines(block: bytes) -> bytes:
+    if block[:1] != b"\n" and b"\n\n" not in block:
+        return block
+    return b"".join(line + b"\n" for line in block.split(b"\n") if line)
+
+
+def cut_block(block: bytes, budget_bytes: int) -> int:
+    """The ``take_until`` of a block: where the leading lines that fit in ``budget_bytes`` end.
+
+    At least the first line, so a part always makes progress.
+    """
+    if len(block) <= budget_bytes:
+        return len(block)
+    return block.rfind(b"\n", 0, max(budget_bytes, 0)) + 1 or block.index(b"\n") + 1
+
+
 def take_until(lines: Sequence[bytes], budget_bytes: int) -> int:
     """How many leading lines fit in ``budget_bytes``, each counting its length plus a newline.
 
-    At least 1 when ``lines`` is not empty, so a part always makes progress. Exact for JSONL;
-    for CSV, the staged size is the estimate of the rows' size.
+    At least 1 when ``lines`` is not empty, so a part always makes progress (passing the budget
+    by less than that one line). Exact for JSONL; for CSV the staged size estimates the rows'.
     """
     if not lines:
         return 0
@@ -524,6 +688,17 @@ class PartEncoder:
         self._raw_bytes += len(text)
         self._compress(text)
         return self._hand_out(count, len(text))
+
+    def feed_block(self, block: bytes, records: int) -> EncodedChunk:
+        """JSONL only: ``records`` whole staged lines in one block (``split_blocks``), moved as they are."""
+        if self._closed:
+            raise RuntimeError("the part is closed")
+        if self._csv is not None:
+            raise ValueError("a CSV part is fed lines, not blocks")
+        self._records += records
+        self._raw_bytes += len(block)
+        self._compress(block)
+        return self._hand_out(records, len(block))
 
     def close(self) -> EncodedChunk:
         if self._closed:

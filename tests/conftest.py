@@ -16,7 +16,7 @@ from shared.settings import Settings, load_settings
 from tests.support.azurite import Azurite
 from tests.support.server import ApiServer
 
-pytest_plugins = ["tests.support.keyvault"]
+pytest_plugins = ["tests.support.keyvault", "tests.support.secret_watch"]
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +24,12 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
     server = Azurite(data_dir=tmp_path_factory.mktemp("azurite"))
     server.start()
     yield server
-    server.stop()
+    from tests.support import secret_watch  # the plugin (pytest_plugins): imported by pytest first
+
+    try:
+        secret_watch.sweep_storage(server.connection_string)  # every blob the run left, control storage included
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -76,8 +81,10 @@ class _CurrentServices:
 
 @pytest.fixture(scope="session")
 def _api_server() -> Iterator[tuple[str, _CurrentServices]]:
+    from tests.support import secret_watch
+
     current = _CurrentServices()
-    server = ApiServer(create_api(current))
+    server = ApiServer(secret_watch.watching(create_api(current)))
     server.start()
     yield server.base_url, current
     server.stop()

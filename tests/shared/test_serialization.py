@@ -74,6 +74,16 @@ def expected_cells(record: dict[str, Any], columns: Sequence[str]) -> dict[str, 
     return {column: cells.get(column, "") for column in columns}
 
 
+def csv_module_text(records: Sequence[dict[str, Any]], columns: Sequence[str]) -> bytes:
+    """What the stdlib csv module writes for the flattened records: the encoder must match it byte for byte."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    for record in records:
+        cells = flatten_record(record)
+        writer.writerow([cells.get(column, "") for column in columns])
+    return buffer.getvalue().encode()
+
+
 # ---------------------------------------------------------------------------------------------
 # Names
 
@@ -278,6 +288,80 @@ def test_invalid_line_is_an_error_naming_it() -> None:
         CsvEncoder(["a"]).encode([b"[1]"])
 
 
+def test_csv_matches_the_csv_module_byte_for_byte() -> None:
+    encoder = CsvEncoder(COLUMNS)
+    body, _ = encoder.encode(LINES * 3)  # the second and third rounds use the learned shapes
+    assert body == csv_module_text(RECORDS * 3, COLUMNS)
+    assert encoder.header() == csv_module_text([dict(zip(COLUMNS, COLUMNS, strict=True))], COLUMNS)
+
+
+# Records sharing their keys but not their value types: a learned row shape must never be
+# applied to a record it does not fit.
+SAME_KEYS_OTHER_TYPES: list[bytes] = [
+    b'{"a":1,"b":{"c":"x","d":[1]}}',
+    b'{"a":2,"b":{"c":"y, z","d":[1,"two"]}}',
+    b'{"a":true,"b":{"c":"x","d":[]}}',
+    b'{"a":1.5,"b":{"c":null,"d":{}}}',
+    b'{"a":"1","b":{"c":"q\\"uote","d":false}}',
+    b'{"a":1,"b":{"c":{"e":1},"d":[1]}}',
+    b'{"a":1,"b":{"e":"x","d":[1]}}',
+    b'{"a":1,"b":{"c":"x"}}',
+    b'{"a":1,"b":"not an object"}',
+    b'{"a":1,"b":{}}',
+    b'{"a":1,"b":{"c":"x","d":{"f":0.00001}}}',
+    b'{"a":1.50,"b":{"c":"x","d":[1208925819614629174706176]}}',
+    b'{"a":0,"b":{"c":"line\\nbreak","d":[1]}}',
+    b'{"b":{"c":"x","d":[1]},"a":1}',
+    b'{"a":1208925819614629174706176,"b":{"c":"x","d":[1]}}',
+    b'{"a":18446744073709551615,"b":{"c":"x","d":[1]}}',
+    b'{"a":1,"b":{"c":"x","d":[1]}}',
+]
+
+
+def test_learned_row_shapes_never_misapply() -> None:
+    records = [parse_exact(line) for line in SAME_KEYS_OTHER_TYPES]
+    columns = sorted({column for record in records for column in flatten_record(record)})
+    encoder = CsvEncoder(columns)
+    for _ in range(3):
+        assert encoder.encode(SAME_KEYS_OTHER_TYPES) == (csv_module_text(records, columns), len(records))
+
+
+@pytest.mark.parametrize(
+    ("columns", "lines"),
+    [
+        (["only"], [b'{"only":""}', b'{"only":""}', b"{}", b'{"only":"x"}']),
+        (["a", "b"], [b"{}", b"{}"]),
+        (["a", "b"], [b'{"a":"","b":""}'] * 3),
+        (["a,b", 'q"'], [b'{"a,b":"1","q\\"":"2"}'] * 2),
+    ],
+)
+def test_csv_edge_rows_match_the_csv_module(columns: list[str], lines: list[bytes]) -> None:
+    encoder = CsvEncoder(columns)
+    body, count = encoder.encode(lines)
+    assert count == len(lines)
+    assert body == csv_module_text([parse_exact(line) for line in lines], columns)
+    assert encoder.header() == csv_module_text([dict(zip(columns, columns, strict=True))], columns)
+
+
+def test_bad_line_index_counts_across_the_whole_chunk() -> None:
+    lines = [b'{"a":1}'] * 2500
+    lines[1499] = b'{"a":'
+    with pytest.raises(RecordError, match="line 1500 ") as caught:
+        CsvEncoder(["a"]).encode(lines)
+    assert caught.value.index == 1499
+
+
+def test_deep_nesting() -> None:
+    depth = 300  # deeper than orjson writes, well within what it reads
+    line = b'{"a":' * depth + b'"bottom"' + b"}" * depth
+    column = ".".join(["a"] * depth)
+    assert CsvEncoder([column, "z"]).encode([line, line]) == (b"bottom,\r\nbottom,\r\n", 2)
+    assert flatten_record(parse_exact(line)) == {column: "bottom"}
+    too_deep = b'{"a":' * 1020 + b"1" + b"}" * 1020
+    with pytest.raises(RecordError, match="too deeply"):
+        CsvEncoder(["z"]).encode([too_deep])
+
+
 def test_duplicate_columns_are_refused() -> None:
     with pytest.raises(ValueError, match="unique"):
         CsvEncoder(["a", "a"])
@@ -387,6 +471,21 @@ def test_part_encoder_round_trip(fmt: Any, compression: Any) -> None:
         assert rows == [expected_cells(record, COLUMNS) for record in RECORDS]
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_large_chunks_gzipped_in_the_background_stay_in_order(fmt: Any) -> None:
+    lines = [f'{{"n":{i},"text":"row {i} caf\u00e9"}}'.encode() for i in range(30000)]
+    columns = ["n", "text"] if fmt == "csv" else None
+    part = PartEncoder(fmt, "gzip", columns, level=1)
+    chunks = [part.feed(lines[i : i + 7000]) for i in range(0, len(lines), 7000)]
+    chunks.append(part.close())
+    text = decode_part(chunks, "gzip")
+    assert len(text) == part.raw_bytes > 500_000
+    if fmt == "jsonl":
+        assert text == encode_jsonl(lines)
+    else:
+        assert text == b"n,text\r\n" + csv_module_text([orjson.loads(line) for line in lines], ["n", "text"])
+
+
 @pytest.mark.parametrize("compression", ["gzip", "none"])
 def test_csv_part_without_records_still_has_its_header(compression: Any) -> None:
     part = PartEncoder("csv", compression, ["a", "b"])
@@ -476,3 +575,41 @@ def test_any_record_survives_jsonl(records: list[dict[str, Any]], level: int) ->
     text = decode_part([part.feed(lines[:3]), part.feed(lines[3:]), part.close()], "gzip")
     assert text == encode_jsonl(lines)
     assert [json.loads(line) for line in text.splitlines()] == records
+
+
+SMALL_KEYS = st.sampled_from(["a", "b", "é", "x,y", 'q"'])
+SHAPED_VALUES = st.recursive(
+    SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(SMALL_KEYS, inner, max_size=3), max_leaves=8
+)
+SAME_TYPE: dict[type, st.SearchStrategy[Any]] = {
+    str: st.text(),
+    int: st.integers(),
+    float: st.floats(allow_nan=False, allow_infinity=False),
+    bool: st.booleans(),
+    type(None): st.none(),
+    list: st.lists(SCALARS, max_size=3),
+}
+
+
+@st.composite
+def same_keys_records(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Records drawn from a few base records, some values redrawn: many share keys, some also types."""
+    bases = draw(st.lists(st.dictionaries(SMALL_KEYS, SHAPED_VALUES, min_size=1, max_size=4), min_size=1, max_size=3))
+
+    def vary(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: vary(inner) for key, inner in value.items()}
+        return draw(st.sampled_from([value, draw(SAME_TYPE[type(value)]), draw(SHAPED_VALUES)]))
+
+    return [vary(draw(st.sampled_from(bases))) for _ in range(draw(st.integers(min_value=1, max_value=12)))]
+
+
+@settings(max_examples=300, deadline=None)
+@given(records=same_keys_records())
+def test_csv_matches_the_csv_module_for_records_that_share_keys(records: list[dict[str, Any]]) -> None:
+    lines = [dumps_exact(record) for record in records]
+    parsed = [parse_exact(line) for line in lines]
+    columns = sorted({column for record in parsed for column in flatten_record(record)})
+    encoder = CsvEncoder(columns)
+    for _ in range(2):
+        assert encoder.encode(lines) == (csv_module_text(parsed, columns), len(lines))

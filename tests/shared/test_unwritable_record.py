@@ -1,8 +1,10 @@
-"""A record the destination's format cannot hold fails its batch at once, in plain words, and can be retried."""
+"""Records whose keys collide when flattened to CSV: refused at intake for a CSV destination; a batch accepted
+for JSONL and exported after a switch to CSV fails at once, in plain words, and can be retried."""
 
 from __future__ import annotations
 
 import httpx
+import orjson
 from azure.storage.blob import ContainerClient
 
 from tests.shared.export_helpers import data_files, jsonl_records, make_destination, post_batch
@@ -12,11 +14,26 @@ from tests.support.azurite import Azurite
 COLLIDING = {"event": "Signed Up", "time": 1795167012, "a.b": 1, "a": {"b": 2}}
 
 
-def test_a_csv_column_collision_fails_the_batch_without_retries_and_jsonl_then_lands_it(
+def test_a_csv_destination_refuses_colliding_keys_at_intake(
     api: httpx.Client, azurite: Azurite, fresh_container: ContainerClient
 ) -> None:
     dest = make_destination(api, azurite, fresh_container, format="csv")
+    body = orjson.dumps({"event": "ok", "time": 1795167012}) + b"\n" + orjson.dumps(COLLIDING)
+    response = api.post(f"/api/destinations/{dest}/batches?type=events", content=body,
+                        headers={"content-type": "application/x-ndjson"})
+    assert response.status_code == 400, response.text
+    problem = response.json()["error"]["details"][0]
+    assert problem["line"] == 2 and problem["field"] == "a.b"
+    assert "CSV column 'a.b' twice" in problem["message"]
+    assert api.get("/api/batches").json()["batches"] == []
+
+
+def test_a_csv_column_collision_fails_the_batch_without_retries_and_jsonl_then_lands_it(
+    api: httpx.Client, azurite: Azurite, fresh_container: ContainerClient
+) -> None:
+    dest = make_destination(api, azurite, fresh_container, format="jsonl")
     batch = post_batch(api, dest, [COLLIDING])
+    make_destination(api, azurite, fresh_container, format="csv")  # switched before the export ran
     summary = api.post("/api/exports/run").json()
     assert (summary["failed"], summary["retried"]) == (1, 0)
     status = api.get(batch["status_url"]).json()

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
+from tests.support import secret_watch
 from tests.support.azurite import ACCOUNT_KEY, ACCOUNT_NAME
 
 
@@ -19,7 +20,7 @@ def container_sas(
     expiry: datetime | None = None,
     start: datetime | None = None,
 ) -> str:
-    return generate_container_sas(
+    token = generate_container_sas(
         ACCOUNT_NAME,
         container,
         account_key=ACCOUNT_KEY,
@@ -28,6 +29,7 @@ def container_sas(
         start=start,
         protocol="https,http",
     )
+    return secret_watch.register(token, "container SAS token") or token
 
 
 def sas_destination(account_url: str, container: str, token: str, **extra: object) -> dict[str, object]:

@@ -1,0 +1,364 @@
+"""`make bench`: the export pass's throughput and memory against the floor, on one Azurite, in one run.
+
+1. generate N deterministic events (CleverTap, Mixpanel and Segment shapes: nested properties,
+   mixed types, unicode) and post them in batches to the product's HTTP intake (timed: intake
+   throughput), once per export variant;
+2. time, each in a process of its own (peak RSS per run): the floor (download the staged bytes,
+   one zlib.compressobj, staged-block upload, nothing else), the product's export pass to a SAS
+   destination as jsonl+gzip and as csv+gzip, then the floor again (the faster floor counts);
+3. stage one batch of `--memory-events` and one of N events and export each (peak RSS must not
+   grow with the batch size);
+4. print the table and write it as JSON (default bench/results/latest.json).
+
+`run_benchmark(connection_string, results_path, options)` is the entry point for tests; `main()`
+parses the command line and defaults to the Azurite of `make azurite-start` (127.0.0.1:10000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import orjson
+import psutil
+from azure.storage.blob import BlobServiceClient
+
+from bench.workload import IntakeServer, Variant, container_sas_url, delete_variant, event_batches, new_variant, stage
+from shared.settings import load_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_RESULTS = REPO_ROOT / "bench" / "results" / "latest.json"
+# Azurite's well-known development account (public, documented by Microsoft; not a secret).
+AZURITE_CONNECTION = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
+)
+MB = 1024 * 1024
+TARGETS = {"jsonl+gzip": 0.7, "csv+gzip": 0.4}
+RSS_LIMIT_MB = 250
+RSS_GROWTH_LIMIT_MB = 50
+
+
+@dataclass
+class BenchOptions:
+    events: int = 1_000_000
+    batch_size: int = 50_000
+    memory_events: int = 100_000  # one batch this size is compared with one batch of `events`
+    hours: int = 2  # the events' time span: one partition per UTC hour
+    seed: int = 7
+    settings: dict[str, Any] = field(default_factory=dict)  # app settings for every variant (GZIP_LEVEL=1, ...)
+    profile_dir: Path | None = None  # pyinstrument text profiles of each measured run
+    repeat: int = 1  # measure each export variant this many times (restaged each time); the best counts
+    keep: bool = False  # keep the containers (to look at what landed)
+
+
+@dataclass
+class Run:
+    """One benchmark run: its storage account, options, and everything it created (to clean up)."""
+
+    service: BlobServiceClient
+    connection_string: str
+    options: BenchOptions
+    work_dir: Path
+    say: Callable[[str], None]
+    run_id: str = field(default_factory=lambda: secrets.token_hex(3))
+    variants: list[Variant] = field(default_factory=list)
+    containers: list[str] = field(default_factory=list)
+    storage: psutil.Process | None = None
+
+    def variant(self, name: str, fmt: str, slug: str, **settings: Any) -> Variant:
+        self.variants.append(new_variant(self.service, self.connection_string, self.run_id, name, fmt,
+                                         self.work_dir, slug, **{**self.options.settings, **settings}))
+        return self.variants[-1]
+
+    def profile(self, name: str) -> str | None:
+        return str(self.options.profile_dir / f"{name}.txt") if self.options.profile_dir else None
+
+    def clean_up(self) -> None:
+        for item in self.variants:
+            delete_variant(self.service, item)
+        for name in self.containers:
+            self.service.delete_container(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Measured runs, each in a fresh process
+
+
+def storage_process(account_url: str) -> psutil.Process | None:
+    """The local storage emulator's process (Azurite), to count the CPU time it spends on each run."""
+    parsed = urlparse(account_url)
+    if parsed.hostname not in {"127.0.0.1", "localhost"} or parsed.port is None:
+        return None
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr.port == parsed.port and conn.pid:
+                return psutil.Process(conn.pid)
+    except (psutil.Error, OSError):
+        return None
+    return None
+
+
+def _cpu(process: psutil.Process | None) -> float | None:
+    try:
+        return sum(process.cpu_times()[:2]) if process else None
+    except psutil.Error:
+        return None
+
+
+def run_worker(job: dict[str, Any], storage: psutil.Process | None = None) -> dict[str, Any]:
+    """Run one measured job in a fresh Python process; return its result (with the emulator's CPU time)."""
+    before = _cpu(storage)
+    done = subprocess.run([sys.executable, "-m", "bench.worker"], input=orjson.dumps(job), capture_output=True,
+                          cwd=REPO_ROOT, check=False)
+    after = _cpu(storage)
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmark worker ({job['kind']}) failed:\n{done.stderr.decode()[-4000:]}")
+    result = dict(orjson.loads(done.stdout.splitlines()[-1]))
+    result["storage_cpu_seconds"] = None if before is None or after is None else round(after - before, 2)
+    return result
+
+
+def landed(variant: Variant) -> tuple[int, int]:
+    """(records, output bytes) the destination's manifests list."""
+    records = size = 0
+    for blob in variant.destination.list_blobs(name_starts_with="bench/events/_manifests/"):
+        manifest = orjson.loads(variant.destination.download_blob(blob.name).readall())
+        records += manifest["records"]
+        size += manifest["bytes"]
+    return records, size
+
+
+def measure_export(run: Run, variant: Variant, staged_bytes: int) -> dict[str, Any]:
+    result = run_worker({"kind": "export", "settings": variant.settings_overrides,
+                         "profile": run.profile(variant.destination_id)}, run.storage)
+    records, output = landed(variant)
+    if records != variant.intake_records or result["summary"]["landed"] != len(variant.batch_ids):
+        raise RuntimeError(f"{variant.name}: {records} of {variant.intake_records} records landed "
+                           f"({result['summary']})")
+    return _row(variant.name, records, staged_bytes, output, result) | {
+        "batches": len(variant.batch_ids), "secret_reads": result["secret_reads"],
+        "secret_reads_per_destination": result["secret_reads"],  # one destination per pass here
+    }
+
+
+def measure_floor(run: Run, source: Variant, staged_bytes: int, attempt: int) -> dict[str, Any]:
+    settings = load_settings(**source.settings_overrides)
+    container = f"bench-{run.run_id}-floor{attempt}-out"
+    run.service.create_container(container)
+    run.containers.append(container)
+    account_url, token = container_sas_url(run.service, container)
+    result = run_worker({
+        "kind": "floor", "control_connection": run.connection_string,
+        "control_container": settings.control_container, "staged": source.staged_blobs(),
+        "destination_url": f"{account_url}/{container}?{token}", "block_bytes": settings.block_bytes,
+        "concurrency": settings.upload_concurrency, "gzip_level": getattr(settings, "gzip_level", 6),
+        "profile": run.profile(f"floor-{attempt}"),
+    }, run.storage)
+    return _row("floor (gzip)", source.intake_records, staged_bytes, result["output_bytes"], result)
+
+
+def _row(name: str, records: int, staged_bytes: int, output: int, result: dict[str, Any]) -> dict[str, Any]:
+    seconds = result["seconds"]
+    return {"variant": name, "events": records, "seconds": round(seconds, 3),
+            "events_per_s": round(records / seconds), "input_mb_per_s": round(staged_bytes / MB / seconds, 2),
+            "peak_rss_mb": result["peak_rss_mb"], "baseline_rss_mb": result["baseline_rss_mb"],
+            "output_bytes": output, "cpu_seconds": round(result["cpu_seconds"], 2),
+            "storage_cpu_seconds": result["storage_cpu_seconds"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+def stage_all(run: Run, bodies: list[bytes]) -> tuple[list[list[Variant]], dict[tuple[str, int], Variant]]:
+    """Stage the events for each throughput variant (batches) and each memory run (one batch each)."""
+    options = run.options
+    main = [[run.variant("jsonl+gzip", "jsonl", f"jsonl-{r}"), run.variant("csv+gzip", "csv", f"csv-{r}")]
+            for r in range(1, options.repeat + 1)]
+    single_limit = max(sum(map(len, bodies)) * 2, 1024 * 1024)  # one POST of every event
+    sizes = sorted({min(options.memory_events, options.events), options.events})
+    memory = {(fmt, n): run.variant(f"mem-{fmt}-{n}", fmt, f"mem-{fmt}-{n}", max_request_bytes=single_limit)
+              for fmt in ("jsonl", "csv") for n in sizes}
+    with IntakeServer() as server:
+        for item in (item for group in main for item in group):
+            run.say(f"staging {options.events:,} events for {item.destination_id} through the HTTP intake ...")
+            stage(server, run.service, item, iter(bodies))
+        for (fmt, n), item in memory.items():
+            run.say(f"staging one batch of {n:,} events for the {fmt} memory run ...")
+            single = b"".join(bodies) if n == options.events else b"".join(
+                event_batches(n, n, seed=options.seed, hours=options.hours))
+            stage(server, run.service, item, iter([single]))
+    return main, memory
+
+
+def measure_all(run: Run, main: list[list[Variant]], memory: dict[tuple[str, int], Variant]
+                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    source = main[0][0]  # every variant staged the same bytes
+    staged_bytes = source.staged_bytes()
+    staged = {"staged_bytes": staged_bytes, "staged_blobs": len(source.staged_blobs())}
+    run.say("measuring the floor ...")
+    floors = [measure_floor(run, source, staged_bytes, 1)]
+    exports: dict[str, list[dict[str, Any]]] = {}
+    for group in main:  # floor, exports, floor, ...: a slower spell of the machine touches both
+        for item in group:
+            run.say(f"measuring the export pass, {item.destination_id} ...")
+            exports.setdefault(item.name, []).append(measure_export(run, item, staged_bytes))
+        run.say("measuring the floor again ...")
+        floors.append(measure_floor(run, source, staged_bytes, len(floors) + 1))
+    floor = _best(floors)
+    rows = [floor | {"ratio_to_floor": 1.0}] + [
+        row | {"ratio_to_floor": round(row["events_per_s"] / floor["events_per_s"], 2)}
+        for row in map(_best, exports.values())]
+    memory_rows = []
+    for (fmt, n), item in memory.items():
+        run.say(f"measuring export memory, {fmt}+gzip, one batch of {n:,} events ...")
+        row = measure_export(run, item, item.staged_bytes())
+        memory_rows.append({"format": fmt, "events": n} | {key: row[key] for key in (
+            "peak_rss_mb", "baseline_rss_mb", "seconds", "events_per_s", "secret_reads")})
+    return rows, memory_rows, staged
+
+
+def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fastest of several runs of one variant, listing every run's events/s."""
+    return max(runs, key=lambda row: row["events_per_s"]) | {"runs_events_per_s": [r["events_per_s"] for r in runs]}
+
+
+def run_benchmark(connection_string: str, results_path: Path, options: BenchOptions | None = None,
+                  *, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the whole benchmark against the storage account of `connection_string`; write and return the results."""
+    options = options or BenchOptions()
+    service = BlobServiceClient.from_connection_string(connection_string)
+    with tempfile.TemporaryDirectory(prefix="bench-") as work:
+        run = Run(service, connection_string, options, Path(work), say, storage=storage_process(service.url))
+        try:
+            say(f"generating {options.events:,} events in batches of {options.batch_size:,} ...")
+            bodies = event_batches(options.events, options.batch_size, seed=options.seed, hours=options.hours)
+            body_bytes = sum(map(len, bodies))
+            main, memory = stage_all(run, bodies)
+            del bodies
+            rows, memory_rows, staged = measure_all(run, main, memory)
+            intake = intake_summary([item for group in main for item in group], body_bytes)
+        finally:
+            if not options.keep:
+                run.clean_up()
+    results = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
+        "options": {"events": options.events, "batch_size": options.batch_size, "hours": options.hours,
+                    "memory_events": options.memory_events, "settings": options.settings},
+        "dataset": {"events": options.events, "batches": len(main[0][0].batch_ids), "body_bytes": body_bytes,
+                    **staged},
+        "intake": intake, "variants": rows, "memory": memory_rows,
+        "targets": targets(rows, memory_rows),
+    }
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    results_path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    say(format_results(results))
+    return results
+
+
+def intake_summary(variants: list[Variant], body_bytes: int) -> dict[str, Any]:
+    records = sum(v.intake_records for v in variants)
+    seconds = sum(v.intake_seconds for v in variants)
+    return {"records": records, "batches": sum(len(v.batch_ids) for v in variants), "seconds": round(seconds, 3),
+            "records_per_s": round(records / seconds), "mb_per_s": round(body_bytes * len(variants) / MB / seconds, 2)}
+
+
+def machine() -> dict[str, Any]:
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+                 platform.processor())
+    azurite = REPO_ROOT / "node_modules" / "azurite" / "package.json"
+    return {"cpu": model, "cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(), "platform": platform.platform(),
+            "azurite": orjson.loads(azurite.read_bytes())["version"] if azurite.exists() else None}
+
+
+def targets(rows: list[dict[str, Any]], memory: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    checks = [{"target": f"{row['variant']} >= {TARGETS[row['variant']]}x floor", "measured": row["ratio_to_floor"],
+               "met": row["ratio_to_floor"] >= TARGETS[row["variant"]]} for row in rows if row["variant"] in TARGETS]
+    peaks = [row["peak_rss_mb"] for row in rows if row["variant"] in TARGETS] + [m["peak_rss_mb"] for m in memory]
+    checks.append({"target": f"export pass peak RSS < {RSS_LIMIT_MB} MB", "measured": max(peaks),
+                   "met": max(peaks) < RSS_LIMIT_MB})
+    for fmt in sorted({m["format"] for m in memory}):
+        sizes = sorted((m for m in memory if m["format"] == fmt), key=lambda m: m["events"])
+        if len(sizes) == 2:
+            growth = round(sizes[1]["peak_rss_mb"] - sizes[0]["peak_rss_mb"], 1)
+            checks.append({"target": f"{fmt} peak RSS growth {sizes[0]['events']:,} -> {sizes[1]['events']:,} "
+                                     f"events <= {RSS_GROWTH_LIMIT_MB} MB",
+                           "measured": growth, "met": abs(growth) <= RSS_GROWTH_LIMIT_MB})
+    reads = [row["secret_reads_per_destination"] for row in rows if "secret_reads_per_destination" in row]
+    checks.append({"target": "secret store reads per destination per pass <= 1", "measured": max(reads),
+                   "met": max(reads) <= 1})
+    return checks
+
+
+def format_results(results: dict[str, Any]) -> str:
+    head = ("variant", "events/s", "input MB/s", "peak RSS MB", "output bytes", "ratio to floor", "CPU s",
+            "storage CPU s", "secret reads")
+    widths = (14, 11, 12, 13, 15, 16, 8, 15, 14)
+    lines = ["".join(f"{text:<{w}}" if i == 0 else f"{text:>{w}}" for i, (text, w) in enumerate(zip(head, widths,
+                                                                                                    strict=True)))]
+    for row in results["variants"]:
+        cells = (row["variant"], f"{row['events_per_s']:,}", f"{row['input_mb_per_s']:.1f}",
+                 f"{row['peak_rss_mb']:.1f}", f"{row['output_bytes']:,}", f"{row['ratio_to_floor']:.2f}",
+                 f"{row['cpu_seconds']:.1f}", str(row["storage_cpu_seconds"]), str(row.get("secret_reads", "-")))
+        lines.append("".join(f"{text:<{w}}" if i == 0 else f"{text:>{w}}"
+                             for i, (text, w) in enumerate(zip(cells, widths, strict=True))))
+    runs = "; ".join(f"{row['variant']} {row['runs_events_per_s']}" for row in results["variants"])
+    lines.append(f"(events/s of every run, the fastest counts: {runs})")
+    intake = results["intake"]
+    lines.append(f"\nintake (HTTP handler -> staging): {intake['records_per_s']:,} records/s, "
+                 f"{intake['mb_per_s']:.1f} MB/s over {intake['batches']} batches")
+    for row in results["memory"]:
+        lines.append(f"memory: {row['format']}+gzip, one batch of {row['events']:>9,} events: "
+                     f"peak RSS {row['peak_rss_mb']:.1f} MB (after imports {row['baseline_rss_mb']:.1f} MB), "
+                     f"{row['events_per_s']:,} events/s")
+    lines.append("")
+    for check in results["targets"]:
+        lines.append(f"{'met   ' if check['met'] else 'MISSED'} {check['target']}: {check['measured']}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="The export pass's throughput and memory against the floor.")
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--batch-size", type=int, default=50_000, help="records per POST (default 50,000)")
+    parser.add_argument("--memory-events", type=int, default=100_000,
+                        help="the small single batch compared with one batch of --events (default 100,000)")
+    parser.add_argument("--hours", type=int, default=2, help="hours the events span (default 2)")
+    parser.add_argument("--connection-string", default=os.environ.get("BENCH_STORAGE_CONNECTION", AZURITE_CONNECTION))
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="an app setting for every variant, e.g. UPLOAD_CONCURRENCY=8 (repeatable)")
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="write a pyinstrument profile of each run")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="measure each export variant this many times, restaged each time (default 1)")
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark's containers")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    settings = dict(item.split("=", 1) for item in args.setting)
+    options = BenchOptions(events=args.events, batch_size=args.batch_size, memory_events=args.memory_events,
+                           hours=args.hours, settings=settings, profile_dir=args.profile, keep=args.keep,
+                           repeat=max(1, args.repeat))
+    run_benchmark(args.connection_string, args.results, options)
+
+
+if __name__ == "__main__":
+    main()

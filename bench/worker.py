@@ -1,0 +1,151 @@
+"""One measured run in a process of its own, so that its peak RSS belongs to it alone.
+
+`python -m bench.worker` reads a job (JSON) on stdin and prints its result (JSON) as the last line
+of stdout. Two kinds of job:
+
+- ``export``: the product's export pass (``shared.export_pass.run_export_pass``) with fresh
+  services built from the job's settings, exactly as a new Functions worker would run it;
+- ``floor``: the least work any exporter of this data must do: download the staged bytes, stream
+  them through one ``zlib.compressobj`` per file and upload them as staged blocks with the SDK.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import resource
+import sys
+import time
+import zlib
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+from azure.storage.blob import BlobBlock, BlobClient, ContainerClient
+
+MB = 1024 * 1024
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size so far.
+
+    VmHWM belongs to the process's own address space. ru_maxrss would not do: Linux carries it over
+    from the parent across fork and exec, so a child of a big parent would report the parent's peak.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)  # kB
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def current_rss_mb() -> float:
+    return round(psutil.Process().memory_info().rss / MB, 1)
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process so far, all threads, user and system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@contextlib.contextmanager
+def profiled(path: str | None) -> Iterator[None]:
+    """Profile the block with pyinstrument into `path` (text), when a path is given."""
+    if not path:
+        yield
+        return
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.002, async_mode="disabled")
+    profiler.start()
+    try:
+        yield
+    finally:
+        profiler.stop()
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(profiler.output_text(unicode=True, show_all=False, timeline=False))
+
+
+def run_export(job: dict[str, Any]) -> dict[str, Any]:
+    from shared.export_pass import run_export_pass
+    from shared.services import build_services
+    from shared.settings import load_settings
+
+    services = build_services(load_settings(**job["settings"]))
+    services.control.ensure_container()
+    baseline = current_rss_mb()
+    with profiled(job.get("profile")):
+        started, cpu = time.perf_counter(), cpu_seconds()
+        summary = run_export_pass(services, budget_seconds=job.get("budget_seconds", 3600))
+        seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+    result = summary.to_json()
+    result.pop("batches")
+    return {"seconds": seconds, "cpu_seconds": cpu, "baseline_rss_mb": baseline, "summary": result,
+            "secret_reads": services.secrets.store_reads}
+
+
+def run_floor(job: dict[str, Any]) -> dict[str, Any]:
+    source = ContainerClient.from_connection_string(job["control_connection"], job["control_container"])
+    target = ContainerClient.from_container_url(job["destination_url"])
+    baseline = current_rss_mb()
+    output = 0
+    with profiled(job.get("profile")), ThreadPoolExecutor(max_workers=job["concurrency"]) as pool:
+        started, cpu = time.perf_counter(), cpu_seconds()
+        for index, name in enumerate(job["staged"]):
+            blob = target.get_blob_client(f"floor/{index:05d}.jsonl.gz")
+            output += floor_copy(source.download_blob(name, max_concurrency=1).chunks(), blob, pool,
+                                 block_bytes=job["block_bytes"], concurrency=job["concurrency"],
+                                 level=job["gzip_level"])
+        seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+    return {"seconds": seconds, "cpu_seconds": cpu, "baseline_rss_mb": baseline, "output_bytes": output,
+            "files": len(job["staged"])}
+
+
+def floor_copy(chunks: Iterator[bytes], blob: BlobClient, pool: ThreadPoolExecutor, *, block_bytes: int,
+               concurrency: int, level: int) -> int:
+    """Gzip a stream of chunks into one blob as staged blocks and one commit; return its size."""
+    deflate = zlib.compressobj(level, zlib.DEFLATED, 31)
+    ids: list[str] = []
+    in_flight: deque[Future[Any]] = deque()
+    buffer = bytearray()
+    size = 0
+
+    def stage(data: bytes) -> None:
+        ident = base64.b64encode(f"{len(ids):08d}".encode()).decode()
+        ids.append(ident)
+        while len(in_flight) >= concurrency:
+            in_flight.popleft().result()
+        in_flight.append(pool.submit(blob.stage_block, ident, data, length=len(data)))
+
+    for chunk in chunks:
+        buffer += deflate.compress(chunk)
+        while len(buffer) >= block_bytes:
+            stage(bytes(buffer[:block_bytes]))
+            size += block_bytes
+            del buffer[:block_bytes]
+    buffer += deflate.flush()
+    stage(bytes(buffer))
+    size += len(buffer)
+    while in_flight:
+        in_flight.popleft().result()
+    blob.commit_block_list([BlobBlock(block_id=i) for i in ids])
+    return size
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING)
+    job = orjson.loads(sys.stdin.buffer.read())
+    result = run_export(job) if job["kind"] == "export" else run_floor(job)
+    result["peak_rss_mb"] = peak_rss_mb()
+    sys.stdout.buffer.write(orjson.dumps(result) + b"\n")
+
+
+if __name__ == "__main__":
+    main()
