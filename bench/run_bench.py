@@ -34,6 +34,7 @@ import orjson
 import psutil
 from azure.storage.blob import BlobServiceClient
 
+from bench.profiling import profiled_command, summarize
 from bench.workload import IntakeServer, Variant, container_sas_url, delete_variant, event_batches, new_variant, stage
 from shared.settings import load_settings
 
@@ -59,7 +60,7 @@ class BenchOptions:
     hours: int = 2  # the events' time span: one partition per UTC hour
     seed: int = 7
     settings: dict[str, Any] = field(default_factory=dict)  # app settings for every variant (GZIP_LEVEL=1, ...)
-    profile_dir: Path | None = None  # pyinstrument text profiles of each measured run
+    profile_dir: Path | None = None  # py-spy profiles of each measured run (bench.profiling)
     repeat: int = 1  # measure each export variant this many times (restaged each time); the best counts
     keep: bool = False  # keep the containers (to look at what landed)
 
@@ -83,8 +84,8 @@ class Run:
                                          self.work_dir, slug, **{**self.options.settings, **settings}))
         return self.variants[-1]
 
-    def profile(self, name: str) -> str | None:
-        return str(self.options.profile_dir / f"{name}.txt") if self.options.profile_dir else None
+    def profile(self, name: str) -> Path | None:
+        return self.options.profile_dir / name if self.options.profile_dir else None
 
     def clean_up(self) -> None:
         for item in self.variants:
@@ -118,15 +119,25 @@ def _cpu(process: psutil.Process | None) -> float | None:
         return None
 
 
-def run_worker(job: dict[str, Any], storage: psutil.Process | None = None) -> dict[str, Any]:
-    """Run one measured job in a fresh Python process; return its result (with the emulator's CPU time)."""
+def run_worker(job: dict[str, Any], storage: psutil.Process | None = None, profile: Path | None = None
+               ) -> dict[str, Any]:
+    """Run one measured job in a fresh Python process; return its result (with the emulator's CPU time).
+
+    With `profile` (a path without suffix), the process runs under py-spy: `profile.folded` gets the
+    collapsed stacks and `profile.txt` their summary.
+    """
+    command = [sys.executable, "-m", "bench.worker"]
+    if profile is not None:
+        command = profiled_command(command, profile.with_suffix(".folded"))
     before = _cpu(storage)
-    done = subprocess.run([sys.executable, "-m", "bench.worker"], input=orjson.dumps(job), capture_output=True,
-                          cwd=REPO_ROOT, check=False)
+    done = subprocess.run(command, input=orjson.dumps(job), capture_output=True, cwd=REPO_ROOT, check=False)
     after = _cpu(storage)
+    if profile is not None and done.returncode == 0:
+        profile.with_suffix(".txt").write_text(summarize(profile.with_suffix(".folded")))
     if done.returncode != 0:
         raise RuntimeError(f"benchmark worker ({job['kind']}) failed:\n{done.stderr.decode()[-4000:]}")
-    result = dict(orjson.loads(done.stdout.splitlines()[-1]))
+    # The result is the last JSON line (py-spy, when profiling, writes its own lines too).
+    result = dict(orjson.loads(next(line for line in reversed(done.stdout.splitlines()) if line.startswith(b"{"))))
     result["storage_cpu_seconds"] = None if before is None or after is None else round(after - before, 2)
     return result
 
@@ -142,8 +153,8 @@ def landed(variant: Variant) -> tuple[int, int]:
 
 
 def measure_export(run: Run, variant: Variant, staged_bytes: int) -> dict[str, Any]:
-    result = run_worker({"kind": "export", "settings": variant.settings_overrides,
-                         "profile": run.profile(variant.destination_id)}, run.storage)
+    result = run_worker({"kind": "export", "settings": variant.settings_overrides}, run.storage,
+                        run.profile(variant.destination_id))
     records, output = landed(variant)
     if records != variant.intake_records or result["summary"]["landed"] != len(variant.batch_ids):
         raise RuntimeError(f"{variant.name}: {records} of {variant.intake_records} records landed "
@@ -164,9 +175,8 @@ def measure_floor(run: Run, source: Variant, staged_bytes: int, attempt: int) ->
         "kind": "floor", "control_connection": run.connection_string,
         "control_container": settings.control_container, "staged": source.staged_blobs(),
         "destination_url": f"{account_url}/{container}?{token}", "block_bytes": settings.block_bytes,
-        "concurrency": settings.upload_concurrency, "gzip_level": getattr(settings, "gzip_level", 6),
-        "profile": run.profile(f"floor-{attempt}"),
-    }, run.storage)
+        "concurrency": settings.upload_concurrency, "gzip_level": settings.gzip_level,
+    }, run.storage, run.profile(f"floor-{attempt}"))
     return _row("floor (gzip)", source.intake_records, staged_bytes, result["output_bytes"], result)
 
 
@@ -241,6 +251,7 @@ def run_benchmark(connection_string: str, results_path: Path, options: BenchOpti
     """Run the whole benchmark against the storage account of `connection_string`; write and return the results."""
     options = options or BenchOptions()
     service = BlobServiceClient.from_connection_string(connection_string)
+    load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-") as work:
         run = Run(service, connection_string, options, Path(work), say, storage=storage_process(service.url))
         try:
@@ -256,6 +267,8 @@ def run_benchmark(connection_string: str, results_path: Path, options: BenchOpti
                 run.clean_up()
     results = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
+        # Other work on the machine slows every variant, unevenly: read the ratios with this in mind.
+        "load_average_1min": {"start": round(load_at_start, 2), "end": round(os.getloadavg()[0], 2)},
         "options": {"events": options.events, "batch_size": options.batch_size, "hours": options.hours,
                     "memory_events": options.memory_events, "settings": options.settings},
         "dataset": {"events": options.events, "batches": len(main[0][0].batch_ids), "body_bytes": body_bytes,
@@ -320,6 +333,9 @@ def format_results(results: dict[str, Any]) -> str:
                              for i, (text, w) in enumerate(zip(cells, widths, strict=True))))
     runs = "; ".join(f"{row['variant']} {row['runs_events_per_s']}" for row in results["variants"])
     lines.append(f"(events/s of every run, the fastest counts: {runs})")
+    load = results["load_average_1min"]
+    lines.append(f"(1-minute load average at start {load['start']}, at end {load['end']}, "
+                 f"on {results['machine']['cores']} cores)")
     intake = results["intake"]
     lines.append(f"\nintake (HTTP handler -> staging): {intake['records_per_s']:,} records/s, "
                  f"{intake['mb_per_s']:.1f} MB/s over {intake['batches']} batches")
@@ -344,7 +360,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
                         help="an app setting for every variant, e.g. UPLOAD_CONCURRENCY=8 (repeatable)")
-    parser.add_argument("--profile", type=Path, metavar="DIR", help="write a pyinstrument profile of each run")
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="profile each measured run with py-spy into DIR")
     parser.add_argument("--repeat", type=int, default=1,
                         help="measure each export variant this many times, restaged each time (default 1)")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark's containers")

@@ -12,7 +12,6 @@ of stdout. Two kinds of job:
 from __future__ import annotations
 
 import base64
-import contextlib
 import logging
 import resource
 import sys
@@ -55,24 +54,6 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-@contextlib.contextmanager
-def profiled(path: str | None) -> Iterator[None]:
-    """Profile the block with pyinstrument into `path` (text), when a path is given."""
-    if not path:
-        yield
-        return
-    from pyinstrument import Profiler
-
-    profiler = Profiler(interval=0.002, async_mode="disabled")
-    profiler.start()
-    try:
-        yield
-    finally:
-        profiler.stop()
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(profiler.output_text(unicode=True, show_all=False, timeline=False))
-
-
 def run_export(job: dict[str, Any]) -> dict[str, Any]:
     from shared.export_pass import run_export_pass
     from shared.services import build_services
@@ -81,10 +62,9 @@ def run_export(job: dict[str, Any]) -> dict[str, Any]:
     services = build_services(load_settings(**job["settings"]))
     services.control.ensure_container()
     baseline = current_rss_mb()
-    with profiled(job.get("profile")):
-        started, cpu = time.perf_counter(), cpu_seconds()
-        summary = run_export_pass(services, budget_seconds=job.get("budget_seconds", 3600))
-        seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+    started, cpu = time.perf_counter(), cpu_seconds()
+    summary = run_export_pass(services, budget_seconds=job.get("budget_seconds", 3600))
+    seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
     result = summary.to_json()
     result.pop("batches")
     return {"seconds": seconds, "cpu_seconds": cpu, "baseline_rss_mb": baseline, "summary": result,
@@ -96,7 +76,7 @@ def run_floor(job: dict[str, Any]) -> dict[str, Any]:
     target = ContainerClient.from_container_url(job["destination_url"])
     baseline = current_rss_mb()
     output = 0
-    with profiled(job.get("profile")), ThreadPoolExecutor(max_workers=job["concurrency"]) as pool:
+    with ThreadPoolExecutor(max_workers=job["concurrency"]) as pool:
         started, cpu = time.perf_counter(), cpu_seconds()
         for index, name in enumerate(job["staged"]):
             blob = target.get_blob_client(f"floor/{index:05d}.jsonl.gz")

@@ -166,9 +166,8 @@ class PartitionWriter:
             while lines:
                 encoder, uploader = self._part_with_room()
                 # take_until returns at least 1, so a part always makes progress.
-                head = lines[:FEED_LINES]
-                count = take_until(head, self.plan.part_max_bytes - encoder.raw_bytes)
-                uploader.write(encoder.feed(head[:count]).data)
+                count = take_until(lines[:FEED_LINES], self.plan.part_max_bytes - encoder.raw_bytes)
+                uploader.write(encoder.feed(lines[:count]).data)
                 lines = lines[count:]
 
     def _write_blocks(self, chunks: Iterator[bytes]) -> None:
@@ -177,8 +176,7 @@ class PartitionWriter:
             while block:
                 encoder, uploader = self._part_with_room()
                 end = cut_block(block, self.plan.part_max_bytes - encoder.raw_bytes)  # at least one line
-                head = block[:end]
-                uploader.write(encoder.feed_block(head, head.count(b"\n")).data)
+                uploader.write(encoder.feed_block(block[:end], block.count(b"\n", 0, end)).data)
                 block = block[end:]
 
 

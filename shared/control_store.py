@@ -29,10 +29,11 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 JSON_CONTENT = ContentSettings(content_type="application/json")
-# Staged records are downloaded in pieces of this size. The SDK's default first GET is 32 MiB, which
-# would hold most of a large staged blob in memory at once (the export pass's peak RSS grew with it);
-# its default later GETs of 4 MiB cost storage (Azurite) twice the CPU of 16 MiB ones for the same bytes.
-STREAM_CHUNK_BYTES = 16 * 1024 * 1024
+# Staged records are downloaded in pieces of this size. The SDK's default first GET of 32 MiB made the
+# export pass's peak RSS grow with the staged blob's size (the SDK holds a chunk three to four times over
+# while it downloads it); its default later GETs of 4 MiB cost Azurite twice the CPU of 8-16 MiB ones for
+# the same bytes (about 50 ms per GET, whatever its size). 8 MiB measured as fast as 16 MiB, in 60 MB less.
+STREAM_CHUNK_BYTES = 8 * 1024 * 1024
 
 
 class PreconditionFailed(Exception):

@@ -13,12 +13,14 @@ thread while the next chunk is encoded (``PartEncoder``).
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 import zlib
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import accumulate, compress
 from operator import call, itemgetter
@@ -296,6 +298,21 @@ def _quote_row(row: list[str]) -> str:
     return ",".join(row) if row != [""] else '""'
 
 
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Parsing allocates thousands of dicts that live only until their rows are written: left on, the
+    cyclic GC would scan them again and again (a fifth of CSV encoding's time). Reference counting
+    still frees them; they hold no cycles. Process-wide, so only the thread that paused it resumes it.
+    """
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
+
 class CsvEncoder:
     """CSV rows (RFC 4180: comma, double quotes, CRLF, UTF-8 without BOM) in a fixed column order.
 
@@ -330,17 +347,50 @@ class CsvEncoder:
         """
         batch = lines if isinstance(lines, Sequence) else list(lines)
         rows: list[str] = []
-        for start in range(0, len(batch), _RECORDS_AT_ONCE):
-            records = parse_chunk(batch[start : start + _RECORDS_AT_ONCE], first_index=start)
-            try:
-                rows.extend(map(self._row, records))
-            except (ValueError, TypeError):
-                self._raise_for_bad_record(records, start)
-                raise
+        with _cyclic_gc_paused():
+            for start in range(0, len(batch), _RECORDS_AT_ONCE):
+                records = parse_chunk(batch[start : start + _RECORDS_AT_ONCE], first_index=start)
+                try:
+                    rows.extend(self._rows(records))
+                except (ValueError, TypeError):
+                    self._raise_for_bad_record(records, start)
+                    raise
         if not rows:
             return b"", 0
         rows.append("")  # the last row's line end
         return "\r\n".join(rows).encode(), len(rows) - 1
+
+    def _rows(self, records: list[dict[str, Any]]) -> list[str]:
+        """The rows of parsed records, in order: a column at a time for each group of records with the
+        same top-level keys (``_group_cells``), row by row (``_row``) for a group it does not take."""
+        if len(self._columns) < 2:  # a lone empty cell is written '""': row by row
+            return list(map(self._row, records))
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for index, keys in enumerate(map(tuple, records)):
+            group = groups.get(keys)
+            if group is None:
+                groups[keys] = [index]
+            else:
+                group.append(index)
+        if len(groups) == 1:
+            return list(self._group_rows(records))
+        rows = [""] * len(records)
+        for indexes in groups.values():
+            list(map(rows.__setitem__, indexes, self._group_rows(list(map(records.__getitem__, indexes)))))
+        return rows
+
+    def _group_rows(self, group: list[dict[str, Any]]) -> Iterable[str]:
+        if len(group) < _MIN_COLUMNAR_GROUP:
+            return map(self._row, group)
+        cells: dict[str, Sequence[str] | None] = {}
+        try:
+            _group_cells(group, "", cells, 0)
+        except (_NotColumnar, KeyError, TypeError):  # TypeError: also orjson's, for an integer beyond 64 bits
+            return map(self._row, group)
+        if not cells.keys() <= self._column_set:
+            return map(self._row, group)  # which raises, naming the unknown column
+        blank = ("",) * len(group)
+        return map(",".join, zip(*[cells.get(column) or blank for column in self._columns], strict=True))
 
     def _row(self, record: dict[str, Any]) -> str:
         """One CSV row without its line end."""
@@ -393,6 +443,83 @@ def _empty_object_cell(value: dict[str, Any]) -> str:
     if value:
         raise _Mismatch
     return "{}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Column at a time: the cells of a group of records with the same top-level keys, one column per
+# C-level pass (a type check, an orjson.dumps of all its numbers, a join probing for quotes), so
+# that no Python code runs per record. The cells are those flatten_record and _quote_row give.
+
+_MIN_COLUMNAR_GROUP = 8  # smaller groups cost less row by row
+_MAX_COLUMNAR_DEPTH = 32
+_NUMBER_TYPES = frozenset({int, float, bool})
+
+
+class _NotColumnar(Exception):
+    """The group's values do not line up in columns (keys or nesting differ): write it row by row."""
+
+
+def _quoted(cell: str) -> str:
+    return '"' + cell.replace('"', '""') + '"' if _NEEDS_QUOTES(cell) else cell
+
+
+def _any_cell(value: Any) -> str:
+    """A cell of a column whose values are of mixed types."""
+    if value is None:
+        return ""
+    if type(value) is str:
+        return _quoted(value)
+    if type(value) is list:
+        return _list_cell(value)
+    if type(value) is dict:
+        if value:
+            raise _NotColumnar
+        return "{}"
+    return _quoted(_scalar_text(value))  # numbers, booleans, JsonNumber
+
+
+def _column_cells(values: tuple[Any, ...], kinds: set[type]) -> Sequence[str] | None:
+    """The cells of one leaf column (None: all blank)."""
+    if kinds == {str}:
+        probe = "".join(values)
+        if "," in probe or '"' in probe or "\n" in probe or "\r" in probe:
+            return list(map(_quoted, values))
+        return values
+    if kinds <= _NUMBER_TYPES:  # their JSON text holds no comma: one dumps, one split
+        return orjson.dumps(values)[1:-1].decode().split(",")
+    if kinds == {type(None)}:
+        return None
+    if kinds == {list}:
+        return list(map(_list_cell, values))
+    return list(map(_any_cell, values))
+
+
+def _group_cells(objects: Sequence[Mapping[str, Any]], prefix: str, out: dict[str, Sequence[str] | None],
+                 depth: int) -> None:
+    """Add the cells of every column of ``objects`` (all with the same keys) to ``out``, by column name."""
+    keys = tuple(objects[0])
+    if not keys or depth > _MAX_COLUMNAR_DEPTH or set(map(len, objects)) != {len(keys)}:
+        raise _NotColumnar
+    if len(keys) == 1:
+        columns: Iterable[tuple[Any, ...]] = [tuple(map(itemgetter(keys[0]), objects))]
+    else:
+        columns = zip(*map(itemgetter(*keys), objects), strict=True)  # KeyError: other keys
+    for key, values in zip(keys, columns, strict=True):
+        name = prefix + key
+        kinds = set(map(type, values))
+        if dict in kinds:
+            if kinds != {dict} or not all(values):
+                if kinds != {dict} or any(values):
+                    raise _NotColumnar
+                cells: Sequence[str] | None = ("{}",) * len(values)  # every one an empty object
+            else:
+                _group_cells(values, name + ".", out, depth + 1)
+                continue
+        else:
+            cells = _column_cells(values, kinds)
+        if name in out:
+            raise _NotColumnar  # two fields, one column: row by row names the collision
+        out[name] = cells
 
 
 _SHAPE_LEAF_TYPES = (str, int, float, bool, type(None), list, dict)  # dict: an empty object
@@ -566,8 +693,10 @@ def split_lines(chunks: Iterable[bytes]) -> Iterator[list[bytes]]:
             pieces.append(rest)
         if not all(lines):
             lines = list(filter(None, lines))
+        del chunk  # neither is held while the next chunk downloads
         if lines:
             yield lines
+        del lines
     if pieces:
         yield [b"".join(pieces)]
 
@@ -591,14 +720,19 @@ def split_blocks(chunks: Iterable[bytes]) -> Iterator[bytes]:
             block, pieces = b"".join(pieces), []
         if end < len(chunk):
             pieces.append(chunk[end:])
+        del chunk  # neither is held while the next chunk downloads
         if block := _without_empty_lines(block):
             yield block
+        del block
     if pieces and (block := _without_empty_lines(b"".join(pieces) + b"\n")):
         yield block
 
 
+_EMPTY_LINE = re.compile(rb"\n\n").search  # 2.5 times as fast as `b"\n\n" in block`
+
+
 def _without_empty_lines(block: bytes) -> bytes:
-    if block[:1] != b"\n" and b"\n\n" not in block:
+    if block[:1] != b"\n" and not _EMPTY_LINE(block):
         return block
     return b"".join(line + b"\n" for line in block.split(b"\n") if line)
 
