@@ -14,9 +14,9 @@ from azure.core.exceptions import (
 )
 
 from shared.errors import DestinationProblem
+from shared.json_values import RecordError
 from shared.sas import SasInfo, format_time
 from shared.secrets import SecretAccessDeniedError, SecretNotFoundError, SecretStoreError, SecretStoreUnavailableError
-from shared.serialization import RecordError
 
 RETRYABLE_STATUSES = {408, 429, 500, 502, 503, 504}
 

@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from shared.csv_encoding import flatten_record
 from shared.event_time import (
     EVENT_NAME_KEYS,
     EVENT_TIME_KEYS,
@@ -33,8 +34,9 @@ from shared.event_time import (
     parse_event_time,
     partition_key_for_microseconds,
 )
+from shared.json_values import RecordError, parse_exact
 from shared.records import RecordsRejected, flattened_keys, parse_batch
-from shared.serialization import PartEncoder, RecordError, flatten_record, parse_exact
+from shared.serialization import PartEncoder
 from tests.reliability.hostile_support import examples
 
 PROPERTY = settings(
@@ -454,7 +456,7 @@ def test_parse_exact_keeps_every_number_as_sent(record: dict[str, Any], separato
 
 def canonical_numbers(value: Any) -> str:
     """JSON text of parse_exact's result (JsonNumber literals as numbers)."""
-    from shared.serialization import json_text
+    from shared.csv_encoding import json_text
 
     return json_text(value)
 

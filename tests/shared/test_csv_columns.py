@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.serialization import CsvEncoder, RecordError, flatten_record, parse_exact
+from shared.csv_encoding import CsvEncoder, flatten_record
+from shared.json_values import RecordError, parse_exact
 from tests.shared.test_serialization import SAME_TYPE, SCALARS, csv_module_text, dumps_exact
 
 GROUP = 12  # more than the smallest group written a column at a time

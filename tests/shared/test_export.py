@@ -14,8 +14,8 @@ import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from scripts import sample_data
+from shared.csv_encoding import flatten_record
 from shared.export_pass import Hooks, run_export_pass
-from shared.serialization import flatten_record
 from shared.services import Services, build_services
 from shared.settings import Settings
 from tests.shared.export_helpers import (

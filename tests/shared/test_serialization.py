@@ -17,20 +17,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shared.csv_encoding import CsvEncoder, flatten_record
+from shared.json_values import JsonNumber, RecordError, parse_exact
 from shared.serialization import (
-    CsvEncoder,
     EncodedChunk,
     GzipStream,
-    JsonNumber,
     PartEncoder,
     PassThrough,
-    RecordError,
     content_type,
     encode_jsonl,
     file_extension,
-    flatten_record,
     new_compressor,
-    parse_exact,
     split_lines,
     take_until,
 )
