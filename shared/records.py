@@ -11,7 +11,6 @@ is cut out of the body.
 from __future__ import annotations
 
 import gc
-import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from shared.event_time import (
     find_profile_identity,
     partition_key_for_microseconds,
 )
+from shared.json_text import element_spans, error_position, json_error_reason, needs_original_text
 
 RecordType = Literal["events", "profiles"]
 BodyKind = Literal["ndjson", "json"]
@@ -261,9 +261,9 @@ def _read_ndjson(body: bytes, intake: _Intake) -> None:
         try:
             record = loads(line)
         except orjson.JSONDecodeError as exc:
-            _, column = _error_position(exc, line)
+            _, column = error_position(exc, line)
             indent = len(raw) - len(raw.lstrip())  # ASCII whitespace: characters = bytes
-            intake.malformed(number, column + indent, _json_error_reason(exc, line, ndjson=True))
+            intake.malformed(number, column + indent, json_error_reason(exc, line, ndjson=True))
         else:
             key = check(record, number)
             if key is not None and not intake.problems:
@@ -282,8 +282,8 @@ def _read_json_array(body: bytes, intake: _Intake) -> None:
         try:
             elements = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            line, column = _error_position(exc, body)
-            reason = _json_error_reason(exc, body, ndjson=False)
+            line, column = error_position(exc, body)
+            reason = json_error_reason(exc, body, ndjson=False)
             intake.refuse_body(line, f"line {line}", f"malformed JSON on line {line}, column {column}: {reason}")
             return
         if type(elements) is not list:
@@ -317,11 +317,11 @@ def _gc_paused() -> Iterator[None]:
 def _element_lines(body: bytes, elements: list[dict[str, Any]]) -> list[bytes]:
     """One compact line per element: orjson's text, or the element's original text where a number
     would not survive a round trip through a double (or nesting is too deep for orjson.dumps)."""
-    if not any(map(_needs_original_text, elements)):
+    if not any(map(needs_original_text, elements)):
         dumps = orjson.dumps
         return [dumps(element) for element in elements]
     lines = []
-    for start, end in _element_spans(body):
+    for start, end in element_spans(body):
         text = body[start:end]
         if b"\n" in text or b"\r" in text:
             # Raw line breaks can only sit between tokens (JSON strings cannot hold them).
@@ -461,103 +461,3 @@ def _preview(value: Any) -> str:
     except orjson.JSONEncodeError:
         text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-# ---------------------------------------------------------------------------------------------
-# JSON text: exactness checks, element boundaries, readable parse errors
-
-# Everything up to and including the next bracket outside a string, without backtracking.
-_TO_NEXT_BRACKET = re.compile(rb'(?:[^"\[\]{}]++|"(?:[^"\\]++|\\.)*+")*+[\[\]{}]', re.DOTALL)
-_OPENERS = frozenset(b"[{")
-
-
-def _needs_original_text(value: Any, depth: int = 0) -> bool:
-    """Whether ``orjson.dumps`` of this parsed object or array might not reproduce a number of the text
-    it came from (an integer beyond 64 bits, a float with more digits than a double keeps), or cannot
-    run at all (orjson.dumps stops at 255 levels). A literal so small it underflows to 0.0 (1e-400)
-    is not detected: it is 0.0 for every reader that uses doubles."""
-    values = value.values() if type(value) is dict else value
-    kinds = set(map(type, values))  # one pass in C; most levels hold no float and no container
-    if float in kinds and any(map(_inexact_float, filter(_is_float, values))):
-        return True
-    if dict in kinds or list in kinds:
-        if depth >= _DEEP:
-            return True
-        for item in values:
-            if (type(item) is dict or type(item) is list) and _needs_original_text(item, depth + 1):
-                return True
-    return False
-
-
-_is_float = float.__instancecheck__
-
-
-def _inexact_float(x: float) -> bool:
-    if not -9.2e18 < x < 9.2e18:  # orjson parses integers beyond 64 bits as floats
-        return True
-    text = repr(x)  # the shortest text that reads back as x; always holds "." or "e"
-    if len(text) <= 16:
-        return False
-    # A literal of at most 15 significant digits parses to a double whose shortest text has at most 15.
-    digits = text.partition("e")[0].replace(".", "").lstrip("-0").rstrip("0")
-    return len(digits) > 15
-
-
-def _element_spans(body: bytes) -> list[tuple[int, int]]:
-    """(start, end) of each object element of the JSON array ``body`` (valid JSON, all objects)."""
-    spans = []
-    depth = 0
-    start = 0
-    for match in _TO_NEXT_BRACKET.finditer(body):
-        end = match.end()
-        if body[end - 1] in _OPENERS:
-            depth += 1
-            if depth == 2:
-                start = end - 1
-        else:
-            if depth == 2:
-                spans.append((start, end))
-            depth -= 1
-    return spans
-
-
-def _error_position(exc: orjson.JSONDecodeError, doc: bytes) -> tuple[int, int]:
-    """1-based (line, column in characters) of a parse error in ``doc``."""
-    try:
-        doc.decode("utf-8")
-    except UnicodeDecodeError as bad:  # orjson checks UTF-8 first and reports position 0: find the byte
-        line_start = doc.rfind(b"\n", 0, bad.start) + 1
-        before = doc[line_start : bad.start].decode("utf-8")  # valid up to the first bad byte
-        return doc.count(b"\n", 0, bad.start) + 1, len(before) + 1
-    return exc.lineno, exc.colno
-
-
-def _json_error_reason(exc: orjson.JSONDecodeError, doc: bytes, *, ndjson: bool) -> str:
-    """orjson's complaint in words for the people who send the data."""
-    msg = exc.msg
-    text = exc.doc if isinstance(exc.doc, str) else ""
-    if "UTF-8" in msg and "order mark" not in msg:
-        try:
-            doc.decode("utf-8")
-        except UnicodeDecodeError as bad:
-            return f"the text is not valid UTF-8 (byte 0x{doc[bad.start]:02x}: {bad.reason})"
-        return "the text is not valid UTF-8"
-    if "surrogate" in msg:
-        return r"a \u escape is a lone UTF-16 surrogate (such as \ud800), which is not a character"
-    if "infinity when parsed as double" in msg:
-        return "a number is too large for a 64-bit float"
-    if "depth limit" in msg:
-        return "objects and arrays are nested more than 1024 levels deep"
-    if text[exc.pos : exc.pos + 3] == "NaN" or text[exc.pos : exc.pos + 8] == "Infinity":
-        return "NaN and Infinity are not JSON numbers"
-    if "content after document" in msg:
-        if ndjson:
-            return "there is more than one JSON value on the line (NDJSON holds one record per line)"
-        return "there is more text after the end of the array"
-    if "end of data" in msg:
-        return "the JSON text ends in the middle of a value"
-    if "byte order mark" in msg:
-        return "a UTF-8 byte order mark is only allowed at the very start of the body"
-    if "control character" in msg:
-        return "a string holds a raw control character (line breaks and tabs in strings must be escaped)"
-    return str(msg)
