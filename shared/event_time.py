@@ -43,6 +43,8 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from shared.json_text import json_kind
+
 EVENT_NAME_KEYS: tuple[str, ...] = ("event", "eventName", "evtName", "event_type", "event_name", "name")
 
 # Event time: the platform's own "when it happened" field first, receive/upload times never.
@@ -134,7 +136,7 @@ def epoch_microseconds(value: object) -> int:
         return _from_str(str(value))
     if isinstance(value, datetime):
         return _from_datetime(value, value)
-    raise EventTimeError(value, f"is {_kind(value)}, not a date-time")
+    raise EventTimeError(value, f"is {json_kind(value)}, not a date-time")
 
 
 def find_event_time(record: Mapping[str, Any]) -> tuple[str, object] | None:
@@ -340,14 +342,6 @@ def _render(us: int) -> str:
     return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}Z"
 
 
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, Mapping):
-        return "an object"
-    if isinstance(value, list | tuple):
-        return "an array"
-    return f"a {type(value).__name__}"
 
 
 def _show(value: object) -> str:

@@ -16,6 +16,21 @@ _TO_NEXT_BRACKET = re.compile(rb'(?:[^"\[\]{}]++|"(?:[^"\\]++|\\.)*+")*+[\[\]{}]
 _OPENERS = frozenset(b"[{")
 
 
+def json_kind(value: object) -> str:
+    """What a parsed JSON value is, in JSON's words ("a string", "an array", ...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "an array"
+    return "an object"
+
+
 def needs_original_text(value: Any, depth: int = 0) -> bool:
     """Whether ``orjson.dumps`` of this parsed object or array might not reproduce a number of the text
     it came from (an integer beyond 64 bits, a float with more digits than a double keeps), or cannot

@@ -30,7 +30,7 @@ from shared.event_time import (
     find_profile_identity,
     partition_key_for_microseconds,
 )
-from shared.json_text import element_spans, error_position, json_error_reason, needs_original_text
+from shared.json_text import element_spans, error_position, json_error_reason, json_kind, needs_original_text
 
 RecordType = Literal["events", "profiles"]
 BodyKind = Literal["ndjson", "json"]
@@ -168,7 +168,7 @@ class _Intake:
         """The record's partition key, or None after recording why it is invalid."""
         self.records += 1
         if type(record) is not dict:
-            self._invalid(number, [(None, f"a record must be a JSON object, not {_json_kind(record)}")])
+            self._invalid(number, [(None, f"a record must be a JSON object, not {json_kind(record)}")])
             return None
         if self.unique_columns and _has_dotted_key(record):
             column = _repeated_column(record)
@@ -432,27 +432,13 @@ def _name_problem(record: dict[str, Any]) -> tuple[str | None, str]:
 
 
 def _not_an_array(value: Any) -> str:
-    message = f"the JSON body must be an array of records, not {_json_kind(value)}"
+    message = f"the JSON body must be an array of records, not {json_kind(value)}"
     if type(value) is dict:
         holders = [key for key, member in value.items() if type(member) is list][:3]
         if holders:
             names = " or ".join(f'"{key}"' for key in holders)
             message += f" (its {names} member holds an array: send that array itself)"
     return message
-
-
-def _json_kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
 
 
 def _preview(value: Any) -> str:
