@@ -39,8 +39,9 @@ def test_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_misconfigured_app_answers_503_naming_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    from fastapi.testclient import TestClient
+    import httpx
 
+    from scripts.local_server import ApiServer
     from shared import services as services_module
     from shared import settings as settings_module
     from shared.api import create_api
@@ -49,9 +50,12 @@ def test_misconfigured_app_answers_503_naming_the_setting(monkeypatch: pytest.Mo
     monkeypatch.setenv("MAX_ATTEMPTS", "-3")
     settings_module.get_settings.cache_clear()
     services_module.get_services.cache_clear()
+    server = ApiServer(create_api(services_module.get_services))
+    server.start()
     try:
-        response = TestClient(create_api(services_module.get_services)).get("/api/destinations")
+        response = httpx.get(f"{server.base_url}/api/destinations", timeout=30)
     finally:
+        server.stop()
         settings_module.get_settings.cache_clear()
         services_module.get_services.cache_clear()
     assert response.status_code == 503
