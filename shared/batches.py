@@ -79,52 +79,45 @@ class StagedPart:
     columns: list[str]
 
 
-def stage_batch(
-    control: ControlStore,
-    *,
-    batch_id: str,
-    destination_id: str,
-    record_type: str,
-    parts: list[StagedPart],
-    records: int,
-    body_sha256: str,
-    moment: datetime,
-) -> tuple[dict[str, Any], bool]:
+@dataclass(frozen=True)
+class NewBatch:
+    """A validated batch, ready to stage."""
+
+    batch_id: str
+    destination_id: str
+    record_type: str
+    parts: list[StagedPart]
+    records: int
+    body_sha256: str
+    moment: datetime
+
+
+def stage_batch(control: ControlStore, batch: NewBatch) -> tuple[dict[str, Any], bool]:
     """Durably stage a batch; return (state, created). The state document is written last: it is the commit.
 
     Order: due marker -> staged records -> state. A crash before the state leaves only garbage that the
     export pass collects (a marker without a state); a crash after it leaves a complete, due batch. A failure
     that raises is cleaned up at once where possible (`_after_failed_staging`).
     """
-    existing = control.get(state_blob(batch_id))
+    existing = control.get(state_blob(batch.batch_id))
     if existing is not None:
-        return _replayed(existing.data, body_sha256), False
+        return _replayed(existing.data, batch.body_sha256), False
     try:
-        return _stage_new(control, batch_id=batch_id, destination_id=destination_id, record_type=record_type,
-                          parts=parts, records=records, body_sha256=body_sha256, moment=moment)
+        return _stage_new(control, batch)
     except Exception:
-        committed = _after_failed_staging(control, batch_id)
+        committed = _after_failed_staging(control, batch.batch_id)
         if committed is None:
             raise
-        return _replayed(committed, body_sha256), batch_id.startswith("b")
+        return _replayed(committed, batch.body_sha256), batch.batch_id.startswith("b")
 
 
-def _stage_new(
-    control: ControlStore,
-    *,
-    batch_id: str,
-    destination_id: str,
-    record_type: str,
-    parts: list[StagedPart],
-    records: int,
-    body_sha256: str,
-    moment: datetime,
-) -> tuple[dict[str, Any], bool]:
+def _stage_new(control: ControlStore, batch: NewBatch) -> tuple[dict[str, Any], bool]:
+    batch_id, destination_id, moment = batch.batch_id, batch.destination_id, batch.moment
     # The marker first: whatever a failure leaves behind, the export pass can find it and collect it.
     set_due(control, batch_id, destination_id, moment)
     partitions = []
     total = 0
-    for index, part in enumerate(parts):
+    for index, part in enumerate(batch.parts):
         data = b"\n".join(part.lines) + b"\n"
         total += len(data)
         control.put_bytes(staged_blob(batch_id, index), data)
@@ -135,11 +128,11 @@ def _stage_new(
     state: dict[str, Any] = {
         "batch_id": batch_id,
         "destination_id": destination_id,
-        "type": record_type,
+        "type": batch.record_type,
         "state": "pending",
-        "records": records,
+        "records": batch.records,
         "staged_bytes": total,
-        "body_sha256": body_sha256,
+        "body_sha256": batch.body_sha256,
         "partitions": partitions,
         "attempts": 0,
         "total_attempts": 0,
@@ -162,8 +155,9 @@ def _stage_new(
         # The same Idempotency-Key raced us; the first writer's batch stands.
         current = control.get(state_blob(batch_id))
         assert current is not None
-        return _replayed(current.data, body_sha256), False
-    log_event(log, "batch staged", batch_id=batch_id, destination_id=destination_id, records=records, bytes=total)
+        return _replayed(current.data, batch.body_sha256), False
+    log_event(log, "batch staged", batch_id=batch_id, destination_id=destination_id, records=batch.records,
+              bytes=total)
     return state, True
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from shared.batches import StagedPart, new_batch_id, now_utc, stage_batch
+from shared.batches import NewBatch, StagedPart, new_batch_id, now_utc, stage_batch
 from shared.control_store import ControlStore
 from shared.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from shared.records import RecordsRejected, parse_batch
@@ -135,8 +135,7 @@ def accept_batch(
         StagedPart(key=p.key, lines=p.lines, columns=sorted(p.columns))
         for p in sorted(parsed.partitions.values(), key=lambda p: p.key)
     ]
-    return stage_batch(
-        control,
+    return stage_batch(control, NewBatch(
         batch_id=new_batch_id(when, request.destination_id, key),
         destination_id=request.destination_id,
         record_type=record_type,
@@ -144,7 +143,7 @@ def accept_batch(
         records=parsed.record_count,
         body_sha256=hashlib.sha256(body).hexdigest(),
         moment=when,
-    )
+    ))
 
 
 def accepted_body(state: dict[str, Any]) -> dict[str, Any]:
