@@ -10,7 +10,6 @@ import base64
 import contextlib
 import hashlib
 from collections import deque
-from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -92,14 +91,3 @@ class BlockUploader:
             with contextlib.suppress(Exception):
                 self._in_flight.popleft().result()
 
-
-def upload_file(container: ContainerClient, name: str, chunks: Iterable[bytes], *, block_bytes: int,
-                pool: ThreadPoolExecutor, max_in_flight: int, content_settings: ContentSettings) -> WrittenFile:
-    uploader = BlockUploader(container, name, block_bytes=block_bytes, pool=pool, max_in_flight=max_in_flight)
-    try:
-        for chunk in chunks:
-            uploader.write(chunk)
-        return uploader.commit(content_settings)
-    except BaseException:
-        uploader.abandon()
-        raise

@@ -12,6 +12,8 @@ from azure.storage.blob import ContainerClient, ExponentialRetry
 
 from shared.settings import Settings
 
+MAX_CACHED_CLIENTS = 512
+
 
 class ClientFactory:
     """Turns a destination into a ContainerClient; credentials are created once per process and reused."""
@@ -24,6 +26,7 @@ class ClientFactory:
         self.credential_options = credential_options or {}
         self.transport_options = transport_options or {}
         self._credentials: dict[tuple[str, ...], TokenCredential] = {}
+        self._clients: dict[tuple[str, ...], ContainerClient] = {}
         self._lock = threading.Lock()
 
     def sdk_options(self) -> dict[str, Any]:
@@ -44,6 +47,20 @@ class ClientFactory:
         }
 
     def container_client(self, record: dict[str, Any], secret: str | None) -> ContainerClient:
+        """One client per destination version and secret, reused across batches (its connections too)."""
+        digest = hashlib.sha256((secret or "").encode()).hexdigest()
+        key = (str(record["id"]), str(record.get("updated_at")), digest)
+        with self._lock:
+            client = self._clients.get(key)
+        if client is None:
+            client = self._build(record, secret)
+            with self._lock:
+                if len(self._clients) >= MAX_CACHED_CLIENTS:
+                    self._clients.clear()
+                client = self._clients.setdefault(key, client)
+        return client
+
+    def _build(self, record: dict[str, Any], secret: str | None) -> ContainerClient:
         auth = record["auth"]
         kind = auth["type"]
         container = record["container"]
@@ -63,7 +80,10 @@ class ClientFactory:
         raise ValueError(f"unknown auth type {kind!r}")
 
     def forget_secret(self, record: dict[str, Any]) -> None:
-        """Drop cached credentials of a destination (its secret was rotated)."""
+        """Drop cached clients and credentials of a destination (its secret was rotated)."""
+        with self._lock:
+            for key in [k for k in self._clients if k[0] == str(record["id"])]:
+                del self._clients[key]
         auth = record["auth"]
         if auth["type"] != "service_principal":
             return

@@ -199,7 +199,7 @@ class ControlStore:
             raise as_unavailable(exc) from None
         return items, pages.continuation_token  # type: ignore[attr-defined]
 
-    def stream(self, name: str, *, chunk_size: int = STREAM_CHUNK_BYTES) -> Iterator[bytes]:
+    def stream(self, name: str) -> Iterator[bytes]:
         """Download a blob as a stream of chunks (memory bounded by the client's STREAM_CHUNK_BYTES)."""
         downloader = self.container.download_blob(name, max_concurrency=1)
         yield from downloader.chunks()

@@ -15,7 +15,7 @@ from shared.control_store import ControlStore, PreconditionFailed
 from shared.destination_models import DestinationIn, check_destination_id, validation_details
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.logging_setup import log_event
-from shared.sas import SasError, SasInfo, check_sas_usable, parse_sas, sas_warnings
+from shared.sas import SasError, SasInfo, check_sas_usable, expired_message, parse_sas, sas_warnings
 from shared.secrets import CachedSecrets, SecretNotFoundError, secret_name_for
 from shared.settings import Settings
 
@@ -189,8 +189,8 @@ class DestinationService:
         if "sas" in auth:
             info = SasInfo.from_public(auth["sas"])
             warnings = sas_warnings(info, self.clock())
-            if info.expiry is not None and info.expiry <= self.clock():
-                expired = f"the SAS token expired on {auth['sas']['expiry']}; renew it and update the destination"
+            expired = expired_message(info, self.clock())
+            if expired is not None:
                 warnings.insert(0, expired)
         return {
             "id": record["id"],

@@ -15,7 +15,7 @@ from azure.core.exceptions import (
 
 from shared.errors import DestinationProblem
 from shared.json_values import RecordError
-from shared.sas import SasInfo, format_time
+from shared.sas import SasInfo, expired_message
 from shared.secrets import SecretAccessDeniedError, SecretNotFoundError, SecretStoreError, SecretStoreUnavailableError
 
 RETRYABLE_STATUSES = {408, 429, 500, 502, 503, 504}
@@ -85,11 +85,9 @@ def _auth_problem(record: dict[str, Any], now: datetime, error_code: str = "") -
     kind = auth["type"]
     if kind == "sas":
         info = _sas(record)
-        if info and info.expiry and info.expiry <= now:
-            return DestinationProblem(
-                f"the SAS token expired on {format_time(info.expiry)}; renew it and update the destination",
-                code="sas_expired",
-            )
+        expired = expired_message(info, now) if info else None
+        if expired is not None:
+            return DestinationProblem(expired, code="sas_expired")
         if info and not info.can_write:
             return DestinationProblem(
                 "the SAS token lacks write permission; generate one with read and write", code="sas_permission"

@@ -141,23 +141,20 @@ def check_sas_usable(info: SasInfo, now: datetime) -> None:
             f"the SAS token lacks {' and '.join(missing)} permission (it grants: "
             f"{', '.join(info.permission_words()) or 'nothing'}); generate one with at least read and write"
         )
-    if info.expiry is not None and info.expiry <= now:
-        raise SasError(
-            f"the SAS token expired on {format_time(info.expiry)}; renew it and update the destination"
-        )
+    expired = expired_message(info, now)
+    if expired is not None:
+        raise SasError(expired)
     if info.start is not None and info.start > now + START_SKEW:
         raise SasError(
             f"the SAS token is not valid until {format_time(info.start)}; use a token valid from now"
         )
 
 
-def sas_expiry_message(info: SasInfo, now: datetime) -> str | None:
-    """The plain-words reason a token is unusable now, or None."""
-    try:
-        check_sas_usable(info, now)
-    except SasError as exc:
-        return str(exc)
-    return None
+def expired_message(info: SasInfo, now: datetime) -> str | None:
+    """What a customer must do about an expired token, or None while it is valid."""
+    if info.expiry is None or info.expiry > now:
+        return None
+    return f"the SAS token expired on {format_time(info.expiry)}; renew it and update the destination"
 
 
 def sas_warnings(info: SasInfo, now: datetime) -> list[str]:
