@@ -16,7 +16,10 @@ from shared.settings import Settings, load_settings
 from tests.support.azurite import Azurite
 from tests.support.server import ApiServer
 
-pytest_plugins = ["tests.support.keyvault", "tests.support.secret_watch"]
+pytest_plugins = [
+    "tests.support.keyvault", "tests.support.secret_watch", "tests.support.managed_identity",
+    "tests.support.hostile_storage", "tests.support.resolver",
+]
 
 
 @pytest.fixture(scope="session")
