@@ -1,4 +1,10 @@
-"""Build destination ContainerClients from a destination record plus its secret (one place)."""
+"""Build destination ContainerClients from a destination record plus its secret (one place).
+
+Every client is built so that a hostile endpoint gains nothing from it: it follows no redirects, and a
+token credential is wrapped so that it only ever issues Azure Storage tokens, whatever an authentication
+challenge asks for (the storage SDK's challenge handling would otherwise fetch a token for the resource the
+server names, Key Vault included, and send it to that server).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,48 @@ import hashlib
 import threading
 from typing import Any
 
-from azure.core.credentials import TokenCredential
-from azure.identity import ClientSecretCredential, DefaultAzureCredential
+from azure.core.credentials import AccessToken, TokenCredential
+from azure.core.exceptions import ClientAuthenticationError
+from azure.identity import ClientSecretCredential, ManagedIdentityCredential
 from azure.storage.blob import ContainerClient, ExponentialRetry
 
 from shared.settings import Settings
 
 MAX_CACHED_CLIENTS = 512
+STORAGE_SCOPE = "https://storage.azure.com/.default"
+# azure-identity options that only the Entra ID (MSAL) credentials take; a managed identity has no authority.
+_MSAL_ONLY_OPTIONS = frozenset({"authority", "disable_instance_discovery", "additionally_allowed_tenants"})
+
+
+class ForeignAudienceRefused(ClientAuthenticationError):
+    """A destination asked for a token for a resource other than Azure Storage; none was issued."""
+
+
+class StorageOnlyCredential:
+    """A TokenCredential that issues Azure Storage tokens and nothing else.
+
+    The storage SDK asks for `https://storage.azure.com/.default`; after a 401 whose challenge names another
+    `resource_id` (or tenant) it would ask for that. This wrapper refuses every other scope, and always uses
+    the inner credential's own tenant, so a destination can never obtain a token for Key Vault or anything
+    else the app's identity may reach.
+    """
+
+    def __init__(self, inner: TokenCredential) -> None:
+        self._inner = inner
+
+    def get_token(self, *scopes: str, claims: str | None = None, tenant_id: str | None = None,
+                  enable_cae: bool = False, **kwargs: Any) -> AccessToken:
+        if scopes != (STORAGE_SCOPE,):
+            # The scope is the remote server's choice: never quote it.
+            raise ForeignAudienceRefused(
+                "the destination asked for a token for another service; only Azure Storage tokens are issued"
+            )
+        return self._inner.get_token(STORAGE_SCOPE, claims=claims, enable_cae=enable_cae)
+
+    def close(self) -> None:
+        close = getattr(self._inner, "close", None)
+        if callable(close):
+            close()
 
 
 class ClientFactory:
@@ -25,7 +66,7 @@ class ClientFactory:
         self.settings = settings
         self.credential_options = credential_options or {}
         self.transport_options = transport_options or {}
-        self._credentials: dict[tuple[str, ...], TokenCredential] = {}
+        self._credentials: dict[tuple[str, ...], StorageOnlyCredential] = {}
         self._clients: dict[tuple[str, ...], ContainerClient] = {}
         self._lock = threading.Lock()
 
@@ -35,6 +76,8 @@ class ClientFactory:
             "max_block_size": s.block_bytes,
             "max_single_put_size": 4 * 1024 * 1024,
             "connection_timeout": 10,
+            # A redirect could carry the request (a token, the customer's records) past the endpoint check.
+            "permit_redirects": False,
             "read_timeout": s.request_timeout_seconds,
             # The SDK types these as int but computes with floats; sub-second backoff keeps tests fast.
             "retry_policy": ExponentialRetry(
@@ -45,6 +88,10 @@ class ClientFactory:
             ),
             **self.transport_options,
         }
+
+    def candidate_client(self, record: dict[str, Any], secret: str | None) -> ContainerClient:
+        """A client for a destination not saved yet (the probe at PUT): not cached."""
+        return self._build(record, secret)
 
     def container_client(self, record: dict[str, Any], secret: str | None) -> ContainerClient:
         """One client per destination version and secret, reused across batches (its connections too)."""
@@ -91,21 +138,24 @@ class ClientFactory:
             for key in [k for k in self._credentials if k[:3] == ("sp", auth["tenant_id"], auth["client_id"])]:
                 del self._credentials[key]
 
-    def _service_principal(self, tenant_id: str, client_id: str, secret: str) -> TokenCredential:
+    def _service_principal(self, tenant_id: str, client_id: str, secret: str) -> StorageOnlyCredential:
         # The secret's digest keys the cache so a rotated secret gets a new credential.
         key = ("sp", tenant_id, client_id, hashlib.sha256(secret.encode()).hexdigest())
         with self._lock:
             if key not in self._credentials:
-                self._credentials[key] = ClientSecretCredential(tenant_id, client_id, secret,
-                                                                **self.credential_options)
+                inner = ClientSecretCredential(tenant_id, client_id, secret, **self.credential_options)
+                self._credentials[key] = StorageOnlyCredential(inner)
             return self._credentials[key]
 
-    def _managed_identity(self, client_id: str | None) -> TokenCredential:
+    def _managed_identity(self, client_id: str | None) -> StorageOnlyCredential:
+        # ManagedIdentityCredential, not DefaultAzureCredential: no developer or environment credential may
+        # stand in for the app's identity, and a user-assigned identity is named by its client id.
         key = ("mi", client_id or "")
+        options = {k: v for k, v in self.credential_options.items() if k not in _MSAL_ONLY_OPTIONS}
         with self._lock:
             if key not in self._credentials:
-                self._credentials[key] = DefaultAzureCredential(managed_identity_client_id=client_id,
-                                                                **self.credential_options)
+                self._credentials[key] = StorageOnlyCredential(ManagedIdentityCredential(client_id=client_id,
+                                                                                         **options))
             return self._credentials[key]
 
 

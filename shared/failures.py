@@ -1,8 +1,14 @@
-"""Turn a failure talking to a destination into plain words a customer can act on (by exception type)."""
+"""Turn a failure talking to a destination into plain words a customer can act on (by exception type).
+
+A destination's answer is not trusted text: its reason phrase and error-code header are the remote server's
+choice. Messages quote only the HTTP status with its standard phrase and, when it is one Azure Storage
+defines, the error code's value (never an enum's repr).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from http import HTTPStatus
 from typing import Any
 
 from azure.core.exceptions import (
@@ -12,13 +18,35 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.storage.blob import StorageErrorCode
+from azure.storage.blob._generated.models import StorageErrorCode as GeneratedErrorCode
 
+from shared.clients import ForeignAudienceRefused
 from shared.errors import DestinationProblem
 from shared.json_values import RecordError
 from shared.sas import SasInfo, expired_message
 from shared.secrets import SecretAccessDeniedError, SecretNotFoundError, SecretStoreError, SecretStoreUnavailableError
 
 RETRYABLE_STATUSES = {408, 429, 500, 502, 503, 504}
+# The public enum lacks some codes the service sends (AuthorizationPermissionMismatch); the generated one has them.
+_STORAGE_ERROR_CODES = frozenset(code.value for enum in (StorageErrorCode, GeneratedErrorCode) for code in enum)
+
+
+def storage_error_code(exc: BaseException) -> str:
+    """The Azure Storage error code of `exc` when it is one Azure defines, else ''."""
+    code = getattr(exc, "error_code", None)
+    value = getattr(code, "value", code)
+    return value if isinstance(value, str) and value in _STORAGE_ERROR_CODES else ""
+
+
+def status_text(status: int | None) -> str:
+    """`403 (Forbidden)`: the status with its standard phrase, not the phrase the server sent."""
+    if status is None:
+        return "no status"
+    try:
+        return f"{status} ({HTTPStatus(status).phrase})"
+    except ValueError:
+        return str(status)
 
 
 def _where(record: dict[str, Any]) -> str:
@@ -43,22 +71,36 @@ def describe_failure(exc: BaseException, record: dict[str, Any], now: datetime) 
             "source and post it again, or set the destination's format to jsonl and retry the batch",
             code="record_not_writable",
         )
+    if isinstance(exc, ForeignAudienceRefused):
+        return DestinationProblem(
+            f"the endpoint {record.get('account_url') or ''} asked for a token for another service, and the app "
+            "sends destinations Azure Storage tokens only: check that the endpoint is your storage account's "
+            "blob endpoint",
+            code="authentication_failed",
+        )
+    code = storage_error_code(exc)
     if isinstance(exc, ClientAuthenticationError):
-        return _auth_problem(record, now, error_code=str(getattr(exc, "error_code", "") or ""))
-    if isinstance(exc, ResourceNotFoundError) or (isinstance(exc, HttpResponseError) and exc.status_code == 404):
-        code = getattr(exc, "error_code", None)
-        if code in {None, "ContainerNotFound"} or "ContainerNotFound" in str(exc):
+        return _auth_problem(record, now, error_code=code)
+    status = exc.status_code if isinstance(exc, HttpResponseError) else None
+    if status is not None and 300 <= status < 400:
+        return DestinationProblem(
+            f"the endpoint {record.get('account_url') or ''} answered with a redirect, {status_text(status)}; "
+            "the app does not follow redirects from a destination: give the storage account's own blob endpoint",
+            code="destination_redirected",
+        )
+    if isinstance(exc, ResourceNotFoundError) or status == 404:
+        if code in {"", "ContainerNotFound"}:
             return DestinationProblem(
                 f"the {_where(record)} does not exist: create it, or fix the destination's container name",
                 code="container_not_found",
             )
         return DestinationProblem(f"the destination answered 404 ({code})", code="not_found", retryable=True)
-    if isinstance(exc, HttpResponseError) and exc.status_code in {401, 403}:
-        return _auth_problem(record, now, error_code=str(getattr(exc, "error_code", "") or ""))
-    if isinstance(exc, HttpResponseError) and exc.status_code in RETRYABLE_STATUSES:
+    if status in {401, 403}:
+        return _auth_problem(record, now, error_code=code)
+    if status in RETRYABLE_STATUSES:
         return DestinationProblem(
             # No "will be retried" here: the same words end up in a failed batch's "gave up after N attempts".
-            f"the destination storage answered {exc.status_code} ({exc.reason or 'busy'}) and kept doing so "
+            f"the destination storage answered {status_text(status)} and kept doing so "
             "after retries: it is throttling requests or briefly unavailable",
             code="destination_busy",
             retryable=True,
@@ -71,11 +113,11 @@ def describe_failure(exc: BaseException, record: dict[str, Any], now: datetime) 
             retryable=True,
         )
     if isinstance(exc, HttpResponseError):
+        with_code = f", error code {code}" if code else ""
         return DestinationProblem(
-            f"the destination storage refused the request: {exc.status_code} "
-            f"{getattr(exc, 'error_code', '') or exc.reason}",
+            f"the destination storage refused the request: {status_text(status)}{with_code}",
             code="destination_error",
-            retryable=bool(exc.status_code and exc.status_code >= 500),
+            retryable=bool(status and status >= 500),
         )
     return DestinationProblem(f"unexpected error: {type(exc).__name__}", code="internal_error", retryable=True)
 
@@ -99,7 +141,9 @@ def _auth_problem(record: dict[str, Any], now: datetime, error_code: str = "") -
             )
         return DestinationProblem(
             f"authentication failed: the storage account rejected the SAS token ({error_code or 'forbidden'}); "
-            "check it was generated for this account and container and has not been revoked",
+            f"the likely causes, in order: it was made for another container than '{record['container']}', or "
+            "for another storage account, or it was revoked (account key rotated, stored access policy "
+            f"changed); generate a container SAS with read and write for '{record['container']}' on this account",
             code="authentication_failed",
         )
     if kind == "service_principal":

@@ -20,17 +20,30 @@ def probe_blob_name(prefix: str) -> str:
     return f"{prefix}_export_probe.txt"
 
 
+def _write_and_read_back(container: ContainerClient, name: str, payload: bytes, marker: bytes) -> None:
+    """Write the probe blob and read it back. Two probes of one destination (two saves at once) share the
+    name: reading the other's payload proves the same, and if it deleted the blob in between, write again."""
+    for _ in range(3):
+        container.upload_blob(name, payload, overwrite=True)
+        try:
+            body = container.download_blob(name).readall()
+        except ResourceNotFoundError:
+            continue
+        if not body.startswith(marker):
+            raise RuntimeError("the probe blob read back differs from what was written")
+        return
+    raise RuntimeError("the probe blob kept disappearing between its write and its read")
+
+
 def probe_destination(container: ContainerClient, record: dict[str, Any], now: datetime) -> dict[str, Any]:
     """Raise DestinationProblem with plain words, or return what was checked."""
     name = probe_blob_name(record["prefix"])
-    payload = f"export probe for destination {record['id']} at {now.isoformat()}\n".encode()
+    marker = f"export probe for destination {record['id']} at ".encode()
+    payload = marker + f"{now.isoformat()}\n".encode()
     checks: dict[str, Any] = {}
     try:
-        container.upload_blob(name, payload, overwrite=True)
-        checks["write"] = True
-        if container.download_blob(name).readall() != payload:
-            raise RuntimeError("the probe blob read back differs from what was written")
-        checks["read"] = True
+        _write_and_read_back(container, name, payload, marker)
+        checks.update(write=True, read=True)
     except Exception as exc:
         raise describe_failure(exc, record, now) from None
     warnings = []

@@ -29,6 +29,11 @@ _PERMISSION_WORDS = {
 }
 
 
+_RESOURCE_WORDS = {"b": "a single blob (sr=b)", "bs": "a blob snapshot (sr=bs)", "bv": "a blob version (sr=bv)",
+                   "d": "a directory (sr=d)", "": "no resource (sr is missing)"}
+_PROTOCOLS = frozenset({"https", "https,http", "http,https"})
+
+
 class SasError(ValueError):
     """A SAS token is unusable; the message says why in plain words."""
 
@@ -88,8 +93,11 @@ def format_time(value: datetime) -> str:
     )
 
 
-def parse_sas_time(text: str) -> datetime:
-    """Parse the ISO 8601 forms Azure accepts in `se`/`st` (date, minutes, seconds, fractions)."""
+def parse_sas_time(text: str, field: str = "time") -> datetime:
+    """Parse the ISO 8601 forms Azure accepts in `se`/`st` (date, minutes, seconds, fractions).
+
+    The error names the field, never the text: it is part of a secret token.
+    """
     cleaned = text.strip()
     if cleaned.endswith("Z"):
         cleaned = cleaned[:-1] + "+00:00"
@@ -101,7 +109,7 @@ def parse_sas_time(text: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(cleaned)
     except ValueError:
-        raise SasError(f"the SAS time '{text}' is not an ISO 8601 date-time") from None
+        raise SasError(f"the SAS token's {field} is not an ISO 8601 date-time such as 2026-12-31T00:00Z") from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
@@ -115,20 +123,34 @@ def parse_sas(token: str) -> SasInfo:
         raise SasError("this is not a SAS token: it has no signature (sig)")
     if "sp" not in fields:
         raise SasError("the SAS token has no permissions (sp)")
+    permissions = fields["sp"][0]
+    if not set(permissions) <= set(_PERMISSION_WORDS):
+        raise SasError("the SAS token's permissions (sp) hold letters Azure does not define; generate it again")
     is_account = "ss" in fields or "srt" in fields
     if is_account:
         if "b" not in fields.get("ss", [""])[0]:
             raise SasError("the account SAS does not cover the Blob service (ss must include b)")
         if "o" not in fields.get("srt", [""])[0]:
             raise SasError("the account SAS does not cover objects (srt must include o)")
-    expiry = parse_sas_time(fields["se"][0]) if fields.get("se", [""])[0] else None
-    start = parse_sas_time(fields["st"][0]) if fields.get("st", [""])[0] else None
+    resource = fields.get("sr", [None])[0]
+    if not is_account and resource != "c":
+        # A blob SAS (sr=b), a directory SAS (sr=d) or a snapshot/version SAS reaches one object, not a
+        # container the export writes many blobs into.
+        raise SasError(
+            f"the SAS token is for {_RESOURCE_WORDS.get(resource or '', 'an unknown resource')}, not a container "
+            "(sr=c): generate a container SAS (or an account SAS) with read and write"
+        )
+    protocol = fields.get("spr", [None])[0]
+    if protocol is not None and protocol not in _PROTOCOLS:
+        raise SasError("the SAS token's protocol (spr) must be https or https,http")
+    expiry = parse_sas_time(fields["se"][0], "expiry (se)") if fields.get("se", [""])[0] else None
+    start = parse_sas_time(fields["st"][0], "start (st)") if fields.get("st", [""])[0] else None
     return SasInfo(
-        permissions=fields["sp"][0],
+        permissions=permissions,
         expiry=expiry,
         start=start,
-        protocol=fields.get("spr", [None])[0],
-        resource=fields.get("sr", [None])[0],
+        protocol=protocol,
+        resource=resource,
         is_account_sas=is_account,
     )
 

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 AZURITE_CONNECTION_STRING = "UseDevelopmentStorage=true"
+_ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
+_SUFFIX = re.compile(r"^(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?){2,}$")
+
+
+def _comma_list(value: object) -> object:
+    """`a, b,,c` -> ("a", "b", "c"): app settings are strings; empty items are ignored."""
+    if isinstance(value, str):
+        return tuple(item.strip().lower() for item in value.split(",") if item.strip())
+    return value
+
+
+CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_list)]
 
 
 class SettingsError(RuntimeError):
@@ -72,6 +86,48 @@ class Settings(BaseSettings):
     )
     allow_http_loopback: bool = Field(default=False, validation_alias=AliasChoices("ALLOW_HTTP_LOOPBACK"))
     log_level: str = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL"))
+    token_auth_endpoint_suffixes: CommaList = Field(
+        default=(),
+        validation_alias=AliasChoices("TOKEN_AUTH_ENDPOINT_SUFFIXES"),
+        description="Extra blob endpoint host suffixes (such as .blob.core.contoso.example) to which the app "
+        "sends Entra ID tokens, beside Azure Storage's own.",
+    )
+    managed_identity_accounts: CommaList = Field(
+        default=(),
+        validation_alias=AliasChoices("MANAGED_IDENTITY_ACCOUNTS"),
+        description="Storage accounts a destination may reach with the app's own managed identity; "
+        "empty refuses managed-identity destinations.",
+    )
+    customer_secret_prefix: str = Field(
+        default="",
+        validation_alias=AliasChoices("CUSTOMER_SECRET_PREFIX"),
+        pattern=r"^[0-9A-Za-z-]{0,64}$",
+        description="When set, a destination's secret_name must start with it.",
+    )
+    local_intake_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("LOCAL_INTAKE_KEY"))
+    local_admin_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("LOCAL_ADMIN_KEY"))
+
+    @field_validator("token_auth_endpoint_suffixes")
+    @classmethod
+    def _suffixes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        suffixes = tuple(item if item.startswith(".") else f".{item}" for item in value)
+        for suffix in suffixes:
+            if not _SUFFIX.match(suffix):
+                raise ValueError("each suffix must be a DNS name such as .blob.core.contoso.example")
+        return suffixes
+
+    @field_validator("managed_identity_accounts")
+    @classmethod
+    def _accounts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for account in value:
+            if not _ACCOUNT.match(account):
+                raise ValueError("each account must be a storage account name (3-24 lowercase letters and digits)")
+        return value
+
+    @field_validator("local_intake_key", "local_admin_key", mode="before")
+    @classmethod
+    def _blank_key_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("key_vault_url")
     @classmethod
