@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from azure.storage.blob import ContainerClient
 
 from shared.clients import ClientFactory
+from shared.errors import DestinationProblem
 from shared.failures import describe_failure, is_auth_failure
 from shared.logging_setup import log_event
 from shared.probe import probe_destination
@@ -46,11 +47,25 @@ def with_destination(
         return action(open_container(record, secrets, clients))
 
 
-def test_destination(
+def check_destination(
     record: dict[str, Any], secrets: CachedSecrets, clients: ClientFactory, now: datetime | None = None
 ) -> dict[str, Any]:
+    """The saved destination's probe (POST .../test)."""
     moment = now or datetime.now(UTC)
     try:
         return with_destination(record, secrets, clients, lambda c: probe_destination(c, record, moment))
     except Exception as exc:
         raise describe_failure(exc, record, moment) from None
+
+
+def verify_candidate(record: dict[str, Any], secret: str | None, clients: ClientFactory) -> dict[str, Any]:
+    """The probe of a destination about to be saved, with the secret it is about to be saved with."""
+    moment = datetime.now(UTC)
+    try:
+        return probe_destination(clients.candidate_client(record, secret), record, moment)
+    except Exception as exc:
+        problem = describe_failure(exc, record, moment)
+        raise DestinationProblem(
+            f"the destination was not saved: {problem.message} (to save it without this check, "
+            "PUT it again with ?verify=false)", code=problem.code, retryable=problem.retryable, status=problem.status,
+        ) from None

@@ -16,8 +16,22 @@ from shared.destination_models import DestinationIn, check_destination_id, valid
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.logging_setup import log_event
 from shared.sas import SasError, SasInfo, check_sas_usable, expired_message, parse_sas, sas_warnings
-from shared.secrets import CachedSecrets, SecretNotFoundError, secret_name_for
+from shared.secrets import (
+    APP_SECRET_PREFIX,
+    CachedSecrets,
+    SecretNotFoundError,
+    SecretStoreError,
+    is_app_secret_name,
+    is_own_secret_name,
+    new_secret_name,
+)
 from shared.settings import Settings
+from shared.token_endpoints import (
+    TOKEN_AUTH_TYPES,
+    TokenEndpointRefused,
+    check_managed_identity_account,
+    token_endpoint_account,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,37 +84,44 @@ def _secret_value(dest: DestinationIn) -> str | None:
     return None
 
 
+# Proves a destination not saved yet (record, secret): raises DestinationProblem (see destination_access).
+Verifier = Callable[[dict[str, Any], str | None], Any]
+
+
 @dataclass
 class DestinationService:
     control: ControlStore
     secrets: CachedSecrets
     settings: Settings
+    verifier: Verifier | None = None
     clock: Callable[[], datetime] = _now
 
-    def put(self, destination_id: str, body: Any) -> PutResult:
-        """Validate everything first; only then write the secret and the record."""
+    def put(self, destination_id: str, body: Any, *, verify: bool = True) -> PutResult:
+        """Validate everything, prove the credentials (unless `verify` is off), and only then save.
+
+        Save order: the secret under a name of its own for this save, then the record naming it (a
+        conditional write), then the secret of the record it replaced is deleted. A save that loses a race
+        deletes its own secret; a crash before the record write leaves only an unreferenced secret, never a
+        record whose secret is another save's.
+        """
         require_valid_id(destination_id)
         dest = parse_destination(body, self.settings)
         now = self.clock()
-        given_secret = _secret_value(dest)
-        secret_name = getattr(dest.auth, "secret_name", None)
-        given_check: str | None = given_secret
-        if dest.auth.type != "managed_identity" and given_secret is None and secret_name is not None:
-            given_check = self._read_named_secret(secret_name)
-        auth_record = self._auth_record(dest, destination_id, given_check, now)
         account_url, account_name = dest.account_url(), dest.account_name
-        if dest.auth.type == "connection_string" and given_check is not None:
+        self._check_token_endpoint(dest, account_url)
+        existing = self.control.get(destination_blob(destination_id))
+        own_secret = existing.data["auth"].get("secret_name") if existing else None
+        given_secret = _secret_value(dest)
+        named = getattr(dest.auth, "secret_name", None)
+        secret = self._usable_named_secret(named, own_secret) if named is not None else given_secret
+        secret_name = new_secret_name(destination_id) if given_secret is not None else named
+        auth_record = self._auth_record(dest, secret_name, secret, now)
+        if dest.auth.type == "connection_string" and secret is not None:
             try:
-                cs_url, cs_account = blob_endpoint_of(
-                    given_check, allow_http_loopback=self.settings.allow_http_loopback
-                )
+                cs_url, cs_account = blob_endpoint_of(secret, allow_http_loopback=self.settings.allow_http_loopback)
             except ValueError as exc:
                 raise _fail("auth.connection_string", str(exc)) from None
             account_url, account_name = account_url or cs_url, account_name or cs_account
-
-        existing = self.control.get(destination_blob(destination_id))
-        if given_secret is not None:
-            self.secrets.set(auth_record["secret_name"], given_secret)
         record: dict[str, Any] = {
             "id": destination_id,
             "account_name": account_name,
@@ -113,33 +134,82 @@ class DestinationService:
             "created_at": existing.data["created_at"] if existing else now.isoformat(),
             "updated_at": now.isoformat(),
         }
+        if verify and self.verifier is not None:
+            self.verifier(record, secret)
+        if given_secret is not None and secret_name is not None:
+            self.secrets.set(secret_name, given_secret)
         try:
             if existing:
                 self.control.put(destination_blob(destination_id), record, etag=existing.etag)
             else:
                 self.control.put(destination_blob(destination_id), record, create_only=True)
         except PreconditionFailed:
+            if given_secret is not None and secret_name is not None:
+                self._delete_own_secret(destination_id, secret_name)
             raise Conflict(
                 f"destination '{destination_id}' was changed by another request at the same time; retry"
             ) from None
+        if own_secret and own_secret.lower() != (secret_name or "").lower():
+            self._delete_own_secret(destination_id, own_secret)
         changed = existing is None or given_secret is not None or existing.data.get("auth") != auth_record
         log_event(log, "destination saved", destination_id=destination_id, new=existing is None,
-                  auth_type=dest.auth.type)
+                  auth_type=dest.auth.type, verified=verify and self.verifier is not None)
         return PutResult(self.view(record), created=existing is None, credentials_changed=changed)
 
-    def _read_named_secret(self, secret_name: str) -> str:
+    def _check_token_endpoint(self, dest: DestinationIn, account_url: str | None) -> None:
+        """Token auth only towards Azure Storage; the app's own identity only towards listed accounts."""
+        if dest.auth.type not in TOKEN_AUTH_TYPES or account_url is None:
+            return
+        field = "endpoint" if dest.endpoint else "account_name"
         try:
-            return self.secrets.get(secret_name)
-        except SecretNotFoundError as exc:
-            raise _fail("auth.secret_name", str(exc)) from None
+            account = token_endpoint_account(account_url, extra_suffixes=self.settings.token_auth_endpoint_suffixes,
+                                             allow_loopback=self.settings.allow_http_loopback)
+            if dest.auth.type == "managed_identity":
+                check_managed_identity_account(account, self.settings.managed_identity_accounts)
+        except TokenEndpointRefused as exc:
+            raise _fail(field, str(exc)) from None
+
+    def _usable_named_secret(self, name: str, own_secret: str | None) -> str:
+        """The value of a secret the customer named, if this destination may use it.
+
+        A destination may name a secret the customer stored (outside the app's own names, and inside
+        CUSTOMER_SECRET_PREFIX when set) or the one it already uses. A missing and a forbidden name get
+        the same answer, so the answer does not tell which names exist.
+        """
+        prefix = self.settings.customer_secret_prefix
+        allowed = (own_secret is not None and name.lower() == own_secret.lower()) or (
+            not is_app_secret_name(name) and name.lower().startswith(prefix.lower())
+        )
+        if allowed:
+            try:
+                return self.secrets.get(name)
+            except SecretNotFoundError:
+                pass
+        rule = f" whose name starts with '{prefix}'" if prefix else ""
+        raise _fail(
+            "auth.secret_name",
+            f"no secret named '{name}' can be used by this destination: it does not exist, or this destination "
+            f"may not use it. Name a secret you stored in the app's secret store{rule}, or the one this "
+            f"destination already uses (names beginning '{APP_SECRET_PREFIX}' are the app's own)",
+        )
+
+    def _delete_own_secret(self, destination_id: str, name: str) -> None:
+        """Delete a secret the app wrote for this destination; a customer's own secret always stays theirs."""
+        if not is_own_secret_name(name, destination_id):
+            return
+        try:
+            self.secrets.delete(name)
+        except SecretStoreError as exc:  # the save stands; the unreferenced secret can be deleted later
+            log_event(log, "could not delete a replaced secret", logging.WARNING, destination_id=destination_id,
+                      secret_name=name, error=type(exc).__name__)
 
     def _auth_record(
-        self, dest: DestinationIn, destination_id: str, secret: str | None, now: datetime
+        self, dest: DestinationIn, secret_name: str | None, secret: str | None, now: datetime
     ) -> dict[str, Any]:
         auth = dest.auth
         record: dict[str, Any] = {"type": auth.type}
         if auth.type != "managed_identity":
-            record["secret_name"] = getattr(auth, "secret_name", None) or secret_name_for(destination_id)
+            record["secret_name"] = secret_name
         if auth.type == "sas" and secret is not None:
             field = "auth.sas_token" if auth.sas_token is not None else "auth.secret_name"
             try:
@@ -177,8 +247,7 @@ class DestinationService:
         record = self.get_record(destination_id)
         self.control.delete(destination_blob(destination_id))
         name = record["auth"].get("secret_name")
-        if name == secret_name_for(destination_id):
-            # Only the secret this app created; a secret the customer named stays theirs.
+        if name and is_own_secret_name(name, destination_id):
             self.secrets.delete(name)
         log_event(log, "destination deleted", destination_id=destination_id)
 

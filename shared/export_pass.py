@@ -183,7 +183,7 @@ def _attempt(services: Services, state: dict[str, Any], lease: BatchLease, hooks
         log_event(log, "lease lost; leaving the batch to its new owner", logging.WARNING, **context)
         return "skipped"
     except Exception as exc:  # every failure is classified and recorded
-        problem = describe_failure(exc, record, clock())
+        problem = _replaced_secret_is_retryable(services, record, describe_failure(exc, record, clock()))
         return _fail(services, state, lease, problem, clock())
     finished = clock()
     lease.check()
@@ -202,6 +202,22 @@ def _attempt(services: Services, state: dict[str, Any], lease: BatchLease, hooks
     log_event(log, "batch landed", **context, records=result.records, files=len(result.files), bytes=result.bytes,
               duration_seconds=round((finished - started).total_seconds(), 3))
     return "landed"
+
+
+def _replaced_secret_is_retryable(services: Services, record: dict[str, Any],
+                                  problem: DestinationProblem) -> DestinationProblem:
+    """A save of the destination during the export replaces its secret and deletes the old one: the next
+    attempt uses the new record, so a secret missing for that reason is not a failure to give up on."""
+    if problem.code != "secret_not_found":
+        return problem
+    try:
+        current = services.destinations.get_record(record["id"])
+    except NotFound:
+        return problem
+    if current["auth"].get("secret_name") == record["auth"].get("secret_name"):
+        return problem
+    return DestinationProblem("the destination's credentials were replaced during the export; retrying with "
+                              "the new ones", code="credentials_replaced", retryable=True)
 
 
 def _write(services: Services, container: Any, record: dict[str, Any], state: dict[str, Any],

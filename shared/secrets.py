@@ -1,6 +1,6 @@
 """Destination secrets: Azure Key Vault in Azure, a development-only JSON file locally, a TTL cache in front.
 
-Control storage keeps only a secret's *name* (see `secret_name_for`); the value lives here. Nothing in this
+Control storage keeps only a secret's *name* (see `new_secret_name`); the value lives here. Nothing in this
 module ever logs a secret value or puts one in an exception message; names and vault URLs are fine.
 """
 
@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from secrets import token_hex
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from azure.core.exceptions import (
@@ -36,7 +37,8 @@ logger = logging.getLogger(__name__)
 
 # Key Vault's own rule for secret names; the local store enforces it too so development matches Azure.
 _SECRET_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
-_DESTINATION_PREFIX = "export-dest-"
+# Every secret the app writes is named with this prefix; a destination may name no such secret but its own.
+APP_SECRET_PREFIX = "export-dest-"
 
 _ROLE_HINT = "grant it the 'Key Vault Secrets Officer' role (or 'Key Vault Secrets User' for read-only)"
 
@@ -75,16 +77,33 @@ class SecretStore(Protocol):
         ...
 
 
-def secret_name_for(destination_id: str) -> str:
-    """The Key Vault secret name holding a destination's credentials."""
-    name = f"{_DESTINATION_PREFIX}{destination_id}"
+def new_secret_name(destination_id: str) -> str:
+    """A fresh Key Vault secret name for one save of a destination's credentials: `export-dest-{id}-{random}`.
+
+    A name per save ties a destination record to the exact secret it was saved with: two concurrent saves
+    never write the same secret, and a deleted destination can be re-created at once, while Key Vault still
+    keeps the old, soft-deleted secret under its old name.
+    """
+    name = f"{APP_SECRET_PREFIX}{destination_id}-{token_hex(6)}"
     if not destination_id or not _SECRET_NAME.match(name):
-        limit = 127 - len(_DESTINATION_PREFIX)
+        limit = 127 - len(APP_SECRET_PREFIX) - 13
         raise ValueError(
             f"destination id {destination_id!r} cannot name a Key Vault secret: use 1 to {limit} letters, "
             "digits and hyphens"
         )
     return name
+
+
+def is_app_secret_name(name: str) -> bool:
+    """Whether the app writes secrets under this name (Key Vault names are case-insensitive)."""
+    return name.lower().startswith(APP_SECRET_PREFIX)
+
+
+def is_own_secret_name(name: str, destination_id: str) -> bool:
+    """Whether the app wrote `name` for this destination: `export-dest-{id}-{random}`, or the older
+    `export-dest-{id}`. Only such a secret is deleted with its destination or replaced by a new save."""
+    own = f"{APP_SECRET_PREFIX}{destination_id}"
+    return name.lower() == own or re.fullmatch(rf"{re.escape(own)}-[0-9a-f]{{12}}", name.lower()) is not None
 
 
 def check_secret_name(name: str) -> str:

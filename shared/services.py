@@ -10,7 +10,7 @@ from typing import Any
 from shared.batches import requeue_destination
 from shared.clients import ClientFactory
 from shared.control_store import ControlStore, build_control_container
-from shared.destination_access import test_destination
+from shared.destination_access import check_destination, verify_candidate
 from shared.destinations import DestinationService
 from shared.logging_setup import configure_logging, install_redaction
 from shared.secrets import CachedSecrets, build_secret_store
@@ -37,11 +37,12 @@ class Services:
 
     @cached_property
     def destinations(self) -> DestinationService:
-        return DestinationService(self.control, self.secrets, self.settings)
+        return DestinationService(self.control, self.secrets, self.settings,
+                                  verifier=lambda record, secret: verify_candidate(record, secret, self.clients))
 
     def test_destination(self, destination_id: str) -> dict[str, Any]:
         record = self.destinations.get_record(destination_id)
-        return test_destination(record, self.secrets, self.clients)
+        return check_destination(record, self.secrets, self.clients)
 
 
 def build_services(

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import pytest
 from azure.storage.blob import ContainerClient
-from pydantic import AliasChoices
+from pydantic import AliasChoices, SecretStr
 
 from shared import batches
 from shared.export_pass import PassSummary, run_export_pass
@@ -58,8 +58,18 @@ def settings_env(settings: Settings) -> dict[str, str]:
             continue
         alias = spec.validation_alias
         key = alias.choices[0] if isinstance(alias, AliasChoices) else name
-        env[str(key)] = str(value).lower() if isinstance(value, bool) else str(value)
+        if isinstance(value, bool):
+            env[str(key)] = str(value).lower()
+        elif isinstance(value, tuple):
+            env[str(key)] = ",".join(value)
+        else:
+            env[str(key)] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
     return env
+
+
+def secret_name_of(services: Services, destination_id: str) -> str:
+    """The secret a destination's record names (a new one per save)."""
+    return str(services.destinations.get_record(destination_id)["auth"]["secret_name"])
 
 
 def state(services: Services, batch_id: str) -> dict[str, Any]:

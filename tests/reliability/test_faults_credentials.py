@@ -15,9 +15,8 @@ from azure.storage.blob import ContainerClient
 from scripts import sample_data
 from shared.export_pass import Hooks, run_export_pass
 from shared.sas import format_time, parse_sas
-from shared.secrets import secret_name_for
 from shared.services import Services
-from tests.reliability.fault_helpers import assert_landed_exactly_once, report, scaled, state
+from tests.reliability.fault_helpers import assert_landed_exactly_once, report, scaled, secret_name_of, state
 from tests.shared.export_helpers import make_destination, post_batch
 from tests.support.azurite import Azurite
 from tests.support.sas import container_sas
@@ -57,7 +56,7 @@ def test_sas_without_write_permission_fails_then_lands_after_update(
     # A read-only SAS lands in the secret store without passing our save-time check (edited in the vault).
     read_only = container_sas(fresh_container.container_name, read=True, write=False)
     assert not parse_sas(read_only).can_write
-    name = secret_name_for(dest)
+    name = secret_name_of(services, dest)
     services.secrets.store.set_secret(name, read_only)
     services.secrets.invalidate(name)
 

@@ -13,10 +13,10 @@ from azure.storage.blob import ContainerClient
 
 from scripts import sample_data
 from shared.export_pass import run_export_pass
-from shared.secrets import CachedSecrets, KeyVaultSecretStore, secret_name_for
+from shared.secrets import CachedSecrets, KeyVaultSecretStore
 from shared.services import Services, build_services
 from shared.settings import Settings
-from tests.reliability.fault_helpers import assert_landed_exactly_once, report, scaled, state
+from tests.reliability.fault_helpers import assert_landed_exactly_once, report, scaled, secret_name_of, state
 from tests.shared.export_helpers import make_destination, post_batch
 from tests.support.azurite import Azurite, free_port
 from tests.support.keyvault import FakeKeyVault
@@ -84,7 +84,7 @@ def test_key_vault_forbidden_fails_visibly_then_retry_lands(
     pending = api.get(f"/api/batches/{bid}").json()
     assert pending["state"] == "pending"
     assert pending["last_error"]["code"] == "secret_access_denied"
-    assert (f"is not allowed to read secret '{secret_name_for(dest)}' in Key Vault {fake_key_vault.url} "
+    assert (f"is not allowed to read secret '{secret_name_of(services, dest)}' in Key Vault {fake_key_vault.url} "
             "(403 Forbidden): grant it the 'Key Vault Secrets Officer' role") in pending["last_error"]["message"]
     assert run_export_pass(impatient).failed == 1
     failed = api.get(f"/api/batches/{bid}").json()
@@ -104,7 +104,7 @@ def test_deleted_secret_fails_then_lands_after_credentials_are_restored(
     dest = make_destination(api, azurite, fresh_container)
     records = list(sample_data.events(scaled(100), hours=1))
     bid = post_batch(api, dest, records)["batch_id"]
-    name = secret_name_for(dest)
+    name = secret_name_of(services, dest)
     key_vault_store.delete_secret(name)  # someone deleted it in the portal (soft delete)
 
     assert run_export_pass(services).failed == 1
@@ -118,17 +118,10 @@ def test_deleted_secret_fails_then_lands_after_credentials_are_restored(
 
     body = sas_destination(azurite.account_url, fresh_container.container_name,
                            container_sas(fresh_container.container_name, delete=True))
-    # While the deleted secret is still recoverable its name cannot be reused: a clear refusal, nothing changed.
-    before = api.get(f"/api/destinations/{dest}").json()
-    refused = api.put(f"/api/destinations/{dest}", json=body)
-    assert refused.status_code == 409, refused.text
-    assert refused.json()["error"]["code"] == "secret_name_in_use"
-    assert api.get(f"/api/destinations/{dest}").json() == before
-    assert "recover or purge the deleted secret" in refused.json()["error"]["message"]
-    assert api.get(f"/api/batches/{bid}").json()["state"] == "failed"
-
-    fake_key_vault.purge(name)  # the operator purges it (or recovers it)
+    # Key Vault keeps the deleted secret (soft delete) under its old name; a save writes a new name, so new
+    # credentials are taken at once.
     assert api.put(f"/api/destinations/{dest}", json=body).status_code == 200
+    assert secret_name_of(services, dest) != name and fake_key_vault.is_deleted(name)
     assert api.get(f"/api/batches/{bid}").json()["state"] == "pending"  # re-queued by the credentials change
     assert run_export_pass(services).landed == 1
     counts = assert_landed_exactly_once(fresh_container, {bid: len(records)})

@@ -5,16 +5,18 @@ from __future__ import annotations
 import base64
 import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
+import httpx
 import pytest
-from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from scripts import demo
 from scripts.demo import DemoResult, run_demo
 from tests.shared.export_helpers import data_files, jsonl_records, manifests, read_blob
+from tests.support import secret_watch
 from tests.support.azurite import Azurite
 
 DIRECTORY = re.compile(r"^    (\S.*/)$")
@@ -92,14 +94,20 @@ def test_demo_prints_what_landed_and_a_second_run_adds_batches_without_duplicate
 def test_demo_is_not_ok_when_a_batch_does_not_land(
     azurite: Azurite, blob_service: BlobServiceClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A SAS with a forged signature passes the save-time checks but the storage rejects every write."""
-    real = demo.container_sas
+    """After the demo registers its destination, the credentials are replaced by a forged SAS saved without the
+    probe (`?verify=false`): the storage rejects every write, and the demo must say so."""
+    real_register = demo.register_destination
 
-    def forged(connection_string: str, container: str, now: datetime) -> str:
-        token = real(connection_string, container, now)
-        return re.sub(r"sig=[^&]+", "sig=" + quote(base64.b64encode(bytes(32)).decode(), safe=""), token)
+    def register_then_forge(api: httpx.Client, destination: ContainerClient, connection_string: str,
+                            account_url: str, destination_id: str, out: demo.Out) -> None:
+        real_register(api, destination, connection_string, account_url, destination_id, out)
+        token = demo.container_sas(connection_string, destination.container_name, datetime.now(UTC))
+        forged = re.sub(r"sig=[^&]+", "sig=" + quote(base64.b64encode(bytes(32)).decode(), safe=""), token)
+        body = {"endpoint": account_url, "container": destination.container_name,
+                "auth": {"type": "sas", "sas_token": secret_watch.register(forged, "forged SAS")}}
+        assert api.put(f"/api/destinations/{destination_id}", params={"verify": "false"}, json=body).is_success
 
-    monkeypatch.setattr(demo, "container_sas", forged)
+    monkeypatch.setattr(demo, "register_destination", register_then_forge)
     control, name = f"ctl-{uuid.uuid4().hex[:16]}", f"demo-{uuid.uuid4().hex[:16]}"
     try:
         result, lines = run(azurite, tmp_path, control, name)

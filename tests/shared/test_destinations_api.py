@@ -85,7 +85,11 @@ def test_not_yet_valid_sas_is_refused(api: httpx.Client, azurite: Azurite, fresh
 def test_sas_for_missing_container_says_so(api: httpx.Client, azurite: Azurite) -> None:
     token = container_sas("no-such-container")
     body = sas_destination(azurite.account_url, "no-such-container", token)
-    assert api.put("/api/destinations/ghost", json=body).status_code == 201
+    at_save = api.put("/api/destinations/ghost", json=body)  # the probe runs before saving
+    assert at_save.status_code == 400, at_save.text
+    assert at_save.json()["error"]["code"] == "container_not_found"
+    assert api.get("/api/destinations/ghost").status_code == 404
+    assert api.put("/api/destinations/ghost", params={"verify": "false"}, json=body).status_code == 201
     response = api.post("/api/destinations/ghost/test")
     assert response.status_code == 400, response.text
     error = response.json()["error"]
@@ -96,7 +100,9 @@ def test_sas_for_missing_container_says_so(api: httpx.Client, azurite: Azurite) 
 def test_unreachable_endpoint_says_so(api: httpx.Client, fresh_container: ContainerClient) -> None:
     token = container_sas(fresh_container.container_name)
     body = sas_destination("http://127.0.0.1:9/devstoreaccount1", fresh_container.container_name, token)
-    assert api.put("/api/destinations/nowhere", json=body).status_code == 201
+    at_save = api.put("/api/destinations/nowhere", json=body)
+    assert at_save.json()["error"]["code"] == "endpoint_unreachable"
+    assert api.put("/api/destinations/nowhere", params={"verify": "false"}, json=body).status_code == 201
     error = api.post("/api/destinations/nowhere/test").json()["error"]
     assert error["code"] == "endpoint_unreachable"
     assert "unreachable" in error["message"]
@@ -188,7 +194,7 @@ def test_secrets_never_leak(
         azurite.account_url, fresh_container.container_name, token)).text)
     sp = {"account_name": "acct1", "container": "abc", "auth": {
         "type": "service_principal", "tenant_id": TENANT, "client_id": CLIENT, "client_secret": SP_SECRET}}
-    bodies.append(api.put("/api/destinations/leak-sp", json=sp).text)
+    bodies.append(api.put("/api/destinations/leak-sp", params={"verify": "false"}, json=sp).text)
     bodies.append(api.put("/api/destinations/leak-sp", json={**sp, "prefix": "../x"}).text)  # a 422 echoes nothing
     bodies.append(api.put("/api/destinations/leak-sas2", json=sas_destination(
         azurite.account_url, fresh_container.container_name, container_sas("x", write=False))).text)
@@ -203,4 +209,5 @@ def test_secrets_never_leak(
         for where, texts in (("response", bodies), ("control storage", stored), ("logs", [logs])):
             assert not any(secret in text for text in texts), f"secret found in {where}"
     # ...while the secret store does have them (the local development store in tests).
-    assert services.secrets.get("export-dest-leak-sp") == SP_SECRET
+    sp_secret_name = services.destinations.get_record("leak-sp")["auth"]["secret_name"]
+    assert services.secrets.get(sp_secret_name) == SP_SECRET

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import stat
 import threading
@@ -26,7 +27,9 @@ from shared.secrets import (
     SecretStoreError,
     SecretStoreUnavailableError,
     build_secret_store,
-    secret_name_for,
+    is_app_secret_name,
+    is_own_secret_name,
+    new_secret_name,
 )
 from shared.settings import Settings, load_settings
 from tests.support import keyvault
@@ -354,7 +357,7 @@ def test_corrupt_local_file_error_does_not_quote_it(tmp_path: Path) -> None:
 
 def test_local_store_parallel_writers_lose_nothing(tmp_path: Path) -> None:
     store = LocalSecretStore(tmp_path / "dev-secrets.json")
-    names = [secret_name_for(f"d{i}") for i in range(16)]
+    names = [new_secret_name(f"d{i}") for i in range(16)]
     threads = [threading.Thread(target=store.set_secret, args=(name, VALUE)) for name in names]
     for thread in threads:
         thread.start()
@@ -399,19 +402,20 @@ def test_with_key_vault_url_key_vault_is_used(
     assert not (tmp_path / ".local").exists()
 
 
-@pytest.mark.parametrize(
-    ("destination_id", "expected"),
-    [
-        ("3f2a9c", "export-dest-3f2a9c"),
-        ("0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0", "export-dest-0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"),
-        ("A" * 115, "export-dest-" + "A" * 115),
-    ],
-)
-def test_secret_name_for(destination_id: str, expected: str) -> None:
-    assert secret_name_for(destination_id) == expected
+@pytest.mark.parametrize("destination_id", ["3f2a9c", "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0", "a" * 102])
+def test_new_secret_name_is_the_destinations_own_and_new_each_time(destination_id: str) -> None:
+    first, second = new_secret_name(destination_id), new_secret_name(destination_id)
+    assert first != second
+    for name in (first, second):
+        assert re.fullmatch(rf"export-dest-{destination_id}-[0-9a-f]{{12}}", name)
+        assert is_app_secret_name(name) and is_own_secret_name(name, destination_id)
+        assert not is_own_secret_name(name, destination_id + "x")
+    assert is_own_secret_name(f"export-dest-{destination_id}", destination_id)  # the older, fixed name
+    assert is_app_secret_name(f"EXPORT-DEST-{destination_id}")  # Key Vault names ignore case
+    assert not is_app_secret_name(f"customer-{destination_id}")
 
 
-@pytest.mark.parametrize("destination_id", ["", "has_underscore", "has/slash", "dots.too", "A" * 116])
-def test_secret_name_for_refuses_what_key_vault_would(destination_id: str) -> None:
+@pytest.mark.parametrize("destination_id", ["", "has_underscore", "has/slash", "dots.too", "a" * 103])
+def test_new_secret_name_refuses_what_key_vault_would(destination_id: str) -> None:
     with pytest.raises(ValueError, match="cannot name a Key Vault secret"):
-        secret_name_for(destination_id)
+        new_secret_name(destination_id)
