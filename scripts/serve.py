@@ -4,6 +4,8 @@ Settings come from local.settings.json's "Values" (or local.settings.json.exampl
 variables already in the environment win. Control storage is whatever AzureWebJobsStorage says (Azurite,
 started by `make azurite-start`, in the example), secrets go to the local development store unless
 KEY_VAULT_URL is set. The export pass runs on EXPORT_SCHEDULE, exactly the code the timer trigger runs.
+With LOCAL_INTAKE_KEY and/or LOCAL_ADMIN_KEY set, requests need the serving function's key, as in Azure
+(scripts.functions_host).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import sys
 from datetime import UTC, datetime
 
 import uvicorn
+from starlette.types import ASGIApp
 
+from scripts.functions_host import FunctionKeyCheck, describe_local_keys, local_keys
 from scripts.local_settings import apply_values, find_settings_file, read_values
 from scripts.ncrontab import ScheduleError, parse_schedule
 from scripts.scheduler import ScheduledJob
@@ -79,9 +83,13 @@ def main(argv: list[str] | None = None) -> int:
         timer = ScheduledJob(schedule, scheduled_export)
         timer.start()
     print(f"API: http://{args.host}:{args.port}/api/  (interactive docs: http://{args.host}:{args.port}/api/docs)")
-    print("No function key is needed locally; in Azure, send it as the x-functions-key header.", flush=True)
+    keys = local_keys(settings)
+    print(describe_local_keys(keys), flush=True)
+    app: ASGIApp = create_api(get_services)
+    if keys:
+        app = FunctionKeyCheck(app, keys)
     try:
-        uvicorn.run(create_api(get_services), host=args.host, port=args.port, log_level="info", lifespan="off")
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info", lifespan="off")
     finally:
         if timer is not None:
             timer.stop()

@@ -1,19 +1,27 @@
-"""The HTTP API (FastAPI). Each route parses input, calls one plain function, and shapes the answer."""
+"""The HTTP API (FastAPI). Each route parses input, calls one plain function, and shapes the answer.
+
+It has two parts, each served in Azure by its own HTTP function with its own key (shared.http_functions):
+INTAKE, posting batches (the platform's), and ADMIN, everything else (the operator's). `create_api` serves
+both in one app, with one OpenAPI document that names each operation's key.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import batches
+from shared.api_docs import FunctionKey, Operation, document_api
 from shared.destination_models import DestinationIn, validation_details
 from shared.errors import AppError, BadRequest, ValidationFailed
 from shared.export_pass import run_export_pass
@@ -119,74 +127,63 @@ DESTINATION_BODY = {
 }
 
 
-def create_api(services: ServicesProvider) -> FastAPI:
+def new_app(*, docs: bool) -> FastAPI:
     api = FastAPI(
         title="Azure Blob export",
         version="1.0.0",
         description="Exports analytics events and profiles into customers' Azure Blob Storage containers.",
-        docs_url="/api/docs",
-        openapi_url="/api/openapi.json",
+        docs_url="/api/docs" if docs else None,
+        openapi_url="/api/openapi.json" if docs else None,
         redoc_url=None,
     )
     install_error_handlers(api)
-    add_destination_routes(api, services)
-    add_batch_routes(api, services)
-    document_errors(api)
     return api
 
 
-ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["error"],
-    "additionalProperties": False,
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message", "details"],
-            "properties": {
-                "code": {"type": "string", "minLength": 1},
-                "message": {"type": "string", "minLength": 1},
-                "details": {"type": "array", "items": {"type": "object"}},
-            },
-        }
-    },
-}
+def add_part(api: FastAPI, part: ApiPart, services: ServicesProvider) -> dict[Operation, FunctionKey]:
+    """Add a part's routes; return its operations, each with the key that opens it."""
+    start = len(api.routes)
+    for add_routes in part.add_routes:
+        add_routes(api, services)
+    return {(route.path, method.lower()): part.key
+            for route in api.routes[start:] if isinstance(route, APIRoute) for method in route.methods or ()}
 
 
-def document_errors(api: FastAPI) -> None:
-    """Say in the OpenAPI document that any operation may answer 4xx/5xx, always as {"error": {...}}.
+def create_api(services: ServicesProvider) -> FastAPI:
+    """The whole API in one app with one OpenAPI document: `make serve`, the demo and the tests serve it, and
+    the admin function serves its document."""
+    api = new_app(docs=True)
+    keys: dict[Operation, FunctionKey] = {}
+    for part in API_PARTS:
+        keys |= add_part(api, part, services)
+    document_api(api, keys)
+    return api
 
-    FastAPI documents only its own 422 shape, which this API never sends (see install_error_handlers).
-    """
-    generate = api.openapi
 
-    def openapi() -> dict[str, Any]:
-        if api.openapi_schema is not None:
-            return api.openapi_schema
-        document = generate()
-        schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        for unused in ("HTTPValidationError", "ValidationError"):
-            schemas.pop(unused, None)
-        schemas["Error"] = ERROR_SCHEMA
-        error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-        for operations in document["paths"].values():
-            for operation in operations.values():
-                responses = operation["responses"]
-                responses.pop("422", None)
-                responses["4XX"] = {"description": "The request was refused; the message says why", **error}
-                responses["5XX"] = {"description": "A dependency is unavailable (503) or an internal error", **error}
-        return document
+def create_intake_api(services: ServicesProvider) -> FastAPI:
+    """What the intake function serves: posting batches, nothing else (no docs: the admin function has them)."""
+    api = new_app(docs=False)
+    add_part(api, INTAKE, services)
+    return api
 
-    api.openapi = openapi  # type: ignore[method-assign]
+
+def create_admin_api(services: ServicesProvider) -> FastAPI:
+    """What the admin function serves: every operation but posting batches, and the whole API's document."""
+    api = new_app(docs=True)
+    add_part(api, ADMIN, services)
+    api.openapi = create_api(services).openapi  # type: ignore[method-assign]
+    return api
 
 
 def add_destination_routes(api: FastAPI, services: ServicesProvider) -> None:
     @api.put("/api/destinations/{destination_id}", openapi_extra=DESTINATION_BODY, tags=["destinations"],
              responses={201: {"description": "Created"}})
-    async def put_destination(destination_id: str, request: Request) -> Response:
+    async def put_destination(destination_id: str, request: Request, verify: bool = True) -> Response:
+        """Create or replace a destination. Unless `verify=false`, the credentials are first proven by
+        writing, reading back and deleting a probe blob; a destination that fails is not saved."""
         body = await read_json_body(request)
         svc = services()
-        result = await run_in_threadpool(svc.destinations.put, destination_id, body)
+        result = await run_in_threadpool(svc.destinations.put, destination_id, body, verify=verify)
         if result.credentials_changed and svc.on_credentials_changed is not None:
             await run_in_threadpool(svc.on_credentials_changed, destination_id)
         return json_response(result.view, 201 if result.created else 200)
@@ -230,7 +227,7 @@ INTAKE_BODY = {
 }
 
 
-def add_batch_routes(api: FastAPI, services: ServicesProvider) -> None:
+def add_intake_routes(api: FastAPI, services: ServicesProvider) -> None:
     @api.post("/api/destinations/{destination_id}/batches", openapi_extra=INTAKE_BODY, status_code=202,
               tags=["batches"])
     async def post_batch(destination_id: str, request: Request) -> Response:
@@ -253,6 +250,8 @@ def add_batch_routes(api: FastAPI, services: ServicesProvider) -> None:
             headers["Idempotent-Replayed"] = "true"
         return json_response(accepted_body(state), 202, headers)
 
+
+def add_batch_routes(api: FastAPI, services: ServicesProvider) -> None:
     @api.get("/api/batches/{batch_id}", tags=["batches"])
     async def get_batch(batch_id: str) -> Response:
         state = await run_in_threadpool(batches.get_state, services().control, batch_id)
@@ -281,3 +280,19 @@ def add_batch_routes(api: FastAPI, services: ServicesProvider) -> None:
     async def run_now() -> Response:
         summary = await run_in_threadpool(run_export_pass, services())
         return json_response(summary.to_json())
+
+
+@dataclass(frozen=True)
+class ApiPart:
+    """The operations one HTTP function serves in Azure: its function key opens these and nothing else."""
+
+    key: FunctionKey
+    add_routes: tuple[Callable[[FastAPI, ServicesProvider], None], ...]
+
+
+# The platform that posts batches holds only the intake key; destinations and batches are administered
+# with the admin key. shared.http_functions gives each part its route in Azure.
+INTAKE = ApiPart(FunctionKey("intake", "the platform that posts batches"), (add_intake_routes,))
+ADMIN = ApiPart(FunctionKey("admin", "the operator who administers destinations and batches"),
+                (add_destination_routes, add_batch_routes))
+API_PARTS = (INTAKE, ADMIN)

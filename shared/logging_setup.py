@@ -7,12 +7,12 @@ import re
 from typing import Any
 
 _SIG = re.compile(r"(?i)(sig=)[^&\s\"']+")
-_KEY = re.compile(r"(?i)(AccountKey=|SharedAccessSignature=|client_secret=)[^;&\s\"']+")
+_KEY = re.compile(r"(?i)(AccountKey=|SharedAccessSignature=|client_secret=|[?&]code=)[^;&\s\"']+")
 _installed = False
 
 
 def redact(text: str) -> str:
-    """Blank SAS signatures and connection-string keys inside a log message."""
+    """Blank SAS signatures, connection-string keys and function keys sent as `?code=` inside a log message."""
     return _KEY.sub(r"\1REDACTED", _SIG.sub(r"\1REDACTED", text))
 
 
@@ -29,6 +29,8 @@ def install_redaction() -> None:
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
+        if isinstance(record.args, tuple):  # keep the arguments' shape: uvicorn's access formatter unpacks them
+            record.args = tuple(redact(arg) if isinstance(arg, str) else arg for arg in record.args)
         message = record.getMessage()
         cleaned = redact(message)
         if cleaned != message:

@@ -1,18 +1,24 @@
-"""The Functions host sees one HTTP function (auth level FUNCTION) and one timer on %EXPORT_SCHEDULE%."""
+"""The Functions host sees two HTTP functions (intake, admin; auth level FUNCTION) and a timer on %EXPORT_SCHEDULE%."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
+import orjson
 import pytest
+from azure.functions import HttpRequest
 from azure.storage.blob import ContainerClient
 
 import function_app
+from shared.http_functions import HTTP_FUNCTIONS
 from tests.shared.export_helpers import jsonl_records, make_destination, post_batch
 from tests.support.azurite import Azurite
+from tests.support.sas import container_sas, sas_destination
 
 # get_functions() validates as it builds, and may be called once per app.
 _FUNCTIONS = function_app.app.get_functions()
@@ -25,11 +31,23 @@ def bindings() -> dict[str, list[dict[str, object]]]:
     }
 
 
-def test_http_function_is_registered_with_function_key_auth() -> None:
-    http = [b for bs in bindings().values() for b in bs if b["type"] == "httpTrigger"]
-    assert len(http) == 1
-    assert http[0]["authLevel"] == "FUNCTION"
-    assert set(http[0]["methods"]) >= {"GET", "POST", "PUT", "DELETE"}
+def http_triggers() -> dict[str, dict[str, Any]]:
+    return {name: b for name, bs in bindings().items() for b in bs if b["type"] == "httpTrigger"}
+
+
+def test_intake_and_admin_are_two_http_functions_each_at_auth_level_function() -> None:
+    """Two functions, so two function keys: the platform is given the intake function's key only."""
+    http = http_triggers()
+    assert set(http) == {"intake", "admin"}
+    assert http["intake"]["route"] == "destinations/{destination_id}/batches"
+    assert http["intake"]["methods"] == ["POST"]
+    assert http["admin"]["route"].startswith("{*route:regex(")  # every other path (see shared.http_functions)
+    assert {"GET", "POST", "PUT", "DELETE"} <= set(http["admin"]["methods"])
+    for function in HTTP_FUNCTIONS:  # what Azure sees is the table the local host emulation and the tests use
+        trigger = http[function.name]
+        assert trigger["authLevel"] == "FUNCTION"
+        assert trigger["route"] == function.route
+        assert sorted(trigger["methods"]) == sorted(function.methods)
 
 
 def test_timer_schedule_comes_from_an_app_setting() -> None:
@@ -77,3 +95,45 @@ def test_the_timer_function_exports_what_the_http_function_staged(
     finally:
         settings_module.get_settings.cache_clear()
         services_module.get_services.cache_clear()
+
+
+def test_each_http_function_forwards_to_its_own_app_and_cannot_reach_the_other(
+    monkeypatch: pytest.MonkeyPatch, azurite: Azurite, fresh_container: ContainerClient, tmp_path: Path
+) -> None:
+    """The functions' own handlers, called as the host calls them: even a request the host would never route to
+    the intake function (creating a destination) finds nothing there, and a batch post finds nothing in admin."""
+    from shared import services as services_module
+    from shared import settings as settings_module
+
+    for name, value in {
+        "AzureWebJobsStorage": azurite.connection_string, "CONTROL_CONTAINER": f"fn-{uuid.uuid4().hex[:12]}",
+        "LOCAL_SECRETS_PATH": str(tmp_path / "secrets.json"), "ALLOW_HTTP_LOOPBACK": "true",
+        "STORAGE_RETRY_TOTAL": "1", "STORAGE_RETRY_BACKOFF_SECONDS": "0.1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    intake = function_app.intake._function.get_user_function()
+    admin = function_app.admin._function.get_user_function()
+    url = "http://localhost:7071/api/destinations/fwd"
+    body = sas_destination(azurite.account_url, fresh_container.container_name,
+                           container_sas(fresh_container.container_name))
+    put = HttpRequest("PUT", f"{url}?verify=false", headers={"content-type": "application/json"},
+                      body=orjson.dumps(body))
+    post = HttpRequest("POST", f"{url}/batches?type=events", headers={"content-type": "application/x-ndjson"},
+                       body=b'{"event": "Signed up", "ts": 1763629200}\n')
+
+    async def calls() -> list[tuple[int, dict[str, object]]]:  # no invocation context: the apps never read it
+        answers = [await intake(put, None), await admin(put, None), await admin(post, None), await intake(post, None)]
+        return [(a.status_code, json.loads(a.get_body())) for a in answers]
+
+    settings_module.get_settings.cache_clear()
+    services_module.get_services.cache_clear()
+    try:
+        put_intake, put_admin, post_admin, post_intake = asyncio.run(calls())
+    finally:
+        settings_module.get_settings.cache_clear()
+        services_module.get_services.cache_clear()
+    assert put_intake == (404, {"error": {"code": "not_found", "message": "Not Found", "details": []}})
+    assert put_admin[0] == 201, put_admin
+    assert post_admin == (404, {"error": {"code": "not_found", "message": "Not Found", "details": []}})
+    assert post_intake[0] == 202, post_intake
+    assert post_intake[1]["records"] == 1

@@ -211,6 +211,8 @@ def test_no_secret_appears_in_responses_logs_exceptions_or_control_storage(
     blob_service: BlobServiceClient, caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)  # every logger: the app's, the Azure SDK's request logs, urllib3's URLs
+    for quieted in ("azure", "urllib3"):  # configure_logging (any earlier get_services) sets these to WARNING
+        caplog.set_level(logging.DEBUG, logger=quieted)
     container = fresh_container.container_name
     good = container_sas(container, delete=True)
     rotated = container_sas(container, delete=True, expiry=datetime.now(UTC) + timedelta(hours=5))
@@ -309,17 +311,24 @@ def test_no_secret_appears_in_responses_logs_exceptions_or_control_storage(
 # --- The function key -------------------------------------------------------------------------------------------
 
 
-def test_every_http_route_needs_the_function_key_under_the_functions_host() -> None:
-    """The Functions host checks the key before the app sees a request: auth level FUNCTION on the one HTTP
-    trigger, whose catch-all route carries every API path (openapi.json and docs included)."""
+def test_every_http_route_needs_a_function_key_under_the_functions_host() -> None:
+    """The Functions host checks the key before the app sees a request: auth level FUNCTION on both HTTP
+    triggers, and between them their routes carry every API path (openapi.json and docs included), each path
+    exactly one function's, so its own key. The timer is the only other function."""
     import function_app
+    from scripts.functions_host import functions_for
+    from shared.api import create_api
     from tests.test_function_app import _FUNCTIONS, bindings  # get_functions() may run once per process
 
-    http = [(name, b) for name, bs in bindings().items() for b in bs if b["type"] == "httpTrigger"]
-    assert len(http) == 1
-    name, trigger = http[0]
-    assert trigger["authLevel"] == "FUNCTION"
-    assert trigger["route"] in {"/{*route}", "{*route}"}  # every path, none left anonymous
-    assert str(function_app.app.auth_level) == "FUNCTION" or function_app.app.auth_level.name == "FUNCTION"
-    assert all(b["type"] != "httpTrigger" for other, bs in bindings().items() if other != name for b in bs)
+    http = {name: b for name, bs in bindings().items() for b in bs if b["type"] == "httpTrigger"}
+    assert set(http) == {"intake", "admin"}
+    assert all(trigger["authLevel"] == "FUNCTION" for trigger in http.values())
+    assert function_app.app.auth_level.name == "FUNCTION"
+    document = create_api(lambda: None).openapi()  # type: ignore[arg-type, return-value]
+    paths = [(m.upper(), p) for p, ops in document["paths"].items() for m in ops]
+    for method, template in [*paths, ("GET", "/api/docs"), ("GET", "/api/openapi.json")]:
+        path = template.replace("{destination_id}", "d").replace("{batch_id}", "b")
+        served_by = [f.name for f in functions_for(method, path)]
+        assert len(served_by) == 1, (method, template, served_by)  # no path is left anonymous, none is shared
+    assert [name for name in bindings() if name not in http] == ["scheduled_export"]
     assert len(_FUNCTIONS) == len(bindings())

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from scripts.ncrontab import parse_schedule
 from scripts.sample_data import events, ndjson
 from scripts.scheduler import ScheduledJob
 from shared.settings import Settings
+from tests.support import secret_watch
 from tests.support.azurite import Azurite
 from tests.support.sas import container_sas, sas_destination
 
@@ -39,9 +42,11 @@ def test_settings_come_from_the_local_settings_file_and_the_environment_wins(tmp
 
 def test_the_example_settings_name_every_app_setting_and_are_valid() -> None:
     values = read_values(REPO_ROOT / "local.settings.json.example")
-    optional = {"CONTROL_STORAGE_CONNECTION", "CONTROL_STORAGE_ACCOUNT_URL"}  # AzureWebJobsStorage stands in
+    optional = {"CONTROL_STORAGE_CONNECTION", "CONTROL_STORAGE_ACCOUNT_URL",  # AzureWebJobsStorage stands in
+                "LOCAL_INTAKE_KEY", "LOCAL_ADMIN_KEY"}  # unset: `make serve` checks no function keys
     names = {field.validation_alias.choices[0] for field in Settings.model_fields.values()}  # type: ignore[union-attr]
     assert names - optional <= set(values)
+    assert not {name: values[name] for name in ("LOCAL_INTAKE_KEY", "LOCAL_ADMIN_KEY") if values.get(name)}
     parse_schedule(values["EXPORT_SCHEDULE"])
 
 
@@ -71,8 +76,9 @@ def test_the_scheduled_job_runs_on_the_schedule_and_survives_a_failing_run() -> 
     assert calls[0].replace(microsecond=0) < calls[1].replace(microsecond=0), "one run per occurrence"
 
 
-@pytest.fixture
-def serve(azurite: Azurite, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
+@contextmanager
+def serving(azurite: Azurite, tmp_path: Path, **settings: str) -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
+    """`python -m scripts.serve` in a subprocess on a free port, with these settings over the test's own."""
     port = free_port()
     log = tmp_path / "serve.log"
     env = {
@@ -83,6 +89,9 @@ def serve(azurite: Azurite, tmp_path: Path) -> Iterator[tuple[str, subprocess.Po
         "KEY_VAULT_URL": "",
         "ALLOW_HTTP_LOOPBACK": "true",
         "EXPORT_SCHEDULE": "* * * * * *",
+        "LOCAL_INTAKE_KEY": "",
+        "LOCAL_ADMIN_KEY": "",
+        **settings,
     }
     with open(log, "w") as out:
         process = subprocess.Popen([sys.executable, "-m", "scripts.serve", "--port", str(port)], cwd=REPO_ROOT,
@@ -102,6 +111,12 @@ def serve(azurite: Azurite, tmp_path: Path) -> Iterator[tuple[str, subprocess.Po
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+@pytest.fixture
+def serve(azurite: Azurite, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
+    with serving(azurite, tmp_path) as served:
+        yield served
 
 
 def test_serve_answers_the_api_and_its_timer_exports_without_a_run_now_call(
@@ -126,6 +141,7 @@ def test_serve_answers_the_api_and_its_timer_exports_without_a_run_now_call(
         assert sum(1 for b in container.list_blobs() if "/_manifests/" in b.name) == 1
         assert "Timer: EXPORT_SCHEDULE '* * * * * *' (UTC)" in log.read_text()
         assert "batch landed" in log.read_text()
+        assert "Function keys: none needed locally" in log.read_text()  # no local key set: every route is open
     finally:
         container.delete_container()
 
@@ -137,3 +153,52 @@ def test_serve_refuses_a_bad_schedule_naming_the_setting(tmp_path: Path) -> None
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "EXPORT_SCHEDULE" in done.stderr and "has 5 field(s)" in done.stderr
+
+
+def test_serve_with_local_keys_asks_each_request_for_its_own_functions_key(
+    azurite: Azurite, blob_service: BlobServiceClient, tmp_path: Path
+) -> None:
+    """As in Azure: the intake key posts batches and cannot create a destination; the admin key administers
+    and cannot post a batch; no key opens nothing. A key works as the header or as ?code=, and is never logged."""
+    intake_key = secret_watch.register(secrets.token_urlsafe(32), "intake function key") or ""
+    admin_key = secret_watch.register(secrets.token_urlsafe(32), "admin function key") or ""
+    container = blob_service.create_container(f"dest-{uuid.uuid4().hex[:16]}")
+    as_intake, as_admin = {"x-functions-key": intake_key}, {"x-functions-key": admin_key}
+    batch = {"params": {"type": "events"}, "content": ndjson(events(5)),
+             "headers": {"content-type": "application/x-ndjson"}}
+    body = sas_destination(azurite.account_url, container.container_name, container_sas(container.container_name))
+    try:
+        with serving(azurite, tmp_path, LOCAL_INTAKE_KEY=intake_key, LOCAL_ADMIN_KEY=admin_key) as (base_url, _, log), \
+                httpx.Client(base_url=base_url, timeout=30) as api:
+            put = "/api/destinations/acme?verify=false"
+            refused = api.put(put, json=body, headers=as_intake)
+            assert refused.status_code == 401
+            error = refused.json()["error"]
+            assert error["code"] == "unauthorized" and "admin function's key" in error["message"]
+            assert intake_key not in refused.text
+            assert api.put(put, json=body).status_code == 401
+            assert api.put(put, json=body, headers=as_admin).status_code == 201
+            assert api.put(f"{put}&code={admin_key}", json=body).status_code == 200
+            assert api.get("/api/destinations", headers=as_intake).status_code == 401
+            assert api.get("/api/openapi.json", headers=as_intake).status_code == 401
+            assert api.get("/api/openapi.json", headers=as_admin).status_code == 200
+
+            posts = "/api/destinations/acme/batches"
+            wrong = api.post(posts, headers={**batch["headers"], **as_admin}, params=batch["params"],
+                             content=batch["content"])
+            assert wrong.status_code == 401 and "intake function's key" in wrong.json()["error"]["message"]
+            assert api.post(posts, **batch).status_code == 401  # type: ignore[arg-type]
+            posted = api.post(posts, headers={**batch["headers"], **as_intake}, params=batch["params"],
+                              content=batch["content"])
+            assert posted.status_code == 202, posted.text
+            assert api.post(posts, headers=batch["headers"], params={**batch["params"], "code": intake_key},
+                            content=batch["content"]).status_code == 202
+            status_url = posted.json()["status_url"]
+            assert api.get(status_url, headers=as_intake).status_code == 401  # batch status is administration
+            assert api.get(status_url, headers=as_admin).status_code == 200
+        text = log.read_text()
+        assert "Function keys, as in Azure: intake needs LOCAL_INTAKE_KEY, admin needs LOCAL_ADMIN_KEY" in text
+        assert "code=REDACTED" in text  # uvicorn's access log, with the key taken out
+        assert intake_key not in text and admin_key not in text
+    finally:
+        container.delete_container()
