@@ -28,6 +28,7 @@ test: install lint
 lint: install
 	$(VENV)/bin/ruff check shared tests bench scripts function_app.py
 	$(VENV)/bin/mypy shared scripts function_app.py
+	$(VENV)/bin/lint-imports --no-cache
 
 # Azurite for the demo and `make serve` (tests start their own on free ports).
 azurite-start: node_modules/.installed

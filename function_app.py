@@ -1,6 +1,6 @@
 """Azure Functions entry point: wires triggers and routes to plain functions in shared/. No logic here.
 
-Two HTTP functions, each with its own function key (shared.http_functions says why and which paths):
+Two HTTP functions, each with its own function key (shared.api.functions says why and which paths):
 `intake` serves only POST /api/destinations/{id}/batches, for the platform; `admin` serves everything else.
 """
 
@@ -10,8 +10,8 @@ import logging
 
 import azure.functions as func
 
-from shared.export_pass import run_export_pass
-from shared.http_functions import ADMIN_FUNCTION, INTAKE_FUNCTION
+from shared.api.functions import ADMIN_FUNCTION, INTAKE_FUNCTION
+from shared.export.runner import run_export_pass
 from shared.services import get_services
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)

@@ -55,7 +55,7 @@ def cpu_seconds() -> float:
 
 
 def run_export(job: dict[str, Any]) -> dict[str, Any]:
-    from shared.export_pass import run_export_pass
+    from shared.export.runner import run_export_pass
     from shared.services import build_services
     from shared.settings import load_settings
 

@@ -22,8 +22,8 @@ import uvicorn
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContainerSasPermissions, generate_container_sas
 
 from scripts import sample_data
-from shared.api import create_api
-from shared.batches import STAGED_PREFIX
+from shared.api.app import create_api
+from shared.control.batches import STAGED_PREFIX
 from shared.services import Services, build_services
 from shared.settings import load_settings
 

@@ -34,9 +34,9 @@ from azure.storage.blob import BlobServiceClient, ContainerClient, ContainerSasP
 
 from scripts import sample_data
 from scripts.local_server import ApiServer
-from shared.api import create_api
-from shared.connection_strings import parse_connection_string
-from shared.export_pass import run_export_pass
+from shared.api.app import create_api
+from shared.destinations.connection_strings import parse_connection_string
+from shared.export.runner import run_export_pass
 from shared.services import Services, build_services
 from shared.settings import load_settings
 
@@ -253,7 +253,7 @@ def export(services: Services, api: httpx.Client, batch_ids: list[str], out: Out
            settle_seconds: float) -> list[dict[str, Any]]:
     """Run passes until this run's batches are landed or failed (another worker, e.g. `make serve`'s timer,
     may hold one for a moment); return their states."""
-    logger = logging.getLogger("shared.export_pass")
+    logger = logging.getLogger("shared.export.runner")
     handler, level = ProgressHandler(out), logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

@@ -1,6 +1,6 @@
 """What the Azure Functions host does in front of the HTTP functions, emulated for `make serve` and the tests.
 
-Routing: a request goes to the function whose route template (shared.http_functions, under /api/) matches its
+Routing: a request goes to the function whose route template (shared.api.functions, under /api/) matches its
 path and whose methods include its method. Only the template forms this app uses are understood, as the host's
 ASP.NET Core router reads them: literal segments (compared case-insensitively), `{name}` (one non-empty
 segment) and a last `{*name}` catch-all, optionally with a `regex(...)` constraint that must match somewhere in
@@ -25,9 +25,9 @@ from urllib.parse import parse_qs, unquote
 from pydantic import AliasChoices
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from shared.api import error_response
-from shared.api_docs import KEY_HEADER, KEY_QUERY
-from shared.http_functions import HTTP_FUNCTIONS, ROUTE_PREFIX, HttpFunction
+from shared.api.app import error_response
+from shared.api.docs import KEY_HEADER, KEY_QUERY
+from shared.api.functions import HTTP_FUNCTIONS, ROUTE_PREFIX, HttpFunction
 from shared.settings import Settings
 
 _PARAMETER = re.compile(r"\{[A-Za-z_]\w*\}")

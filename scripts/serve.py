@@ -22,9 +22,9 @@ from scripts.functions_host import FunctionKeyCheck, describe_local_keys, local_
 from scripts.local_settings import apply_values, find_settings_file, read_values
 from scripts.ncrontab import ScheduleError, parse_schedule
 from scripts.scheduler import ScheduledJob
-from shared.api import create_api
+from shared.api.app import create_api
 from shared.errors import AppError
-from shared.export_pass import run_export_pass
+from shared.export.runner import run_export_pass
 from shared.logging_setup import configure_logging
 from shared.services import get_services
 from shared.settings import SettingsError, get_settings

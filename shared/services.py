@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any
 
-from shared.batches import requeue_destination
-from shared.clients import ClientFactory
-from shared.control_store import ControlStore, build_control_container
-from shared.destination_access import check_destination, verify_candidate
-from shared.destinations import DestinationService
+from shared.control.batches import requeue_destination
+from shared.control.store import ControlStore, build_control_container
+from shared.destinations.access import check_destination, verify_candidate
+from shared.destinations.clients import ClientFactory
+from shared.destinations.service import DestinationService
 from shared.logging_setup import configure_logging, install_redaction
-from shared.secrets import CachedSecrets, build_secret_store
+from shared.secrets.store import CachedSecrets, build_secret_store
 from shared.settings import Settings, get_settings
 
 

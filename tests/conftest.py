@@ -10,7 +10,7 @@ import httpx
 import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from shared.api import create_api
+from shared.api.app import create_api
 from shared.services import Services, build_services
 from shared.settings import Settings, load_settings
 from tests.support.azurite import Azurite

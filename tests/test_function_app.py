@@ -15,7 +15,7 @@ from azure.functions import HttpRequest
 from azure.storage.blob import ContainerClient
 
 import function_app
-from shared.http_functions import HTTP_FUNCTIONS
+from shared.api.functions import HTTP_FUNCTIONS
 from tests.shared.export_helpers import jsonl_records, make_destination, post_batch
 from tests.support.azurite import Azurite
 from tests.support.sas import container_sas, sas_destination
@@ -41,7 +41,7 @@ def test_intake_and_admin_are_two_http_functions_each_at_auth_level_function() -
     assert set(http) == {"intake", "admin"}
     assert http["intake"]["route"] == "destinations/{destination_id}/batches"
     assert http["intake"]["methods"] == ["POST"]
-    assert http["admin"]["route"].startswith("{*route:regex(")  # every other path (see shared.http_functions)
+    assert http["admin"]["route"].startswith("{*route:regex(")  # every other path (see shared.api.functions)
     assert {"GET", "POST", "PUT", "DELETE"} <= set(http["admin"]["methods"])
     for function in HTTP_FUNCTIONS:  # what Azure sees is the table the local host emulation and the tests use
         trigger = http[function.name]
@@ -72,7 +72,7 @@ def test_the_timer_function_exports_what_the_http_function_staged(
     from scripts.local_server import ApiServer
     from shared import services as services_module
     from shared import settings as settings_module
-    from shared.api import create_api
+    from shared.api.app import create_api
 
     for name, value in {
         "AzureWebJobsStorage": azurite.connection_string, "CONTROL_CONTAINER": f"fn-{uuid.uuid4().hex[:12]}",

@@ -44,7 +44,7 @@ def test_misconfigured_app_answers_503_naming_the_setting(monkeypatch: pytest.Mo
     from scripts.local_server import ApiServer
     from shared import services as services_module
     from shared import settings as settings_module
-    from shared.api import create_api
+    from shared.api.app import create_api
 
     monkeypatch.setenv("AzureWebJobsStorage", "UseDevelopmentStorage=true")
     monkeypatch.setenv("MAX_ATTEMPTS", "-3")

@@ -20,8 +20,8 @@ import pytest
 from azure.storage.blob import ContainerClient
 from pydantic import AliasChoices, SecretStr
 
-from shared import batches
-from shared.export_pass import PassSummary, run_export_pass
+from shared.control import batches
+from shared.export.runner import PassSummary, run_export_pass
 from shared.services import Services
 from shared.settings import Settings
 from tests.support.azurite import Azurite

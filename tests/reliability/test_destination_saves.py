@@ -17,8 +17,8 @@ import pytest
 from azure.storage.blob import BlobSasPermissions, ContainerClient, generate_blob_sas
 from pytest_httpserver import HTTPServer
 
-from shared.sas import parse_sas
-from shared.secrets import CachedSecrets
+from shared.destinations.sas import parse_sas
+from shared.secrets.store import CachedSecrets
 from shared.services import Services, build_services
 from shared.settings import Settings
 from tests.reliability.hostile_support import report

@@ -18,10 +18,10 @@ import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient, LinearRetry
 
 from scripts import sample_data
-from shared.batches import now_utc
-from shared.control_store import ControlStore
-from shared.export_pass import run_export_pass
-from shared.secrets import CachedSecrets, LocalSecretStore
+from shared.control.batches import now_utc
+from shared.control.store import ControlStore
+from shared.export.runner import run_export_pass
+from shared.secrets.store import CachedSecrets, LocalSecretStore
 from shared.services import Services
 from shared.settings import Settings
 from tests.reliability.fault_helpers import (

@@ -13,8 +13,8 @@ import httpx
 from azure.storage.blob import ContainerClient
 
 from scripts import sample_data
-from shared.export_pass import Hooks, run_export_pass
-from shared.sas import format_time, parse_sas
+from shared.destinations.sas import format_time, parse_sas
+from shared.export.runner import Hooks, run_export_pass
 from shared.services import Services
 from tests.reliability.fault_helpers import assert_landed_exactly_once, report, scaled, secret_name_of, state
 from tests.shared.export_helpers import make_destination, post_batch

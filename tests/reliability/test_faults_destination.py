@@ -15,7 +15,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from scripts import sample_data
-from shared.export_pass import Hooks, run_export_pass
+from shared.export.runner import Hooks, run_export_pass
 from shared.services import Services, build_services
 from shared.settings import Settings
 from tests.reliability.fault_helpers import (

@@ -15,7 +15,7 @@ import pytest
 from azure.storage.blob import ContainerClient
 
 from scripts import sample_data
-from shared.export_pass import run_export_pass
+from shared.export.runner import run_export_pass
 from shared.services import Services
 from shared.settings import Settings
 from tests.reliability.fault_helpers import assert_landed_exactly_once, report, scaled, settings_env, state

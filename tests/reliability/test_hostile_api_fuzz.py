@@ -22,7 +22,7 @@ from schemathesis import checks
 from schemathesis.generation import GenerationMode
 
 from scripts import sample_data
-from shared.api import create_api
+from shared.api.app import create_api
 from shared.services import Services
 from tests.reliability.hostile_support import SCALE, examples, report
 from tests.shared.export_helpers import make_destination, post_batch

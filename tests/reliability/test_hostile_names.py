@@ -174,7 +174,7 @@ def test_a_page_token_storage_refuses_is_the_callers_422_not_a_server_error() ->
     """Azure answers 400 to a marker it never gave out (Azurite does not check them): that is a bad request."""
     from azure.core.exceptions import HttpResponseError
 
-    from shared import batches
+    from shared.control import batches
     from shared.errors import ValidationFailed
 
     class RefusingStore:

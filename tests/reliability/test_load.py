@@ -24,7 +24,7 @@ import pytest
 from azure.storage.blob import ContainerClient
 
 from scripts import sample_data
-from shared.batches import STATES_PREFIX, get_state
+from shared.control.batches import STATES_PREFIX, get_state
 from shared.services import Services
 from shared.settings import Settings
 from tests.reliability.fault_helpers import (

@@ -329,7 +329,7 @@ def test_every_http_route_needs_a_function_key_under_the_functions_host() -> Non
     exactly one function's, so its own key. The timer is the only other function."""
     import function_app
     from scripts.functions_host import functions_for
-    from shared.api import create_api
+    from shared.api.app import create_api
     from tests.test_function_app import _FUNCTIONS, bindings  # get_functions() may run once per process
 
     http = {name: b for name, bs in bindings().items() for b in bs if b["type"] == "httpTrigger"}

@@ -25,7 +25,7 @@ import httpx
 import pytest
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
-from shared.export_pass import run_export_pass
+from shared.export.runner import run_export_pass
 from shared.services import Services, build_services
 from shared.settings import Settings, load_settings
 from tests.shared.export_helpers import post_batch

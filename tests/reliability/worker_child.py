@@ -14,7 +14,7 @@ import json
 import time
 from pathlib import Path
 
-from shared.export_pass import Hooks, run_export_pass
+from shared.export.runner import Hooks, run_export_pass
 from shared.services import build_services
 from shared.settings import load_settings
 

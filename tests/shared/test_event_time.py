@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shared.event_time import (
+from shared.intake.event_time import (
     EventTimeError,
     find_event_name,
     find_event_time,

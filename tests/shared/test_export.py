@@ -14,8 +14,8 @@ import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from scripts import sample_data
-from shared.csv_encoding import flatten_record
-from shared.export_pass import Hooks, run_export_pass
+from shared.export.runner import Hooks, run_export_pass
+from shared.formats.csv_encoding import flatten_record
 from shared.services import Services, build_services
 from shared.settings import Settings
 from tests.shared.export_helpers import (
@@ -120,7 +120,7 @@ def with_settings(services: Services, **changes: Any) -> Services:
 
 def force_pending(services: Services, batch_id: str) -> None:
     """As if the worker died after writing the files but before recording the landing."""
-    from shared import batches
+    from shared.control import batches
 
     state = batches.get_state(services.control, batch_id)
     state.update(state="running")

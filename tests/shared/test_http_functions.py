@@ -16,8 +16,8 @@ from fastapi import FastAPI
 from starlette.routing import Match
 
 from scripts.functions_host import UnknownTemplate, decode_path, function_for, functions_for, parse_template
-from shared.api import create_admin_api, create_api, create_intake_api
-from shared.http_functions import ADMIN_FUNCTION, HTTP_FUNCTIONS, INTAKE_FUNCTION, NOT_INTAKE
+from shared.api.app import create_admin_api, create_api, create_intake_api
+from shared.api.functions import ADMIN_FUNCTION, HTTP_FUNCTIONS, INTAKE_FUNCTION, NOT_INTAKE
 from tests.support.server import ApiServer
 
 

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from shared.serialization import PartEncoder, cut_block, split_blocks, split_lines, take_until
+from shared.formats.serialization import PartEncoder, cut_block, split_blocks, split_lines, take_until
 
 STAGED = [
     b'{"a":1}\n{"b":"\xc3\xbc"}\n{"c":[1,2]}\n',

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.records import ParsedBatch, RecordsRejected, flattened_keys, parse_batch
+from shared.intake.records import ParsedBatch, RecordsRejected, flattened_keys, parse_batch
 
 
 def ndjson(*records: Any) -> bytes:

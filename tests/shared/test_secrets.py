@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from azure.identity import ClientSecretCredential
 
-from shared.secrets import (
+from shared.secrets.store import (
     CachedSecrets,
     KeyVaultSecretStore,
     LocalSecretStore,
@@ -318,7 +318,8 @@ def test_local_store_round_trip_with_owner_only_file(tmp_path: Path, caplog: pyt
     assert LocalSecretStore(path).get_secret(NAME) == VALUE  # persisted, another instance reads it
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert [p.name for p in path.parent.iterdir()] == ["dev-secrets.json"]  # no temp files left behind
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "shared.secrets"]
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelno == logging.WARNING and r.name.startswith("shared.secrets")]
     assert warnings
     assert "development-only and unencrypted" in warnings[0]
     assert "KEY_VAULT_URL" in warnings[0]

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.csv_encoding import CsvEncoder, flatten_record
-from shared.json_values import JsonNumber, RecordError, parse_exact
-from shared.serialization import (
+from shared.formats.csv_encoding import CsvEncoder, flatten_record
+from shared.formats.exact_json import JsonNumber, RecordError, parse_exact
+from shared.formats.serialization import (
     EncodedChunk,
     GzipStream,
     PartEncoder,

@@ -13,7 +13,7 @@ import pytest
 import trustme
 from azure.storage.blob import BlobServiceClient
 
-from shared.export_pass import run_export_pass
+from shared.export.runner import run_export_pass
 from shared.services import Services, build_services
 from shared.settings import Settings
 from tests.shared.export_helpers import jsonl_records, post_batch

@@ -40,7 +40,7 @@ from azure.identity import ClientSecretCredential
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from shared.secrets import KeyVaultSecretStore
+from shared.secrets.store import KeyVaultSecretStore
 
 TENANT_ID = "8f3c2a1e-4b7d-4e2a-9c1f-5d6e7f8a9b0c"
 CLIENT_ID = "2b9e6c4d-1a3f-4c8e-b7d5-0e1f2a3b4c5d"

@@ -172,7 +172,7 @@ _handler = _LogWatch(level=logging.NOTSET)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from shared.secrets import KeyVaultSecretStore, LocalSecretStore
+    from shared.secrets.store import KeyVaultSecretStore, LocalSecretStore
 
     _restores.extend([_wrap_set_secret(LocalSecretStore), _wrap_set_secret(KeyVaultSecretStore)])
     logging.getLogger().addHandler(_handler)

@@ -1,6 +1,6 @@
 """Where an analytics record keeps its event name, event time and user identity, and what that time is.
 
-Pure functions: no I/O, no clock. ``shared.records`` uses them to validate and partition a batch.
+Pure functions: no I/O, no clock. ``shared.intake.records`` uses them to validate and partition a batch.
 
 Platform shapes this module understands (checked against each platform's documentation):
 
@@ -43,7 +43,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from shared.json_text import json_kind
+from shared.intake.json_errors import json_kind
 
 EVENT_NAME_KEYS: tuple[str, ...] = ("event", "eventName", "evtName", "event_type", "event_name", "name")
 

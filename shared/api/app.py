@@ -1,6 +1,6 @@
 """The HTTP API (FastAPI). Each route parses input, calls one plain function, and shapes the answer.
 
-It has two parts, each served in Azure by its own HTTP function with its own key (shared.http_functions):
+It has two parts, each served in Azure by its own HTTP function with its own key (shared.api.functions):
 INTAKE, posting batches (the platform's), and ADMIN, everything else (the operator's). `create_api` serves
 both in one app, with one OpenAPI document that names each operation's key.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import FastAPI, Request
@@ -20,25 +20,27 @@ from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared import batches
-from shared.api_docs import FunctionKey, Operation, document_api
-from shared.destination_models import DestinationIn, validation_details
+from shared.api.docs import FunctionKey, Operation, document_api
+from shared.control import batches
+from shared.destinations.models import DestinationIn, validation_details
 from shared.errors import AppError, BadRequest, ValidationFailed
-from shared.export_pass import run_export_pass
-from shared.intake import IntakeRequest, accept_batch, accepted_body, read_limited
-from shared.secrets import (
+from shared.export.runner import run_export_pass
+from shared.intake.accept import IntakeRequest, accept_batch, accepted_body, read_limited
+from shared.secrets.store import (
     SecretAccessDeniedError,
     SecretNameInUseError,
     SecretNotFoundError,
     SecretStoreError,
     SecretStoreUnavailableError,
 )
-from shared.services import Services
 from shared.settings import SettingsError
+
+if TYPE_CHECKING:  # the composition root sits above every package
+    from shared.services import Services
 
 log = logging.getLogger(__name__)
 
-ServicesProvider = Callable[[], Services]
+ServicesProvider = Callable[[], "Services"]
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -69,7 +71,7 @@ def install_error_handlers(api: FastAPI) -> None:
 
     @api.exception_handler(SecretStoreError)
     async def _secret_store(_: Request, exc: SecretStoreError) -> Response:
-        # The message is plain words and never holds a secret value (see shared.secrets).
+        # The message is plain words and never holds a secret value (see shared.secrets.store).
         status, code = _SECRET_STORE_ERRORS.get(type(exc), (502, "secret_store_error"))
         return error_response(status, code, str(exc))
 
@@ -291,7 +293,7 @@ class ApiPart:
 
 
 # The platform that posts batches holds only the intake key; destinations and batches are administered
-# with the admin key. shared.http_functions gives each part its route in Azure.
+# with the admin key. shared.api.functions gives each part its route in Azure.
 INTAKE = ApiPart(FunctionKey("intake", "the platform that posts batches"), (add_intake_routes,))
 ADMIN = ApiPart(FunctionKey("admin", "the operator who administers destinations and batches"),
                 (add_destination_routes, add_batch_routes))

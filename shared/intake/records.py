@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import orjson
 
-from shared.event_time import (
+from shared.intake.event_time import (
     EVENT_NAME_KEYS,
     EVENT_TIME_KEYS,
     PROFILE_IDENTITY_KEYS,
@@ -30,7 +30,7 @@ from shared.event_time import (
     find_profile_identity,
     partition_key_for_microseconds,
 )
-from shared.json_text import element_spans, error_position, json_error_reason, json_kind, needs_original_text
+from shared.intake.json_errors import element_spans, error_position, json_error_reason, json_kind, needs_original_text
 
 RecordType = Literal["events", "profiles"]
 BodyKind = Literal["ndjson", "json"]
@@ -94,7 +94,7 @@ def parse_batch(
 
     ``content_type`` is "ndjson" (one JSON object per line; blank lines skipped but counted) or
     "json" (one array of objects). A UTF-8 byte order mark at the start is tolerated. Events need a
-    name and a valid time (see ``shared.event_time``) and are grouped by event hour; profiles need an
+    name and a valid time (see ``shared.intake.event_time``) and are grouped by event hour; profiles need an
     identity and form one partition. Raises ``RecordsRejected`` with up to ``max_problems`` problems.
     With ``unique_columns`` (a CSV destination) a record whose keys flatten to the same column twice
     (``{"a.b": 1, "a": {"b": 2}}``) is refused here rather than failing its export later.
@@ -115,7 +115,7 @@ def parse_batch(
 
 
 def flattened_keys(record: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
-    """The CSV column names of ``record``, in record order (the rules ``shared.serialization`` writes by).
+    """The CSV column names of ``record``, in record order (the rules ``shared.formats.serialization`` writes by).
 
     - a nested object's keys are joined to its own key with ".": ``{"properties": {"a": {"b": 1}}}``
       gives ``properties.a.b``;

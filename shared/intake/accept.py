@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from shared.batches import NewBatch, StagedPart, new_batch_id, now_utc, stage_batch
-from shared.control_store import ControlStore
+from shared.control.batches import NewBatch, StagedPart, new_batch_id, now_utc, stage_batch
+from shared.control.store import ControlStore
 from shared.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
-from shared.records import RecordsRejected, parse_batch
+from shared.intake.records import RecordsRejected, parse_batch
 
 BodyKind = Literal["ndjson", "json"]
 NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines",

@@ -19,9 +19,8 @@ import orjson
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings
 
-from shared.blob_writer import BlockUploader, WrittenFile
-from shared.logging_setup import log_event
-from shared.serialization import (
+from shared.export.block_upload import BlockUploader, WrittenFile
+from shared.formats.serialization import (
     PartEncoder,
     content_type,
     cut_block,
@@ -30,6 +29,7 @@ from shared.serialization import (
     split_lines,
     take_until,
 )
+from shared.logging_setup import log_event
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,16 @@ from azure.core.exceptions import (
 from azure.storage.blob import StorageErrorCode
 from azure.storage.blob._generated.models import StorageErrorCode as GeneratedErrorCode
 
-from shared.clients import ForeignAudienceRefused
+from shared.destinations.clients import ForeignAudienceRefused
+from shared.destinations.sas import SasInfo, expired_message
 from shared.errors import DestinationProblem
-from shared.json_values import RecordError
-from shared.sas import SasInfo, expired_message
-from shared.secrets import SecretAccessDeniedError, SecretNotFoundError, SecretStoreError, SecretStoreUnavailableError
+from shared.formats.exact_json import RecordError
+from shared.secrets.store import (
+    SecretAccessDeniedError,
+    SecretNotFoundError,
+    SecretStoreError,
+    SecretStoreUnavailableError,
+)
 
 RETRYABLE_STATUSES = {408, 429, 500, 502, 503, 504}
 # The public enum lacks some codes the service sends (AuthorizationPermissionMismatch); the generated one has them.

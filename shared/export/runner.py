@@ -9,10 +9,9 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.batch_export import ExportPlan, build_manifest, delete_stale, write_batch, write_manifest
-from shared.batches import (
+from shared.control.batches import (
     DUE_PREFIX,
     due_marker,
     failed_marker,
@@ -22,12 +21,15 @@ from shared.batches import (
     set_due,
     state_blob,
 )
-from shared.destination_access import with_destination
+from shared.control.leases import BatchLease, LeaseLost
+from shared.destinations.access import with_destination
+from shared.destinations.failures import describe_failure
 from shared.errors import DestinationProblem, NotFound
-from shared.failures import describe_failure
-from shared.leases import BatchLease, LeaseLost
+from shared.export.batch_writer import ExportPlan, build_manifest, delete_stale, write_batch, write_manifest
 from shared.logging_setup import log_event
-from shared.services import Services
+
+if TYPE_CHECKING:  # the composition root sits above every package
+    from shared.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from azure.core.exceptions import HttpResponseError
 
-from shared.control_store import ControlStore, LeaseHeld, PreconditionFailed
+from shared.control.store import ControlStore, LeaseHeld, PreconditionFailed
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.logging_setup import log_event
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from shared.destination_models import host_address
+from shared.destinations.models import host_address
 
 AZURE_BLOB_SUFFIXES = (".blob.core.windows.net", ".blob.core.chinacloudapi.cn", ".blob.core.usgovcloudapi.net")
 _ACCOUNT = r"[a-z0-9]{3,24}"

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Literal
 
-from shared.csv_encoding import CsvEncoder
+from shared.formats.csv_encoding import CsvEncoder
 
 Format = Literal["jsonl", "csv"]
 Compression = Literal["gzip", "none"]

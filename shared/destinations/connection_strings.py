@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from azure.storage.blob import ContainerClient
 
-from shared.destination_models import check_endpoint
+from shared.destinations.models import check_endpoint
 
 DEVELOPMENT_STORAGE = "usedevelopmentstorage=true"
 AZURITE_BLOB_ENDPOINT = "http://127.0.0.1:10000/devstoreaccount1"

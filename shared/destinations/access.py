@@ -9,12 +9,12 @@ from typing import Any, TypeVar
 
 from azure.storage.blob import ContainerClient
 
-from shared.clients import ClientFactory
+from shared.destinations.clients import ClientFactory
+from shared.destinations.failures import describe_failure, is_auth_failure
+from shared.destinations.probe import probe_destination
 from shared.errors import DestinationProblem
-from shared.failures import describe_failure, is_auth_failure
 from shared.logging_setup import log_event
-from shared.probe import probe_destination
-from shared.secrets import CachedSecrets
+from shared.secrets.store import CachedSecrets
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

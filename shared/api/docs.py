@@ -1,6 +1,6 @@
 """What the OpenAPI document adds to FastAPI's: the one error shape, and which function key each operation needs.
 
-In Azure the API is served by two HTTP functions, each with its own function key (see shared.http_functions);
+In Azure the API is served by two HTTP functions, each with its own function key (see shared.api.functions);
 the document names, for every operation, the key that opens it, and offers both ways the host accepts a key.
 """
 

@@ -10,13 +10,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.connection_strings import blob_endpoint_of
-from shared.control_store import ControlStore, PreconditionFailed
-from shared.destination_models import DestinationIn, check_destination_id, validation_details
+from shared.control.store import ControlStore, PreconditionFailed
+from shared.destinations.connection_strings import blob_endpoint_of
+from shared.destinations.models import DestinationIn, check_destination_id, validation_details
+from shared.destinations.sas import SasError, SasInfo, check_sas_usable, expired_message, parse_sas, sas_warnings
+from shared.destinations.token_endpoints import (
+    TOKEN_AUTH_TYPES,
+    TokenEndpointRefused,
+    check_managed_identity_account,
+    token_endpoint_account,
+)
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.logging_setup import log_event
-from shared.sas import SasError, SasInfo, check_sas_usable, expired_message, parse_sas, sas_warnings
-from shared.secrets import (
+from shared.secrets.store import (
     APP_SECRET_PREFIX,
     CachedSecrets,
     SecretNotFoundError,
@@ -26,12 +32,6 @@ from shared.secrets import (
     new_secret_name,
 )
 from shared.settings import Settings
-from shared.token_endpoints import (
-    TOKEN_AUTH_TYPES,
-    TokenEndpointRefused,
-    check_managed_identity_account,
-    token_endpoint_account,
-)
 
 log = logging.getLogger(__name__)
 

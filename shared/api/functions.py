@@ -13,7 +13,7 @@ syntax; the host resolves it with DefaultInlineConstraintResolver and matches it
 rest of the path) that refuses every path the intake template accepts (and deeper ones such as
 destinations/a/b/batches, which no operation has), so no path matches both templates whatever the order.
 The regex avoids `{ } [ ]`, which a route template would need doubled. Behind that, neither function's app
-holds the other's routes (shared.api), so a request that reached the wrong function would find only a 404.
+holds the other's routes (shared.api.app), so a request that reached the wrong function would find only a 404.
 
 `make serve` emulates the host's routing and key check from this table (scripts.functions_host), and the tests
 check it against every operation in the OpenAPI document.
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from azure.functions import HttpMethod
 from fastapi import FastAPI
 
-from shared.api import ADMIN, INTAKE, ApiPart, ServicesProvider, create_admin_api, create_intake_api
+from shared.api.app import ADMIN, INTAKE, ApiPart, ServicesProvider, create_admin_api, create_intake_api
 
 ROUTE_PREFIX = "api"  # host.json http.routePrefix (the default): every function route is under /api/
 ALL_METHODS = tuple(method.value for method in HttpMethod)  # what AsgiFunctionApp's catch-all accepted
@@ -40,7 +40,7 @@ NOT_INTAKE = "(?s)^(?!destinations/.+/batches/?$)"
 class HttpFunction:
     """One HTTP function: its route template under /api/, its methods, the app it forwards to, its key."""
 
-    part: ApiPart  # the operations it serves, and the key that opens them (shared.api)
+    part: ApiPart  # the operations it serves, and the key that opens them (shared.api.app)
     route: str  # an ASP.NET Core route template, as the host reads it
     methods: tuple[str, ...]
     create_app: Callable[[ServicesProvider], FastAPI]

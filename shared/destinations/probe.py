@@ -9,7 +9,7 @@ from typing import Any
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
-from shared.failures import describe_failure
+from shared.destinations.failures import describe_failure
 from shared.logging_setup import log_event
 
 log = logging.getLogger(__name__)

@@ -19,10 +19,10 @@ from typing import Any
 
 import orjson
 
-from shared.json_values import JsonNumber, RecordError, parse_chunk
+from shared.formats.exact_json import JsonNumber, RecordError, parse_chunk
 
 # ---------------------------------------------------------------------------------------------
-# Flattening (the column rules shared with shared/records.py's flattened_keys)
+# Flattening (the column rules shared with shared/intake/records.py's flattened_keys)
 
 
 def flatten_record(record: Mapping[str, Any]) -> dict[str, str]:

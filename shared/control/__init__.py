@@ -1,0 +1,5 @@
+"""Control storage: the app's own blobs (destinations, staged batches, batch state), leases, and the
+due index that says which batches to export next.
+
+May import: the base modules (settings, errors, logging_setup) only.
+"""
