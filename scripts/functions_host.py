@@ -25,9 +25,9 @@ from urllib.parse import parse_qs, unquote
 from pydantic import AliasChoices
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from shared.api.app import error_response
 from shared.api.docs import KEY_HEADER, KEY_QUERY
 from shared.api.functions import HTTP_FUNCTIONS, ROUTE_PREFIX, HttpFunction
+from shared.api.responses import error_response
 from shared.settings import Settings
 
 _PARAMETER = re.compile(r"\{[A-Za-z_]\w*\}")

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from azure.functions import HttpMethod
 from fastapi import FastAPI
 
-from shared.api.app import ADMIN, INTAKE, ApiPart, ServicesProvider, create_admin_api, create_intake_api
+from shared.api.app import ADMIN, INTAKE, ApiPart, create_admin_api, create_intake_api
+from shared.api.responses import ServicesProvider
 
 ROUTE_PREFIX = "api"  # host.json http.routePrefix (the default): every function route is under /api/
 ALL_METHODS = tuple(method.value for method in HttpMethod)  # what AsgiFunctionApp's catch-all accepted

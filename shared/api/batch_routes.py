@@ -1,0 +1,37 @@
+"""Routes of batches: status, list with filters and a cursor, retry."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from shared.api.responses import ServicesProvider, json_response
+from shared.control import batches
+from shared.errors import ValidationFailed
+
+
+def add_batch_routes(api: FastAPI, services: ServicesProvider) -> None:
+    @api.get("/api/batches/{batch_id}", tags=["batches"])
+    async def get_batch(batch_id: str) -> Response:
+        state = await run_in_threadpool(batches.get_state, services().control, batch_id)
+        return json_response(batches.public_status(state))
+
+    @api.get("/api/batches", tags=["batches"])
+    async def list_batches(state: str | None = None, destination_id: str | None = None, limit: int = 100,
+                           next: str | None = None) -> Response:
+        if not 1 <= limit <= 1000:
+            raise ValidationFailed("limit must be between 1 and 1000",
+                                   details=[{"field": "limit", "message": "must be between 1 and 1000"}])
+        page = await run_in_threadpool(
+            batches.list_batches, services().control, state=state, destination_id=destination_id, limit=limit,
+            continuation=next,
+        )
+        return json_response(page)
+
+    @api.post("/api/batches/{batch_id}/retry", tags=["batches"])
+    async def retry_batch(batch_id: str) -> Response:
+        state = await run_in_threadpool(
+            batches.make_due_now, services().control, batch_id, reason="retry requested"
+        )
+        return json_response(batches.public_status(state))

@@ -1,0 +1,71 @@
+"""Routes of destinations: PUT (with the probe unless ?verify=false), GET, list, DELETE, test."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from shared.api.responses import ServicesProvider, json_response, read_json_body
+from shared.destinations.models import DestinationIn
+
+
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic schema with its $defs inlined, so it stands alone inside the OpenAPI document."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(dict(defs[ref.split("/")[-1]]))
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    return dict(resolve(schema))
+
+
+DESTINATION_EXAMPLE = {"account_name": "mystorageaccount", "container": "analytics-export", "prefix": "clevertap/",
+                       "format": "jsonl", "compression": "gzip", "auth": {"type": "managed_identity"}}
+DESTINATION_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": inline_refs(DestinationIn.model_json_schema()),
+                                         "example": DESTINATION_EXAMPLE}},
+    }
+}
+
+
+def add_destination_routes(api: FastAPI, services: ServicesProvider) -> None:
+    @api.put("/api/destinations/{destination_id}", openapi_extra=DESTINATION_BODY, tags=["destinations"],
+             responses={201: {"description": "Created"}})
+    async def put_destination(destination_id: str, request: Request, verify: bool = True) -> Response:
+        """Create or replace a destination. Unless `verify=false`, the credentials are first proven by
+        writing, reading back and deleting a probe blob; a destination that fails is not saved."""
+        body = await read_json_body(request)
+        svc = services()
+        result = await run_in_threadpool(svc.destinations.put, destination_id, body, verify=verify)
+        if result.credentials_changed and svc.on_credentials_changed is not None:
+            await run_in_threadpool(svc.on_credentials_changed, destination_id)
+        return json_response(result.view, 201 if result.created else 200)
+
+    @api.get("/api/destinations/{destination_id}", tags=["destinations"])
+    async def get_destination(destination_id: str) -> Response:
+        return json_response(await run_in_threadpool(services().destinations.get, destination_id))
+
+    @api.get("/api/destinations", tags=["destinations"])
+    async def list_destinations() -> Response:
+        return json_response({"destinations": await run_in_threadpool(services().destinations.list)})
+
+    @api.delete("/api/destinations/{destination_id}", tags=["destinations"], status_code=204)
+    async def delete_destination(destination_id: str) -> Response:
+        await run_in_threadpool(services().destinations.delete, destination_id)
+        return Response(status_code=204)
+
+    @api.post("/api/destinations/{destination_id}/test", tags=["destinations"])
+    async def test_destination(destination_id: str) -> Response:
+        return json_response(await run_in_threadpool(services().test_destination, destination_id))

@@ -1,0 +1,91 @@
+"""What every route shares: the services provider, JSON answers, the error handlers that turn each
+exception type into `{"error": {"code", "message", "details"}}`, and reading a JSON body."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.destinations.models import validation_details
+from shared.errors import AppError, BadRequest
+from shared.secrets.store import (
+    SecretAccessDeniedError,
+    SecretNameInUseError,
+    SecretNotFoundError,
+    SecretStoreError,
+    SecretStoreUnavailableError,
+)
+from shared.settings import SettingsError
+
+if TYPE_CHECKING:  # the composition root sits above every package
+    from shared.services import Services
+
+log = logging.getLogger(__name__)
+
+# Routes get the process's services through this, on each request (building them does I/O).
+ServicesProvider = Callable[[], "Services"]
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def error_response(status: int, code: str, message: str, details: list[Any] | None = None) -> Response:
+    return json_response({"error": {"code": code, "message": message, "details": details or []}}, status)
+
+
+_SECRET_STORE_ERRORS: dict[type[SecretStoreError], tuple[int, str]] = {
+    SecretStoreUnavailableError: (503, "secret_store_unavailable"),
+    SecretAccessDeniedError: (503, "secret_store_access_denied"),  # the app's identity: an operator must act
+    SecretNotFoundError: (404, "secret_not_found"),
+    SecretNameInUseError: (409, "secret_name_in_use"),
+}
+
+
+def install_error_handlers(api: FastAPI) -> None:
+    @api.exception_handler(AppError)
+    async def _app_error(_: Request, exc: AppError) -> Response:
+        return json_response(exc.to_body(), exc.status)
+
+    @api.exception_handler(SettingsError)
+    async def _settings(_: Request, exc: SettingsError) -> Response:
+        log.error("%s", exc)
+        return error_response(503, "misconfigured", f"the app is misconfigured: {exc}")
+
+    @api.exception_handler(SecretStoreError)
+    async def _secret_store(_: Request, exc: SecretStoreError) -> Response:
+        # The message is plain words and never holds a secret value (see shared.secrets.store).
+        status, code = _SECRET_STORE_ERRORS.get(type(exc), (502, "secret_store_error"))
+        return error_response(status, code, str(exc))
+
+    @api.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> Response:
+        details = validation_details(list(exc.errors()))
+        return error_response(422, "validation_failed", "the request is invalid", details)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @api.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return error_response(500, "internal_error", "an internal error occurred; it has been logged")
+
+
+async def read_json_body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        raise BadRequest("the request body is empty; send a JSON object")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
