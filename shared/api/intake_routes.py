@@ -47,7 +47,7 @@ def add_intake_routes(api: FastAPI, services: ServicesProvider) -> None:
         )
         state, created = await run_in_threadpool(
             accept_batch, svc.control, intake, raw, max_bytes=svc.settings.max_request_bytes,
-            csv_destination=destination["format"] == "csv",
+            csv_destination=destination.format == "csv",
         )
         headers = {"Location": f"/api/batches/{state['batch_id']}"}
         if not created:

@@ -12,6 +12,7 @@ from azure.storage.blob import ContainerClient
 from shared.destinations.clients import ClientFactory
 from shared.destinations.failures import describe_failure, is_auth_failure
 from shared.destinations.probe import probe_destination
+from shared.destinations.record import DestinationRecord
 from shared.errors import DestinationProblem
 from shared.logging_setup import log_event
 from shared.secrets.store import CachedSecrets
@@ -20,17 +21,16 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def secret_of(record: dict[str, Any], secrets: CachedSecrets) -> str | None:
-    name = record["auth"].get("secret_name")
-    return secrets.get(name) if name else None
+def secret_of(record: DestinationRecord, secrets: CachedSecrets) -> str | None:
+    return secrets.get(record.secret_name) if record.secret_name else None
 
 
-def open_container(record: dict[str, Any], secrets: CachedSecrets, clients: ClientFactory) -> ContainerClient:
+def open_container(record: DestinationRecord, secrets: CachedSecrets, clients: ClientFactory) -> ContainerClient:
     return clients.container_client(record, secret_of(record, secrets))
 
 
 def with_destination(
-    record: dict[str, Any],
+    record: DestinationRecord,
     secrets: CachedSecrets,
     clients: ClientFactory,
     action: Callable[[ContainerClient], T],
@@ -39,16 +39,16 @@ def with_destination(
     try:
         return action(open_container(record, secrets, clients))
     except Exception as exc:
-        if not is_auth_failure(exc) or not record["auth"].get("secret_name"):
+        if not is_auth_failure(exc) or not record.secret_name:
             raise
-        log_event(log, "auth failure; re-reading the secret once", destination_id=record["id"])
-        secrets.invalidate(record["auth"]["secret_name"])
+        log_event(log, "auth failure; re-reading the secret once", destination_id=record.id)
+        secrets.invalidate(record.secret_name)
         clients.forget_secret(record)
         return action(open_container(record, secrets, clients))
 
 
 def check_destination(
-    record: dict[str, Any], secrets: CachedSecrets, clients: ClientFactory, now: datetime | None = None
+    record: DestinationRecord, secrets: CachedSecrets, clients: ClientFactory, now: datetime | None = None
 ) -> dict[str, Any]:
     """The saved destination's probe (POST .../test)."""
     moment = now or datetime.now(UTC)
@@ -58,7 +58,7 @@ def check_destination(
         raise describe_failure(exc, record, moment) from None
 
 
-def verify_candidate(record: dict[str, Any], secret: str | None, clients: ClientFactory) -> dict[str, Any]:
+def verify_candidate(record: DestinationRecord, secret: str | None, clients: ClientFactory) -> dict[str, Any]:
     """The probe of a destination about to be saved, with the secret it is about to be saved with."""
     moment = datetime.now(UTC)
     try:

@@ -17,6 +17,7 @@ from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import ClientSecretCredential, ManagedIdentityCredential
 from azure.storage.blob import ContainerClient, ExponentialRetry
 
+from shared.destinations.record import DestinationRecord
 from shared.settings import Settings
 
 MAX_CACHED_CLIENTS = 512
@@ -89,14 +90,14 @@ class ClientFactory:
             **self.transport_options,
         }
 
-    def candidate_client(self, record: dict[str, Any], secret: str | None) -> ContainerClient:
+    def candidate_client(self, record: DestinationRecord, secret: str | None) -> ContainerClient:
         """A client for a destination not saved yet (the probe at PUT): not cached."""
         return self._build(record, secret)
 
-    def container_client(self, record: dict[str, Any], secret: str | None) -> ContainerClient:
+    def container_client(self, record: DestinationRecord, secret: str | None) -> ContainerClient:
         """One client per destination version and secret, reused across batches (its connections too)."""
         digest = hashlib.sha256((secret or "").encode()).hexdigest()
-        key = (str(record["id"]), str(record.get("updated_at")), digest)
+        key = (record.id, record.updated_at, digest)
         with self._lock:
             client = self._clients.get(key)
         if client is None:
@@ -107,11 +108,11 @@ class ClientFactory:
                 client = self._clients.setdefault(key, client)
         return client
 
-    def _build(self, record: dict[str, Any], secret: str | None) -> ContainerClient:
-        auth = record["auth"]
-        kind = auth["type"]
-        container = record["container"]
-        url = str(record.get("account_url") or "")
+    def _build(self, record: DestinationRecord, secret: str | None) -> ContainerClient:
+        auth = record.auth
+        kind = auth.type
+        container = record.container
+        url = record.account_url or ""
         options = self.sdk_options()
         if kind == "connection_string":
             return ContainerClient.from_connection_string(_require(secret), container, **options)
@@ -120,22 +121,22 @@ class ClientFactory:
             token = token.split("?", 1)[1] if "?" in token else token
             return ContainerClient(url, container, credential=token, **options)
         if kind == "service_principal":
-            credential = self._service_principal(auth["tenant_id"], auth["client_id"], _require(secret))
+            credential = self._service_principal(str(auth.tenant_id), str(auth.client_id), _require(secret))
             return ContainerClient(url, container, credential=credential, **options)
         if kind == "managed_identity":
-            return ContainerClient(url, container, credential=self._managed_identity(auth.get("client_id")), **options)
+            return ContainerClient(url, container, credential=self._managed_identity(auth.client_id), **options)
         raise ValueError(f"unknown auth type {kind!r}")
 
-    def forget_secret(self, record: dict[str, Any]) -> None:
+    def forget_secret(self, record: DestinationRecord) -> None:
         """Drop cached clients and credentials of a destination (its secret was rotated)."""
         with self._lock:
-            for key in [k for k in self._clients if k[0] == str(record["id"])]:
+            for key in [k for k in self._clients if k[0] == record.id]:
                 del self._clients[key]
-        auth = record["auth"]
-        if auth["type"] != "service_principal":
+        auth = record.auth
+        if auth.type != "service_principal":
             return
         with self._lock:
-            for key in [k for k in self._credentials if k[:3] == ("sp", auth["tenant_id"], auth["client_id"])]:
+            for key in [k for k in self._credentials if k[:3] == ("sp", auth.tenant_id, auth.client_id)]:
                 del self._credentials[key]
 
     def _service_principal(self, tenant_id: str, client_id: str, secret: str) -> StorageOnlyCredential:

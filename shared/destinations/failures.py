@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from http import HTTPStatus
-from typing import Any
 
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -22,7 +21,8 @@ from azure.storage.blob import StorageErrorCode
 from azure.storage.blob._generated.models import StorageErrorCode as GeneratedErrorCode
 
 from shared.destinations.clients import ForeignAudienceRefused
-from shared.destinations.sas import SasInfo, expired_message
+from shared.destinations.record import DestinationRecord
+from shared.destinations.sas import expired_message
 from shared.errors import DestinationProblem
 from shared.formats.exact_json import RecordError
 from shared.secrets.store import (
@@ -54,16 +54,9 @@ def status_text(status: int | None) -> str:
         return str(status)
 
 
-def _where(record: dict[str, Any]) -> str:
-    return f"container '{record['container']}' at {record.get('account_url') or 'the connection string endpoint'}"
 
 
-def _sas(record: dict[str, Any]) -> SasInfo | None:
-    data = record["auth"].get("sas")
-    return SasInfo.from_public(data) if data else None
-
-
-def describe_failure(exc: BaseException, record: dict[str, Any], now: datetime) -> DestinationProblem:
+def describe_failure(exc: BaseException, record: DestinationRecord, now: datetime) -> DestinationProblem:
     """Classify `exc` (raised while exporting to or probing `record`) into a DestinationProblem."""
     if isinstance(exc, DestinationProblem):
         return exc
@@ -72,13 +65,13 @@ def describe_failure(exc: BaseException, record: dict[str, Any], now: datetime) 
     if isinstance(exc, RecordError):
         # The data, not the destination: retrying cannot help (e.g. two fields flatten to one CSV column).
         return DestinationProblem(
-            f"a record cannot be written as {str(record.get('format', '')).upper()}: {exc}; fix it at the "
+            f"a record cannot be written as {record.format.upper()}: {exc}; fix it at the "
             "source and post it again, or set the destination's format to jsonl and retry the batch",
             code="record_not_writable",
         )
     if isinstance(exc, ForeignAudienceRefused):
         return DestinationProblem(
-            f"the endpoint {record.get('account_url') or ''} asked for a token for another service, and the app "
+            f"the endpoint {record.account_url or ''} asked for a token for another service, and the app "
             "sends destinations Azure Storage tokens only: check that the endpoint is your storage account's "
             "blob endpoint",
             code="authentication_failed",
@@ -89,14 +82,14 @@ def describe_failure(exc: BaseException, record: dict[str, Any], now: datetime) 
     status = exc.status_code if isinstance(exc, HttpResponseError) else None
     if status is not None and 300 <= status < 400:
         return DestinationProblem(
-            f"the endpoint {record.get('account_url') or ''} answered with a redirect, {status_text(status)}; "
+            f"the endpoint {record.account_url or ''} answered with a redirect, {status_text(status)}; "
             "the app does not follow redirects from a destination: give the storage account's own blob endpoint",
             code="destination_redirected",
         )
     if isinstance(exc, ResourceNotFoundError) or status == 404:
         if code in {"", "ContainerNotFound"}:
             return DestinationProblem(
-                f"the {_where(record)} does not exist: create it, or fix the destination's container name",
+                f"the {record.where()} does not exist: create it, or fix the destination's container name",
                 code="container_not_found",
             )
         return DestinationProblem(f"the destination answered 404 ({code})", code="not_found", retryable=True)
@@ -112,7 +105,7 @@ def describe_failure(exc: BaseException, record: dict[str, Any], now: datetime) 
         )
     if isinstance(exc, ServiceRequestError | ServiceResponseError | TimeoutError | ConnectionError):
         return DestinationProblem(
-            f"the endpoint {record.get('account_url') or ''} is unreachable "
+            f"the endpoint {record.account_url or ''} is unreachable "
             f"({type(exc).__name__}); check the account name or endpoint, and retry",
             code="endpoint_unreachable",
             retryable=True,
@@ -127,11 +120,11 @@ def describe_failure(exc: BaseException, record: dict[str, Any], now: datetime) 
     return DestinationProblem(f"unexpected error: {type(exc).__name__}", code="internal_error", retryable=True)
 
 
-def _auth_problem(record: dict[str, Any], now: datetime, error_code: str = "") -> DestinationProblem:
-    auth = record["auth"]
-    kind = auth["type"]
+def _auth_problem(record: DestinationRecord, now: datetime, error_code: str = "") -> DestinationProblem:
+    auth = record.auth
+    kind = auth.type
     if kind == "sas":
-        info = _sas(record)
+        info = auth.sas.info() if auth.sas else None
         expired = expired_message(info, now) if info else None
         if expired is not None:
             return DestinationProblem(expired, code="sas_expired")
@@ -146,27 +139,27 @@ def _auth_problem(record: dict[str, Any], now: datetime, error_code: str = "") -
             )
         return DestinationProblem(
             f"authentication failed: the storage account rejected the SAS token ({error_code or 'forbidden'}); "
-            f"the likely causes, in order: it was made for another container than '{record['container']}', or "
+            f"the likely causes, in order: it was made for another container than '{record.container}', or "
             "for another storage account, or it was revoked (account key rotated, stored access policy "
-            f"changed); generate a container SAS with read and write for '{record['container']}' on this account",
+            f"changed); generate a container SAS with read and write for '{record.container}' on this account",
             code="authentication_failed",
         )
     if kind == "service_principal":
         if error_code.startswith("Authorization"):
             return DestinationProblem(
-                f"the service principal {auth['client_id']} lacks the 'Storage Blob Data Contributor' role on the "
-                f"{_where(record)}; grant it and retry",
+                f"the service principal {auth.client_id} lacks the 'Storage Blob Data Contributor' role on the "
+                f"{record.where()}; grant it and retry",
                 code="permission_denied",
             )
         return DestinationProblem(
-            f"authentication failed for service principal {auth['client_id']} in tenant {auth['tenant_id']}: "
+            f"authentication failed for service principal {auth.client_id} in tenant {auth.tenant_id}: "
             "check the client secret (and its expiry) and update the destination",
             code="authentication_failed",
         )
     if kind == "managed_identity":
         return DestinationProblem(
             "the function app's managed identity could not authenticate or lacks the 'Storage Blob Data "
-            f"Contributor' role on the {_where(record)}",
+            f"Contributor' role on the {record.where()}",
             code="authentication_failed",
         )
     return DestinationProblem(

@@ -10,6 +10,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
 from shared.destinations.failures import describe_failure
+from shared.destinations.record import DestinationRecord
 from shared.logging_setup import log_event
 
 log = logging.getLogger(__name__)
@@ -35,10 +36,10 @@ def _write_and_read_back(container: ContainerClient, name: str, payload: bytes, 
     raise RuntimeError("the probe blob kept disappearing between its write and its read")
 
 
-def probe_destination(container: ContainerClient, record: dict[str, Any], now: datetime) -> dict[str, Any]:
+def probe_destination(container: ContainerClient, record: DestinationRecord, now: datetime) -> dict[str, Any]:
     """Raise DestinationProblem with plain words, or return what was checked."""
-    name = probe_blob_name(record["prefix"])
-    marker = f"export probe for destination {record['id']} at ".encode()
+    name = probe_blob_name(record.prefix)
+    marker = f"export probe for destination {record.id} at ".encode()
     payload = marker + f"{now.isoformat()}\n".encode()
     checks: dict[str, Any] = {}
     try:
@@ -60,5 +61,5 @@ def probe_destination(container: ContainerClient, record: dict[str, Any], now: d
             f"the credentials cannot delete blobs, so the probe blob '{name}' was left in place; "
             "exports still work, but a re-exported batch cannot remove parts it no longer writes"
         )
-    log_event(log, "destination probe passed", destination_id=record["id"], checks=checks)
-    return {"ok": True, "destination_id": record["id"], "probe_blob": name, "checks": checks, "warnings": warnings}
+    log_event(log, "destination probe passed", destination_id=record.id, checks=checks)
+    return {"ok": True, "destination_id": record.id, "probe_blob": name, "checks": checks, "warnings": warnings}

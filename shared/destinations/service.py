@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from shared.control.store import ControlStore, PreconditionFailed
 from shared.destinations.connection_strings import blob_endpoint_of
 from shared.destinations.models import DestinationIn, check_destination_id, validation_details
-from shared.destinations.sas import SasError, SasInfo, check_sas_usable, expired_message, parse_sas, sas_warnings
+from shared.destinations.record import DestinationRecord, StoredAuth, StoredSas
+from shared.destinations.sas import SasError, check_sas_usable, expired_message, parse_sas, sas_warnings
 from shared.destinations.token_endpoints import (
     TOKEN_AUTH_TYPES,
     TokenEndpointRefused,
@@ -85,7 +86,7 @@ def _secret_value(dest: DestinationIn) -> str | None:
 
 
 # Proves a destination not saved yet (record, secret): raises DestinationProblem (see destination_access).
-Verifier = Callable[[dict[str, Any], str | None], Any]
+Verifier = Callable[[DestinationRecord, str | None], Any]
 
 
 @dataclass
@@ -110,7 +111,8 @@ class DestinationService:
         account_url, account_name = dest.account_url(), dest.account_name
         self._check_token_endpoint(dest, account_url)
         existing = self.control.get(destination_blob(destination_id))
-        own_secret = existing.data["auth"].get("secret_name") if existing else None
+        previous = DestinationRecord.from_json(existing.data) if existing else None
+        own_secret = previous.secret_name if previous else None
         given_secret = _secret_value(dest)
         named = getattr(dest.auth, "secret_name", None)
         secret = self._usable_named_secret(named, own_secret) if named is not None else given_secret
@@ -122,27 +124,20 @@ class DestinationService:
             except ValueError as exc:
                 raise _fail("auth.connection_string", str(exc)) from None
             account_url, account_name = account_url or cs_url, account_name or cs_account
-        record: dict[str, Any] = {
-            "id": destination_id,
-            "account_name": account_name,
-            "account_url": account_url,
-            "container": dest.container,
-            "prefix": dest.prefix,
-            "format": dest.format,
-            "compression": dest.compression,
-            "auth": auth_record,
-            "created_at": existing.data["created_at"] if existing else now.isoformat(),
-            "updated_at": now.isoformat(),
-        }
+        record = DestinationRecord(
+            id=destination_id, account_name=account_name, account_url=account_url, container=dest.container,
+            prefix=dest.prefix, format=dest.format, compression=dest.compression, auth=auth_record,
+            created_at=previous.created_at if previous else now.isoformat(), updated_at=now.isoformat(),
+        )
         if verify and self.verifier is not None:
             self.verifier(record, secret)
         if given_secret is not None and secret_name is not None:
             self.secrets.set(secret_name, given_secret)
         try:
             if existing:
-                self.control.put(destination_blob(destination_id), record, etag=existing.etag)
+                self.control.put(destination_blob(destination_id), record.to_json(), etag=existing.etag)
             else:
-                self.control.put(destination_blob(destination_id), record, create_only=True)
+                self.control.put(destination_blob(destination_id), record.to_json(), create_only=True)
         except PreconditionFailed:
             if given_secret is not None and secret_name is not None:
                 self._delete_own_secret(destination_id, secret_name)
@@ -151,7 +146,7 @@ class DestinationService:
             ) from None
         if own_secret and own_secret.lower() != (secret_name or "").lower():
             self._delete_own_secret(destination_id, own_secret)
-        changed = existing is None or given_secret is not None or existing.data.get("auth") != auth_record
+        changed = previous is None or given_secret is not None or previous.auth != auth_record
         log_event(log, "destination saved", destination_id=destination_id, new=existing is None,
                   auth_type=dest.auth.type, verified=verify and self.verifier is not None)
         return PutResult(self.view(record), created=existing is None, credentials_changed=changed)
@@ -205,11 +200,12 @@ class DestinationService:
 
     def _auth_record(
         self, dest: DestinationIn, secret_name: str | None, secret: str | None, now: datetime
-    ) -> dict[str, Any]:
+    ) -> StoredAuth:
+        """What is stored of the auth: only the fields an auth type has, so the document keeps its shape."""
         auth = dest.auth
-        record: dict[str, Any] = {"type": auth.type}
+        fields: dict[str, Any] = {"type": auth.type}
         if auth.type != "managed_identity":
-            record["secret_name"] = secret_name
+            fields["secret_name"] = secret_name
         if auth.type == "sas" and secret is not None:
             field = "auth.sas_token" if auth.sas_token is not None else "auth.secret_name"
             try:
@@ -217,20 +213,19 @@ class DestinationService:
                 check_sas_usable(info, now)
             except SasError as exc:
                 raise _fail(field, str(exc)) from None
-            record["sas"] = info.to_public()
+            fields["sas"] = StoredSas.model_validate(info.to_public())
         if auth.type == "service_principal":
-            record["tenant_id"] = auth.tenant_id
-            record["client_id"] = auth.client_id
+            fields.update(tenant_id=auth.tenant_id, client_id=auth.client_id)
         if auth.type == "managed_identity" and auth.client_id:
-            record["client_id"] = auth.client_id
-        return record
+            fields["client_id"] = auth.client_id
+        return StoredAuth(**fields)
 
-    def get_record(self, destination_id: str) -> dict[str, Any]:
+    def get_record(self, destination_id: str) -> DestinationRecord:
         require_valid_id(destination_id)
         doc = self.control.get(destination_blob(destination_id))
         if doc is None:
             raise NotFound(f"destination '{destination_id}' does not exist")
-        return doc.data
+        return DestinationRecord.from_json(doc.data)
 
     def get(self, destination_id: str) -> dict[str, Any]:
         return self.view(self.get_record(destination_id))
@@ -240,37 +235,36 @@ class DestinationService:
         for item in self.control.list(DESTINATIONS_PREFIX):
             doc = self.control.get(item.name)
             if doc is not None:
-                views.append(self.view(doc.data))
+                views.append(self.view(DestinationRecord.from_json(doc.data)))
         return views
 
     def delete(self, destination_id: str) -> None:
         record = self.get_record(destination_id)
         self.control.delete(destination_blob(destination_id))
-        name = record["auth"].get("secret_name")
+        name = record.secret_name
         if name and is_own_secret_name(name, destination_id):
             self.secrets.delete(name)
         log_event(log, "destination deleted", destination_id=destination_id)
 
-    def view(self, record: dict[str, Any]) -> dict[str, Any]:
+    def view(self, record: DestinationRecord) -> dict[str, Any]:
         """The public shape: no secret, a SAS token's permissions and expiry, and warnings."""
-        auth = dict(record["auth"])
         warnings: list[str] = []
-        if "sas" in auth:
-            info = SasInfo.from_public(auth["sas"])
+        if record.auth.sas is not None:
+            info = record.auth.sas.info()
             warnings = sas_warnings(info, self.clock())
             expired = expired_message(info, self.clock())
             if expired is not None:
                 warnings.insert(0, expired)
         return {
-            "id": record["id"],
-            "account_name": record.get("account_name"),
-            "endpoint": record.get("account_url"),
-            "container": record["container"],
-            "prefix": record["prefix"],
-            "format": record["format"],
-            "compression": record["compression"],
-            "auth": auth,
+            "id": record.id,
+            "account_name": record.account_name,
+            "endpoint": record.account_url,
+            "container": record.container,
+            "prefix": record.prefix,
+            "format": record.format,
+            "compression": record.compression,
+            "auth": record.auth.model_dump(exclude_unset=True),
             "warnings": warnings,
-            "created_at": record["created_at"],
-            "updated_at": record["updated_at"],
+            "created_at": record.created_at,
+            "updated_at": record.updated_at,
         }

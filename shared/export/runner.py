@@ -24,6 +24,7 @@ from shared.control.batches import (
 from shared.control.leases import BatchLease, LeaseLost
 from shared.destinations.access import with_destination
 from shared.destinations.failures import describe_failure
+from shared.destinations.record import DestinationRecord
 from shared.errors import DestinationProblem, NotFound
 from shared.export.batch_writer import ExportPlan, build_manifest, delete_stale, write_batch, write_manifest
 from shared.logging_setup import log_event
@@ -206,28 +207,28 @@ def _attempt(services: Services, state: dict[str, Any], lease: BatchLease, hooks
     return "landed"
 
 
-def _replaced_secret_is_retryable(services: Services, record: dict[str, Any],
+def _replaced_secret_is_retryable(services: Services, record: DestinationRecord,
                                   problem: DestinationProblem) -> DestinationProblem:
     """A save of the destination during the export replaces its secret and deletes the old one: the next
     attempt uses the new record, so a secret missing for that reason is not a failure to give up on."""
     if problem.code != "secret_not_found":
         return problem
     try:
-        current = services.destinations.get_record(record["id"])
+        current = services.destinations.get_record(record.id)
     except NotFound:
         return problem
-    if current["auth"].get("secret_name") == record["auth"].get("secret_name"):
+    if current.secret_name == record.secret_name:
         return problem
     return DestinationProblem("the destination's credentials were replaced during the export; retrying with "
                               "the new ones", code="credentials_replaced", retryable=True)
 
 
-def _write(services: Services, container: Any, record: dict[str, Any], state: dict[str, Any],
+def _write(services: Services, container: Any, record: DestinationRecord, state: dict[str, Any],
            lease: BatchLease, hooks: Hooks, clock: Callable[[], datetime]) -> tuple[Any, str, list[str]]:
     settings, control = services.settings, services.control
     plan = ExportPlan(
         batch_id=state["batch_id"], destination_id=state["destination_id"], record_type=state["type"],
-        prefix=record["prefix"], fmt=record["format"], compression=record["compression"],
+        prefix=record.prefix, fmt=record.format, compression=record.compression,
         export_date=state["export_date"], part_max_bytes=settings.part_max_bytes,
         block_bytes=settings.block_bytes, max_in_flight=settings.upload_concurrency, gzip_level=settings.gzip_level,
     )

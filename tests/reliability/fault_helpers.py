@@ -69,7 +69,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 def secret_name_of(services: Services, destination_id: str) -> str:
     """The secret a destination's record names (a new one per save)."""
-    return str(services.destinations.get_record(destination_id)["auth"]["secret_name"])
+    return str(services.destinations.get_record(destination_id).secret_name)
 
 
 def state(services: Services, batch_id: str) -> dict[str, Any]:

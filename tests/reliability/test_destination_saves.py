@@ -136,10 +136,11 @@ def test_concurrent_saves_always_pair_a_record_with_its_own_secret(
         outcomes += statuses
 
         record = services.destinations.get_record("raced")
-        name = record["auth"]["secret_name"]
+        name = str(record.secret_name)
         value = services.secrets.store.get_secret(name)
         assert value in tokens
-        assert parse_sas(value).to_public()["expiry"] == record["auth"]["sas"]["expiry"]
+        assert record.auth.sas is not None
+        assert parse_sas(value).to_public()["expiry"] == record.auth.sas.expiry
         mine = [n for n in stored_secrets(services.settings) if n.startswith("export-dest-raced")]
         assert mine == [name], "the loser's and the replaced secrets are deleted"
     report("concurrent PUTs of one destination", rounds=20, conflicts=outcomes.count(409),

@@ -209,5 +209,5 @@ def test_secrets_never_leak(
         for where, texts in (("response", bodies), ("control storage", stored), ("logs", [logs])):
             assert not any(secret in text for text in texts), f"secret found in {where}"
     # ...while the secret store does have them (the local development store in tests).
-    sp_secret_name = services.destinations.get_record("leak-sp")["auth"]["secret_name"]
+    sp_secret_name = services.destinations.get_record("leak-sp").secret_name
     assert services.secrets.get(sp_secret_name) == SP_SECRET

@@ -1,0 +1,74 @@
+"""The stored destination: the document control storage keeps for a destination (no secret, only its name).
+
+Typed so that a mistyped key fails in mypy, not at run time, and loaded from and saved as exactly the JSON
+documents the app has always written: optional keys absent from a document stay absent when it is saved
+again (`exclude_unset`), and keys keep their order.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from shared.destinations.sas import SasInfo
+
+AuthType = Literal["sas", "service_principal", "managed_identity", "connection_string"]
+
+
+class _Stored(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoredSas(_Stored):
+    """The non-secret facts of a SAS token, as `SasInfo.to_public()` gives them."""
+
+    permissions: str
+    permission_names: list[str]
+    expiry: str | None
+    start: str | None
+    protocol: str | None
+    resource: str | None
+    account_sas: bool
+
+    def info(self) -> SasInfo:
+        return SasInfo.from_public(self.model_dump())
+
+
+class StoredAuth(_Stored):
+    """How the app authenticates: the secret's name (never the secret), and the facts around it."""
+
+    type: AuthType
+    secret_name: str | None = None
+    sas: StoredSas | None = None
+    tenant_id: str | None = None  # service principal
+    client_id: str | None = None  # service principal, or a user-assigned managed identity
+
+
+class DestinationRecord(_Stored):
+    id: str
+    account_name: str | None = None
+    account_url: str | None = None  # None only for a connection string the SDK reads itself
+    container: str
+    prefix: str
+    format: Literal["jsonl", "csv"]
+    compression: Literal["gzip", "none"]
+    auth: StoredAuth
+    created_at: str
+    updated_at: str
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> DestinationRecord:
+        return cls.model_validate(document)
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored document: every key that was given, in field order."""
+        return self.model_dump(exclude_unset=True)
+
+    @property
+    def secret_name(self) -> str | None:
+        return self.auth.secret_name
+
+    def where(self) -> str:
+        """`container 'x' at https://...`, for messages."""
+        return f"container '{self.container}' at {self.account_url or 'the connection string endpoint'}"
