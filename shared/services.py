@@ -40,7 +40,7 @@ class Services:
         return DestinationService(self.control, self.secrets, self.settings,
                                   verifier=lambda record, secret: verify_candidate(record, secret, self.clients))
 
-    def test_destination(self, destination_id: str) -> dict[str, Any]:
+    def check_destination(self, destination_id: str) -> dict[str, Any]:
         record = self.destinations.get_record(destination_id)
         return check_destination(record, self.secrets, self.clients)
 
