@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from shared.formats.csv_encoding import CsvEncoder, flatten_record
 from shared.formats.exact_json import RecordError, parse_exact
-from tests.shared.test_serialization import SAME_TYPE, SCALARS, csv_module_text, dumps_exact
+from tests.shared.formats.test_serialization import SAME_TYPE, SCALARS, csv_module_text, dumps_exact
 
 GROUP = 12  # more than the smallest group written a column at a time
 
