@@ -13,7 +13,8 @@ from shared.destinations.access import check_destination, verify_candidate
 from shared.destinations.clients import ClientFactory
 from shared.destinations.service import DestinationService
 from shared.logging_setup import configure_logging, install_redaction
-from shared.secrets.store import CachedSecrets, build_secret_store
+from shared.secrets.cache import CachedSecrets
+from shared.secrets.factory import build_secret_store
 from shared.settings import Settings, get_settings
 
 

@@ -15,7 +15,7 @@ from shared.destinations.probe import probe_destination
 from shared.destinations.record import DestinationRecord
 from shared.errors import DestinationProblem
 from shared.logging_setup import log_event
-from shared.secrets.store import CachedSecrets
+from shared.secrets.cache import CachedSecrets
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -23,15 +23,9 @@ from shared.destinations.token_endpoints import (
 )
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.logging_setup import log_event
-from shared.secrets.store import (
-    APP_SECRET_PREFIX,
-    CachedSecrets,
-    SecretNotFoundError,
-    SecretStoreError,
-    is_app_secret_name,
-    is_own_secret_name,
-    new_secret_name,
-)
+from shared.secrets.cache import CachedSecrets
+from shared.secrets.names import APP_SECRET_PREFIX, is_app_secret_name, is_own_secret_name, new_secret_name
+from shared.secrets.store import SecretNotFoundError, SecretStoreError
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)

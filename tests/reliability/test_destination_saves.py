@@ -18,7 +18,7 @@ from azure.storage.blob import BlobSasPermissions, ContainerClient, generate_blo
 from pytest_httpserver import HTTPServer
 
 from shared.destinations.sas import parse_sas
-from shared.secrets.store import CachedSecrets
+from shared.secrets.cache import CachedSecrets
 from shared.services import Services, build_services
 from shared.settings import Settings
 from tests.reliability.hostile_support import report

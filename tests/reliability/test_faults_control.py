@@ -21,7 +21,8 @@ from scripts import sample_data
 from shared.control.batches import now_utc
 from shared.control.store import ControlStore
 from shared.export.runner import run_export_pass
-from shared.secrets.store import CachedSecrets, LocalSecretStore
+from shared.secrets.cache import CachedSecrets
+from shared.secrets.local_store import LocalSecretStore
 from shared.services import Services
 from shared.settings import Settings
 from tests.reliability.fault_helpers import (

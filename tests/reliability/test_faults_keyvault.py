@@ -13,7 +13,8 @@ from azure.storage.blob import ContainerClient
 
 from scripts import sample_data
 from shared.export.runner import run_export_pass
-from shared.secrets.store import CachedSecrets, KeyVaultSecretStore
+from shared.secrets.cache import CachedSecrets
+from shared.secrets.keyvault import KeyVaultSecretStore
 from shared.services import Services, build_services
 from shared.settings import Settings
 from tests.reliability.fault_helpers import assert_landed_exactly_once, report, scaled, secret_name_of, state

@@ -11,7 +11,7 @@ Use it from any test module by adding `pytest_plugins = ["tests.support.keyvault
 importing the fixtures), then:
 
     def test_something(fake_key_vault):
-        store = fake_key_vault.secret_store()          # a shared.secrets.KeyVaultSecretStore
+        store = fake_key_vault.secret_store()          # a shared.secrets.keyvault.KeyVaultSecretStore
         store.set_secret("export-dest-1", "value")
         assert fake_key_vault.get_count == 0
 
@@ -40,7 +40,7 @@ from azure.identity import ClientSecretCredential
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from shared.secrets.store import KeyVaultSecretStore
+from shared.secrets.keyvault import KeyVaultSecretStore
 
 TENANT_ID = "8f3c2a1e-4b7d-4e2a-9c1f-5d6e7f8a9b0c"
 CLIENT_ID = "2b9e6c4d-1a3f-4c8e-b7d5-0e1f2a3b4c5d"

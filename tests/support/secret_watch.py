@@ -172,7 +172,8 @@ _handler = _LogWatch(level=logging.NOTSET)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from shared.secrets.store import KeyVaultSecretStore, LocalSecretStore
+    from shared.secrets.keyvault import KeyVaultSecretStore
+    from shared.secrets.local_store import LocalSecretStore
 
     _restores.extend([_wrap_set_secret(LocalSecretStore), _wrap_set_secret(KeyVaultSecretStore)])
     logging.getLogger().addHandler(_handler)

@@ -18,18 +18,16 @@ from pathlib import Path
 import pytest
 from azure.identity import ClientSecretCredential
 
+from shared.secrets.cache import CachedSecrets
+from shared.secrets.factory import build_secret_store
+from shared.secrets.keyvault import KeyVaultSecretStore
+from shared.secrets.local_store import LocalSecretStore
+from shared.secrets.names import is_app_secret_name, is_own_secret_name, new_secret_name
 from shared.secrets.store import (
-    CachedSecrets,
-    KeyVaultSecretStore,
-    LocalSecretStore,
     SecretAccessDeniedError,
     SecretNotFoundError,
     SecretStoreError,
     SecretStoreUnavailableError,
-    build_secret_store,
-    is_app_secret_name,
-    is_own_secret_name,
-    new_secret_name,
 )
 from shared.settings import Settings, load_settings
 from tests.support import keyvault
