@@ -7,11 +7,9 @@ whose output is byte for byte what the ``csv`` module writes.
 
 from __future__ import annotations
 
-import gc
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import compress
 from operator import call, itemgetter
@@ -20,6 +18,7 @@ from typing import Any
 import orjson
 
 from shared.formats.exact_json import JsonNumber, RecordError, parse_chunk
+from shared.formats.gc_pause import cyclic_gc_paused
 
 # ---------------------------------------------------------------------------------------------
 # Flattening (the column rules shared with shared/intake/records.py's flattened_keys)
@@ -172,21 +171,6 @@ def _quote_row(row: list[str]) -> str:
     return ",".join(row) if row != [""] else '""'
 
 
-@contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
-    """Parsing allocates thousands of dicts that live only until their rows are written: left on, the
-    cyclic GC would scan them again and again (a fifth of CSV encoding's time). Reference counting
-    still frees them; they hold no cycles. Process-wide, so only the thread that paused it resumes it.
-    """
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if paused:
-            gc.enable()
-
-
 class CsvEncoder:
     """CSV rows (RFC 4180: comma, double quotes, CRLF, UTF-8 without BOM) in a fixed column order.
 
@@ -221,7 +205,7 @@ class CsvEncoder:
         """
         batch = lines if isinstance(lines, Sequence) else list(lines)
         rows: list[str] = []
-        with _cyclic_gc_paused():
+        with cyclic_gc_paused():
             for start in range(0, len(batch), _RECORDS_AT_ONCE):
                 records = parse_chunk(batch[start : start + _RECORDS_AT_ONCE], first_index=start)
                 try:

@@ -10,14 +10,13 @@ is cut out of the body.
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
 
+from shared.formats.gc_pause import cyclic_gc_paused
 from shared.intake.event_time import (
     EVENT_NAME_KEYS,
     EVENT_TIME_KEYS,
@@ -278,7 +277,7 @@ def _read_json_array(body: bytes, intake: _Intake) -> None:
     if not body.strip():
         intake.refuse_body(0, "body", "no records: the body is empty")
         return
-    with _gc_paused():  # the whole array is one big tree of live objects: no point rescanning it
+    with cyclic_gc_paused():  # the whole array is one big tree of live objects: no point rescanning it
         try:
             elements = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -301,17 +300,6 @@ def _read_json_array(body: bytes, intake: _Intake) -> None:
             return
         for element, key, text in zip(elements, keys, _element_lines(body, elements), strict=True):
             intake.stage(key, element, text)  # type: ignore[arg-type]  # no problems: every key is a str
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _element_lines(body: bytes, elements: list[dict[str, Any]]) -> list[bytes]:
