@@ -8,7 +8,8 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from shared.api.responses import ServicesProvider, json_response
-from shared.intake.accept import IntakeRequest, accept_batch, accepted_body, read_limited
+from shared.intake.accept import IntakeRequest, accept_batch, accepted_body
+from shared.intake.body import read_limited
 
 # A record that is both a valid event (name, time) and a valid profile (identity).
 INTAKE_EXAMPLE_RECORD = {"event": "purchase", "timestamp": "2026-11-20T09:15:00Z", "distinct_id": "u-1",

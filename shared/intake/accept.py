@@ -1,23 +1,18 @@
-"""Webhook intake: decode the body (type, gzip, size limits), validate every record, stage the batch."""
+"""Webhook intake: check the request, decode its body (`shared.intake.body`), validate every record, stage the batch."""
 
 from __future__ import annotations
 
 import hashlib
-import zlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from shared.control.batches import NewBatch, StagedPart, new_batch_id, now_utc, stage_batch
 from shared.control.store import ControlStore
-from shared.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
-from shared.intake.records import RecordsRejected, parse_batch
+from shared.errors import BadRequest, ValidationFailed
+from shared.intake.body import body_kind, decode_body
+from shared.intake.records import RecordsRejected, RecordType, parse_batch
 
-BodyKind = Literal["ndjson", "json"]
-NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines",
-                "application/jsonlines"}
-JSON_TYPES = {"application/json"}
 MAX_IDEMPOTENCY_KEY = 200
 
 
@@ -30,19 +25,7 @@ class IntakeRequest:
     idempotency_key: str | None
 
 
-def body_kind(content_type: str | None) -> BodyKind:
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    if media in NDJSON_TYPES:
-        return "ndjson"
-    if media in JSON_TYPES:
-        return "json"
-    raise UnsupportedMediaType(
-        f"unsupported Content-Type '{media or '(none)'}': send application/x-ndjson (one JSON object per line) "
-        "or application/json (an array of objects)"
-    )
-
-
-def check_record_type(value: str | None) -> Literal["events", "profiles"]:
+def check_record_type(value: str | None) -> RecordType:
     if value == "events":
         return "events"
     if value == "profiles":
@@ -62,58 +45,6 @@ def check_idempotency_key(key: str | None) -> str | None:
             details=[{"field": "Idempotency-Key", "message": "invalid"}],
         )
     return key
-
-
-async def read_limited(chunks: AsyncIterator[bytes], limit: int) -> bytes:
-    """Read a request body, refusing it as soon as it passes `limit` bytes."""
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in chunks:
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the request body is larger than the limit of {limit} bytes (MAX_REQUEST_BYTES)")
-        parts.append(chunk)
-    return b"".join(parts)
-
-
-def decode_body(raw: bytes, content_encoding: str | None, limit: int) -> bytes:
-    encoding = (content_encoding or "identity").strip().lower()
-    if encoding in {"identity", ""}:
-        return raw
-    if encoding not in {"gzip", "x-gzip"}:
-        raise UnsupportedMediaType(f"unsupported Content-Encoding '{encoding}': send gzip or no encoding")
-    return gunzip_limited(raw, limit)
-
-
-def gunzip_limited(raw: bytes, limit: int) -> bytes:
-    """Inflate gzip, stopping at `limit` bytes of output (a gzip bomb never inflates past it).
-
-    Several gzip members in a row are inflated one after the other, in a loop: a body of thousands of
-    tiny members must not recurse thousands of levels deep.
-    """
-    out: list[bytes] = []
-    size = 0
-    data = raw
-    try:
-        while True:  # one gzip member per round
-            inflater = zlib.decompressobj(wbits=31)
-            while not inflater.eof:
-                piece = inflater.decompress(data, 1024 * 1024)
-                size += len(piece)
-                if size > limit:
-                    raise PayloadTooLarge(
-                        f"the gzip body inflates to more than the limit of {limit} bytes (MAX_REQUEST_BYTES)"
-                    )
-                out.append(piece)
-                data = inflater.unconsumed_tail
-                if not inflater.eof and not data and not piece:
-                    raise BadRequest("the gzip body is truncated")
-            data = inflater.unused_data
-            if not data.strip(b"\0"):
-                break
-    except zlib.error as exc:
-        raise BadRequest(f"the body is not valid gzip: {exc}") from None
-    return b"".join(out)
 
 
 def accept_batch(

@@ -84,7 +84,7 @@ MAX_YEAR = 2100
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
 _END_US = (datetime(MAX_YEAR + 1, 1, 1, tzinfo=UTC) - _EPOCH) // _ONE_US  # first instant after 2100
-_US_PER_HOUR = 3_600_000_000
+US_PER_HOUR = 3_600_000_000  # an event's partition is its hour: epoch microseconds // US_PER_HOUR
 _DIGITS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _TOO_LARGE = "is too large for an epoch time in seconds, ms, µs or ns"
 
@@ -195,7 +195,7 @@ def partition_key_for_event_time(ts: datetime) -> str:
 
 def partition_key_for_microseconds(us: int) -> str:
     """``partition_key_for_event_time`` for ``epoch_microseconds``' result."""
-    return partition_key_for_event_time(_EPOCH + timedelta(microseconds=us - us % _US_PER_HOUR))
+    return partition_key_for_event_time(_EPOCH + timedelta(microseconds=us - us % US_PER_HOUR))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,11 +17,13 @@ from typing import Any, Literal
 import orjson
 
 from shared.formats.gc_pause import cyclic_gc_paused
+from shared.intake.body import BodyKind
 from shared.intake.event_time import (
     EVENT_NAME_KEYS,
     EVENT_TIME_KEYS,
     PROFILE_IDENTITY_KEYS,
     PROPERTIES_TIME_KEYS,
+    US_PER_HOUR,
     EventTimeError,
     epoch_microseconds,
     find_event_name,
@@ -32,10 +34,8 @@ from shared.intake.event_time import (
 from shared.intake.json_errors import element_spans, error_position, json_error_reason, json_kind, needs_original_text
 
 RecordType = Literal["events", "profiles"]
-BodyKind = Literal["ndjson", "json"]
 
 _BOM = b"\xef\xbb\xbf"
-_US_PER_HOUR = 3_600_000_000
 _LOOKED_FOR_NAME = ", ".join(EVENT_NAME_KEYS)
 _LOOKED_FOR_TIME = ", ".join((*EVENT_TIME_KEYS, *(f"properties.{k}" for k in PROPERTIES_TIME_KEYS)))
 _LOOKED_FOR_IDENTITY = ", ".join(PROFILE_IDENTITY_KEYS) + ", properties.distinct_id, $properties.$distinct_id"
@@ -196,7 +196,7 @@ class _Intake:
         if wrong:
             self._invalid(number, wrong)
             return None
-        hour = us // _US_PER_HOUR
+        hour = us // US_PER_HOUR
         key = self._keys_by_hour.get(hour)
         if key is None:
             key = self._keys_by_hour[hour] = partition_key_for_microseconds(us)
