@@ -1,19 +1,11 @@
-"""Reading JSON text: when re-serialising a parsed value would change it, where array elements start
-and end in the original text, and parse errors in words a person can act on (line and column)."""
+"""JSON problems in words a person can act on: where a parse error is (line and column), why the text was
+refused, and what kind of JSON value was sent where another kind was expected."""
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 import orjson
 
-DEEP_NESTING = 200  # from this depth orjson.dumps cannot re-serialise a value; keep its original text
-
-
-# Everything up to and including the next bracket outside a string, without backtracking.
-_TO_NEXT_BRACKET = re.compile(rb'(?:[^"\[\]{}]++|"(?:[^"\\]++|\\.)*+")*+[\[\]{}]', re.DOTALL)
-_OPENERS = frozenset(b"[{")
+ORJSON_READ_DEPTH = 1024  # orjson.loads refuses objects and arrays nested deeper than this
 
 
 def json_kind(value: object) -> str:
@@ -29,56 +21,6 @@ def json_kind(value: object) -> str:
     if isinstance(value, list | tuple):
         return "an array"
     return "an object"
-
-
-def needs_original_text(value: Any, depth: int = 0) -> bool:
-    """Whether ``orjson.dumps`` of this parsed object or array might not reproduce a number of the text
-    it came from (an integer beyond 64 bits, a float with more digits than a double keeps), or cannot
-    run at all (orjson.dumps stops at 255 levels). A literal so small it underflows to 0.0 (1e-400)
-    is not detected: it is 0.0 for every reader that uses doubles."""
-    values = value.values() if type(value) is dict else value
-    kinds = set(map(type, values))  # one pass in C; most levels hold no float and no container
-    if float in kinds and any(map(_inexact_float, filter(_is_float, values))):
-        return True
-    if dict in kinds or list in kinds:
-        if depth >= DEEP_NESTING:
-            return True
-        for item in values:
-            if (type(item) is dict or type(item) is list) and needs_original_text(item, depth + 1):
-                return True
-    return False
-
-
-_is_float = float.__instancecheck__
-
-
-def _inexact_float(x: float) -> bool:
-    if not -9.2e18 < x < 9.2e18:  # orjson parses integers beyond 64 bits as floats
-        return True
-    text = repr(x)  # the shortest text that reads back as x; always holds "." or "e"
-    if len(text) <= 16:
-        return False
-    # A literal of at most 15 significant digits parses to a double whose shortest text has at most 15.
-    digits = text.partition("e")[0].replace(".", "").lstrip("-0").rstrip("0")
-    return len(digits) > 15
-
-
-def element_spans(body: bytes) -> list[tuple[int, int]]:
-    """(start, end) of each object element of the JSON array ``body`` (valid JSON, all objects)."""
-    spans = []
-    depth = 0
-    start = 0
-    for match in _TO_NEXT_BRACKET.finditer(body):
-        end = match.end()
-        if body[end - 1] in _OPENERS:
-            depth += 1
-            if depth == 2:
-                start = end - 1
-        else:
-            if depth == 2:
-                spans.append((start, end))
-            depth -= 1
-    return spans
 
 
 def error_position(exc: orjson.JSONDecodeError, doc: bytes) -> tuple[int, int]:
@@ -107,7 +49,7 @@ def json_error_reason(exc: orjson.JSONDecodeError, doc: bytes, *, ndjson: bool) 
     if "infinity when parsed as double" in msg:
         return "a number is too large for a 64-bit float"
     if "depth limit" in msg:
-        return "objects and arrays are nested more than 1024 levels deep"
+        return f"objects and arrays are nested more than {ORJSON_READ_DEPTH} levels deep"
     if text[exc.pos : exc.pos + 3] == "NaN" or text[exc.pos : exc.pos + 8] == "Infinity":
         return "NaN and Infinity are not JSON numbers"
     if "content after document" in msg:

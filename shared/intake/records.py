@@ -17,6 +17,7 @@ from typing import Any, Literal
 import orjson
 
 from shared.formats.gc_pause import cyclic_gc_paused
+from shared.intake.array_elements import element_lines
 from shared.intake.body import BodyKind
 from shared.intake.event_time import (
     EVENT_NAME_KEYS,
@@ -31,7 +32,7 @@ from shared.intake.event_time import (
     find_profile_identity,
     partition_key_for_microseconds,
 )
-from shared.intake.json_errors import element_spans, error_position, json_error_reason, json_kind, needs_original_text
+from shared.intake.json_errors import error_position, json_error_reason, json_kind
 
 RecordType = Literal["events", "profiles"]
 
@@ -298,26 +299,8 @@ def _read_json_array(body: bytes, intake: _Intake) -> None:
                 return
         if intake.problems:
             return
-        for element, key, text in zip(elements, keys, _element_lines(body, elements), strict=True):
+        for element, key, text in zip(elements, keys, element_lines(body, elements), strict=True):
             intake.stage(key, element, text)  # type: ignore[arg-type]  # no problems: every key is a str
-
-
-def _element_lines(body: bytes, elements: list[dict[str, Any]]) -> list[bytes]:
-    """One compact line per element: orjson's text, or the element's original text where a number
-    would not survive a round trip through a double (or nesting is too deep for orjson.dumps)."""
-    if not any(map(needs_original_text, elements)):
-        dumps = orjson.dumps
-        return [dumps(element) for element in elements]
-    lines = []
-    for start, end in element_spans(body):
-        text = body[start:end]
-        if b"\n" in text or b"\r" in text:
-            # Raw line breaks can only sit between tokens (JSON strings cannot hold them).
-            text = text.replace(b"\r", b" ").replace(b"\n", b" ")
-        lines.append(text)
-    if len(lines) != len(elements):  # cannot happen for a body orjson accepted; never stage a mismatch
-        raise RuntimeError(f"found {len(lines)} elements in the array text, orjson found {len(elements)}")
-    return lines
 
 
 class _Shapes:
