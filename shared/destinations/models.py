@@ -11,10 +11,11 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
+from shared.secrets.names import SECRET_NAME
+
 DESTINATION_ID = re.compile(r"^[a-z0-9-]{3,63}$")
 ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
 CONTAINER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
-SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 MAX_PREFIX = 512
 
