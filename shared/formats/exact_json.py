@@ -1,10 +1,11 @@
-"""Exact JSON values for CSV cells: parse staged lines so every number prints as it was sent."""
+"""Exact JSON values: staged lines parsed so that every number prints as it was sent (``parse_exact``,
+``parse_chunk``), and parsed values written back as compact JSON text with their numbers exact (``json_text``)."""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 import orjson
@@ -110,3 +111,46 @@ class RecordError(ValueError):
         self.index = index
 
 
+# ---------------------------------------------------------------------------------------------
+# Writing parsed values back with exact numbers
+
+
+def float_text(value: float) -> str:
+    """The JSON text of a float, as orjson prints it (the text sent whenever ``parse_exact`` chose orjson)."""
+    text = orjson.dumps(value)
+    if text == b"null":
+        raise ValueError(f"{value!r} is not a JSON number")
+    return text.decode()
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON text of a parsed value, numbers exact (``JsonNumber`` literals, big integers)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_PASSTHROUGH_SUBCLASS).decode()
+    except orjson.JSONEncodeError:
+        pass  # a JsonNumber, an integer beyond 64 bits, or nested deeper than 255 levels
+    try:
+        return _slow_json_text(value)
+    except RecursionError:
+        raise ValueError("a list nests too deeply to be written as CSV") from None
+
+
+def _slow_json_text(value: Any) -> str:
+    if isinstance(value, JsonNumber):
+        return str.__str__(value)
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, float):
+        return float_text(value)
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, str):
+        return json.dumps(str.__str__(value), ensure_ascii=False)
+    if isinstance(value, Mapping):
+        if not value:
+            return "{}"
+        items = (json.dumps(str(k), ensure_ascii=False) + ":" + _slow_json_text(v) for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(map(_slow_json_text, value)) + "]"
+    raise TypeError(f"cannot write a {type(value).__name__} as JSON")

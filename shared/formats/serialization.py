@@ -7,7 +7,7 @@ whose text a double would not reproduce are kept as the literal text that was se
 
 Speed matters (the export is measured against plain gzip): work is done per chunk of lines
 wherever it can be (one ``orjson.loads`` and one ``orjson.dumps`` check per chunk), CSV rows of a
-shape already seen are written with C-level calls only (``_Shape``), and gzip runs in a helper
+shape already seen are written with C-level calls only (``RowShape``), and gzip runs in a helper
 thread while the next chunk is encoded (``PartEncoder``).
 """
 

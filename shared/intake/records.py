@@ -10,15 +10,16 @@ is cut out of the body.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
 
+from shared.formats.flatten import may_repeat_a_column, repeated_column
 from shared.formats.gc_pause import cyclic_gc_paused
 from shared.intake.array_elements import element_lines
 from shared.intake.body import BodyKind
+from shared.intake.columns import PartitionColumns
 from shared.intake.event_time import (
     EVENT_NAME_KEYS,
     EVENT_TIME_KEYS,
@@ -40,8 +41,6 @@ _BOM = b"\xef\xbb\xbf"
 _LOOKED_FOR_NAME = ", ".join(EVENT_NAME_KEYS)
 _LOOKED_FOR_TIME = ", ".join((*EVENT_TIME_KEYS, *(f"properties.{k}" for k in PROPERTIES_TIME_KEYS)))
 _LOOKED_FOR_IDENTITY = ", ".join(PROFILE_IDENTITY_KEYS) + ", properties.distinct_id, $properties.$distinct_id"
-_SHAPE_MEMO_LIMIT = 4096
-_DEEP = 200  # below this, flattening recurses; deeper subtrees use the iterative walk
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ class StagedPartition:
 
     key: str
     lines: list[bytes] = field(default_factory=list)  # one compact JSON record each, no newline
-    columns: set[str] = field(default_factory=set)  # union of flattened_keys over the records
+    columns: set[str] = field(default_factory=set)  # the records' CSV columns (see shared.intake.columns)
 
 
 @dataclass
@@ -114,30 +113,6 @@ def parse_batch(
     return intake.result()
 
 
-def flattened_keys(record: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
-    """The CSV column names of ``record``, in record order (the rules ``shared.formats.serialization`` writes by).
-
-    - a nested object's keys are joined to its own key with ".": ``{"properties": {"a": {"b": 1}}}``
-      gives ``properties.a.b``;
-    - an empty object is one column at its own key: ``{"a": {}}`` gives ``a``;
-    - a list is one column (its JSON text), whatever it holds: ``{"items": [{"x": 1}]}`` gives ``items``;
-    - every other value (string, number, boolean, null) is one column at its key.
-
-    Keys are not escaped: ``{"a.b": 1}`` and ``{"a": {"b": 1}}`` both give ``a.b``. Works at any depth
-    (no recursion).
-    """
-    stack: list[tuple[str, Iterator[tuple[str, Any]]]] = [(prefix, iter(record.items()))]
-    while stack:
-        path, items = stack[-1]
-        for key, value in items:
-            if isinstance(value, Mapping) and value:
-                stack.append((f"{path}{key}.", iter(value.items())))
-                break
-            yield path + key
-        else:
-            stack.pop()
-
-
 # ---------------------------------------------------------------------------------------------
 
 
@@ -157,7 +132,7 @@ class _Intake:
         self.body_problem: str | None = None
         self.partitions: dict[str, StagedPartition] = {}
         self._keys_by_hour: dict[int, str] = {}
-        self._shapes: dict[str, _Shapes] = {}
+        self._columns: dict[str, PartitionColumns] = {}
         self.unique_columns = False
 
     @property
@@ -170,8 +145,8 @@ class _Intake:
         if type(record) is not dict:
             self._invalid(number, [(None, f"a record must be a JSON object, not {json_kind(record)}")])
             return None
-        if self.unique_columns and _has_dotted_key(record):
-            column = _repeated_column(record)
+        if self.unique_columns and may_repeat_a_column(record):
+            column = repeated_column(record)
             if column is not None:
                 self._invalid(number, [(column, (
                     f"the keys flatten to CSV column '{column}' twice (a key containing '.' collides with a "
@@ -207,11 +182,11 @@ class _Intake:
         partition = self.partitions.get(key)
         if partition is None:
             partition = self.partitions[key] = StagedPartition(key)
-            self._shapes[key] = _Shapes()
-            partition.columns = self._shapes[key].columns
+            self._columns[key] = PartitionColumns()
+            partition.columns = self._columns[key].columns
         partition.lines.append(line)
         self.total_bytes += len(line) + 1
-        _add_columns(record, line, self._shapes[key])
+        self._columns[key].add(record, line)
 
     def malformed(self, number: int, column: int, reason: str) -> None:
         self.records += 1
@@ -301,98 +276,6 @@ def _read_json_array(body: bytes, intake: _Intake) -> None:
             return
         for element, key, text in zip(elements, keys, element_lines(body, elements), strict=True):
             intake.stage(key, element, text)  # type: ignore[arg-type]  # no problems: every key is a str
-
-
-class _Shapes:
-    """The record shapes seen in one partition, one table per object path ("", "properties.", ...).
-
-    A table maps a level's key tuple to its object-valued keys: (key, was it empty, the child's table).
-    ``columns`` holds the columns of every remembered shape.
-    """
-
-    def __init__(self) -> None:
-        self.columns: set[str] = set()
-        self.tables: dict[str, _Table] = {"": {}}
-
-
-_Table = dict[tuple[str, ...], list[tuple[str, bool, "_Table"]]]
-
-
-def _add_columns(record: dict[str, Any], line: bytes, shapes: _Shapes) -> None:
-    """Add ``flattened_keys(record)`` to ``shapes.columns``.
-
-    Fast path: every level of the record has a remembered shape, and the line holds exactly as many
-    "{" as the objects those shapes account for. Every object puts at least one "{" in the text, so no
-    other object hides among the values (not even in a list): the record adds no new column.
-    """
-    objects = _known_objects(record, shapes.tables[""])
-    if not objects or line.count(b"{") != objects:
-        _collect_columns(record, "", shapes, 0)
-
-
-def _known_objects(obj: dict[str, Any], table: _Table) -> int:
-    """How many objects ``obj`` holds (itself included) if all its levels are in the tables, else 0."""
-    nested = table.get(tuple(obj))
-    if nested is None:
-        return 0
-    count = 1
-    for key, was_empty, child_table in nested:
-        child = obj[key]
-        if type(child) is not dict or (not child) is not was_empty:
-            return 0
-        if was_empty:
-            count += 1
-        else:
-            inner = _known_objects(child, child_table)
-            if not inner:
-                return 0
-            count += inner
-    return count
-
-
-def _collect_columns(obj: dict[str, Any], prefix: str, shapes: _Shapes, depth: int) -> None:
-    out = shapes.columns
-    nested: list[tuple[str, bool, _Table]] | None = []
-    for key, value in obj.items():
-        if type(value) is not dict:
-            out.add(prefix + key)
-        elif not value:
-            out.add(prefix + key)
-            if nested is not None:
-                nested.append((key, True, {}))
-        elif depth < _DEEP:
-            path = f"{prefix}{key}."
-            _collect_columns(value, path, shapes, depth + 1)
-            if nested is not None:
-                nested.append((key, False, shapes.tables.setdefault(path, {})))
-        else:  # too deep to remember (no recursion): this level never takes the fast path
-            out.update(flattened_keys(value, f"{prefix}{key}."))
-            nested = None
-    table = shapes.tables.setdefault(prefix, {})
-    if nested is not None and len(table) < _SHAPE_MEMO_LIMIT:
-        table[tuple(obj)] = nested
-
-
-def _has_dotted_key(obj: dict[str, Any]) -> bool:
-    """Only a key containing "." can make two columns collide; most records have none."""
-    stack = [obj]
-    while stack:
-        current = stack.pop()
-        for key, value in current.items():
-            if "." in key:
-                return True
-            if type(value) is dict:
-                stack.append(value)
-    return False
-
-
-def _repeated_column(record: dict[str, Any]) -> str | None:
-    seen: set[str] = set()
-    for column in flattened_keys(record):
-        if column in seen:
-            return column
-        seen.add(column)
-    return None
 
 
 def _name_problem(record: dict[str, Any]) -> tuple[str | None, str]:

@@ -22,8 +22,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from shared.formats.csv_encoding import flatten_record
+from shared.formats.csv_cells import flatten_record
 from shared.formats.exact_json import RecordError, parse_exact
+from shared.formats.flatten import flattened_keys
 from shared.formats.serialization import PartEncoder
 from shared.intake.event_time import (
     EVENT_NAME_KEYS,
@@ -36,7 +37,7 @@ from shared.intake.event_time import (
     parse_event_time,
     partition_key_for_microseconds,
 )
-from shared.intake.records import RecordsRejected, flattened_keys, parse_batch
+from shared.intake.records import RecordsRejected, parse_batch
 from tests.reliability.hostile_support import examples
 
 PROPERTY = settings(
@@ -456,7 +457,7 @@ def test_parse_exact_keeps_every_number_as_sent(record: dict[str, Any], separato
 
 def canonical_numbers(value: Any) -> str:
     """JSON text of parse_exact's result (JsonNumber literals as numbers)."""
-    from shared.formats.csv_encoding import json_text
+    from shared.formats.exact_json import json_text
 
     return json_text(value)
 

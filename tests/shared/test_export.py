@@ -15,7 +15,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from scripts import sample_data
 from shared.export.runner import Hooks, run_export_pass
-from shared.formats.csv_encoding import flatten_record
+from shared.formats.csv_cells import flatten_record
 from shared.services import Services, build_services
 from shared.settings import Settings
 from tests.shared.export_helpers import (

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.formats.csv_encoding import CsvEncoder, flatten_record
+from shared.formats.csv_cells import flatten_record
+from shared.formats.csv_encoding import CsvEncoder
 from shared.formats.exact_json import RecordError, parse_exact
 from tests.shared.formats.test_serialization import SAME_TYPE, SCALARS, csv_module_text, dumps_exact
 

@@ -17,7 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.formats.csv_encoding import CsvEncoder, flatten_record
+from shared.formats.csv_cells import flatten_record
+from shared.formats.csv_encoding import CsvEncoder
 from shared.formats.exact_json import JsonNumber, RecordError, parse_exact
 from shared.formats.serialization import (
     EncodedChunk,

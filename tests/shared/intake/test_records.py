@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.intake.records import ParsedBatch, RecordsRejected, flattened_keys, parse_batch
+from shared.formats.flatten import flattened_keys
+from shared.intake.records import ParsedBatch, RecordsRejected, parse_batch
 
 
 def ndjson(*records: Any) -> bytes:
@@ -608,15 +609,9 @@ def test_unicode_is_kept_as_sent() -> None:
     assert "ключ" in columns
 
 
-def nested(depth: int) -> dict[str, Any]:
-    record: dict[str, Any] = {"leaf": 1}
-    for level in range(depth - 1):
-        record = {f"k{level}": record}
-    return record
-
-
 def nested_text(depth: int) -> bytes:
-    """The JSON text of ``nested(depth)``, built without a recursive encoder."""
+    """The JSON text of a record ``depth`` objects deep (``{"k<depth-2>": ... {"k0": {"leaf": 1}}}``), built
+    without a recursive encoder."""
     keys = [f"k{level}" for level in reversed(range(depth - 1))]
     return "".join(f'{{"{key}":' for key in keys).encode() + b'{"leaf":1}' + b"}" * len(keys)
 
@@ -656,26 +651,6 @@ def test_columns_follow_records_whose_shape_changes() -> None:
         body = ndjson(*records) if kind == "ndjson" else json.dumps(records).encode()
         _, _, columns = only_partition(parse_batch(body, kind, "events"))  # type: ignore[arg-type]
         assert columns == {"event", "time", "p", "p.x", "p.x.deeper", "p.y", "q.z"}
-
-
-FLATTENING: list[tuple[dict[str, Any], list[str]]] = [
-    ({"properties": {"a": {"b": 1}}}, ["properties.a.b"]),
-    ({"a": {}, "b": [], "c": None, "d": False, "e": 1.5, "f": "s"}, ["a", "b", "c", "d", "e", "f"]),
-    ({"items": [{"x": 1}], "o": {"p": {"q": {}}, "r": 2}}, ["items", "o.p.q", "o.r"]),
-    ({"a.b": 1, "a": {"b": 2}}, ["a.b", "a.b"]),
-    ({}, []),
-]
-
-
-@pytest.mark.parametrize(("record", "columns"), FLATTENING)
-def test_flattened_keys_rules(record: dict[str, Any], columns: list[str]) -> None:
-    assert list(flattened_keys(record)) == columns
-    assert list(flattened_keys(record, "x.")) == [f"x.{column}" for column in columns]
-
-
-def test_flattened_keys_handles_any_depth() -> None:
-    (column,) = flattened_keys(nested(5000))
-    assert column.count(".") == 4999
 
 
 def test_crlf_lines_and_lone_carriage_returns_are_staged_on_one_line() -> None:
