@@ -1,0 +1,139 @@
+"""Every change of a batch's state, as a named function with its precondition.
+
+    staged: pending ──start_attempt──> running ──land──> landed
+              ^  ^                     │ │  ↺ record_part; start_attempt again when a worker died mid-attempt
+              │  └──────back_off───────┘ │
+              │                          └──fail──> failed
+              └─retry, requeue_for_new_credentials─┘  (from failed, or from pending)
+
+Each function takes the current state and returns the next one; none writes to storage (the callers save
+the result under their lease or ETag, and keep the due and failed markers in step). A refused transition
+raises `TransitionRefused`: a 409, with words for the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from shared.control.batch_state import BatchState, LandedFile, LastError, RecordType, StagedPartition, StateName
+from shared.errors import Conflict, DestinationProblem
+
+
+class TransitionRefused(Conflict):
+    """The batch is not in a state this transition starts from."""
+
+
+def _require(state: BatchState, allowed: set[StateName], transition: str) -> None:
+    if state.state not in allowed:
+        raise TransitionRefused(
+            f"batch '{state.batch_id}' is {state.state}: '{transition}' starts only from "
+            f"{' or '.join(sorted(allowed))}"
+        )
+
+
+def staged(*, batch_id: str, destination_id: str, record_type: RecordType, records: int, staged_bytes: int,
+           body_sha256: str, partitions: Sequence[StagedPartition], moment: datetime) -> BatchState:
+    """A batch just staged: pending and due at once, with a full attempt budget. No precondition."""
+    return BatchState(
+        batch_id=batch_id, destination_id=destination_id, type=record_type, state="pending", records=records,
+        staged_bytes=staged_bytes, body_sha256=body_sha256, partitions=tuple(partitions), attempts=0,
+        total_attempts=0, created_at=moment, updated_at=moment, next_attempt_at=moment, started_at=None,
+        finished_at=None, export_date=None, blobs=(), written_blobs=(), output_bytes=0, manifest=None,
+        last_error=None, notes=(),
+    )
+
+
+def start_attempt(state: BatchState, moment: datetime) -> BatchState:
+    """pending -> running, or running -> running when a worker died mid-attempt and another resumes it.
+
+    Refused from landed and failed: a landed batch never runs again, a failed one waits for a retry.
+    The first attempt fixes the export date (in the moment's own time zone, as it always has).
+    """
+    _require(state, {"pending", "running"}, "start_attempt")
+    return state.changed(
+        state="running", attempts=state.attempts + 1, total_attempts=state.total_attempts + 1, started_at=moment,
+        export_date=state.export_date or moment.strftime("%Y-%m-%d"), updated_at=moment,
+    )
+
+
+def record_part(state: BatchState, name: str, moment: datetime) -> BatchState:
+    """Note a part about to be committed, so that a crash right after its commit still knows it exists.
+
+    Only while running. A part already noted leaves the state as it is (the same object).
+    """
+    _require(state, {"running"}, "record_part")
+    if name in state.written_blobs:
+        return state
+    return state.changed(written_blobs=(*state.written_blobs, name), updated_at=moment)
+
+
+def land(state: BatchState, moment: datetime, *, files: Sequence[LandedFile], output_bytes: int, manifest: str,
+         kept: Sequence[str]) -> BatchState:
+    """running -> landed: every file and then the manifest are in the destination.
+
+    Refused from any other state: in particular a failed batch lands only through a retry and a new attempt.
+    `kept` are stale parts of an earlier attempt the credentials could not delete; a note names them.
+    """
+    _require(state, {"running"}, "land")
+    notes = state.notes
+    if kept:
+        notes = (*notes, f"{len(kept)} part(s) from an earlier attempt could not be deleted (the credentials lack "
+                         f"delete permission): {', '.join(kept[:10])}; the manifest lists exactly the valid files")
+    return state.changed(
+        state="landed", finished_at=moment, blobs=tuple(files), output_bytes=output_bytes, manifest=manifest,
+        last_error=None, written_blobs=(), next_attempt_at=None, notes=notes, updated_at=moment,
+    )
+
+
+def may_back_off(state: BatchState, problem: DestinationProblem, max_attempts: int) -> bool:
+    """Whether a failed attempt waits and tries again: the problem may pass, and attempts are left."""
+    return problem.retryable and state.attempts < max_attempts
+
+
+def back_off(state: BatchState, problem: DestinationProblem, moment: datetime, *, due: datetime,
+             max_attempts: int) -> BatchState:
+    """running -> pending until `due`, keeping the attempt's error for the status. Refused unless running
+    and `may_back_off` (a problem waiting cannot fix, or no attempts left: that is `fail`)."""
+    _require(state, {"running"}, "back_off")
+    if not may_back_off(state, problem, max_attempts):
+        raise TransitionRefused(
+            f"batch '{state.batch_id}' cannot back off: its problem ({problem.code}) is not one waiting fixes, or "
+            f"its {state.attempts} attempt(s) used all {max_attempts}"
+        )
+    error = _error(state, problem.code, problem.message, moment)
+    return state.changed(state="pending", next_attempt_at=due, last_error=error, updated_at=moment)
+
+
+def fail(state: BatchState, problem: DestinationProblem, moment: datetime) -> BatchState:
+    """running -> failed, visible with its reason until a retry (or new credentials) makes it pending.
+
+    Only from running. A problem that waiting could have fixed failed for lack of attempts: the message
+    says so.
+    """
+    _require(state, {"running"}, "fail")
+    message = f"gave up after {state.attempts} attempts: {problem.message}" if problem.retryable else problem.message
+    return state.changed(state="failed", last_error=_error(state, problem.code, message, moment), finished_at=moment,
+                         next_attempt_at=None, updated_at=moment)
+
+
+def _error(state: BatchState, code: str, message: str, moment: datetime) -> LastError:
+    return LastError(code=code, message=message, at=moment, attempt=state.attempts)
+
+
+def retry(state: BatchState, moment: datetime) -> BatchState:
+    """failed or pending -> pending, due now, with a fresh attempt budget (POST /api/batches/{id}/retry).
+
+    Refused for a landed batch (nothing to retry) and a running one (its worker records the outcome).
+    """
+    if state.state == "landed":
+        raise TransitionRefused(f"batch '{state.batch_id}' has already landed; there is nothing to retry")
+    if state.state == "running":
+        raise TransitionRefused(f"batch '{state.batch_id}' is being exported right now; check its status shortly")
+    return state.changed(state="pending", attempts=0, next_attempt_at=moment, updated_at=moment)
+
+
+def requeue_for_new_credentials(state: BatchState, moment: datetime) -> BatchState:
+    """After the destination's credentials change, a batch that failed or is backing off is due now, with a
+    fresh attempt budget: the same change and the same preconditions as `retry`, asked for by the save."""
+    return retry(state, moment)
