@@ -31,7 +31,5 @@ def add_batch_routes(api: FastAPI, services: ServicesProvider) -> None:
 
     @api.post("/api/batches/{batch_id}/retry", tags=["batches"])
     async def retry_batch(batch_id: str) -> Response:
-        state = await run_in_threadpool(
-            batches.make_due_now, services().control, batch_id, reason="retry requested"
-        )
+        state = await run_in_threadpool(batches.retry_batch, services().control, batch_id)
         return json_response(batches.public_status(state))

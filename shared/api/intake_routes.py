@@ -50,7 +50,7 @@ def add_intake_routes(api: FastAPI, services: ServicesProvider) -> None:
             accept_batch, svc.control, intake, raw, max_bytes=svc.settings.max_request_bytes,
             csv_destination=destination.format == "csv",
         )
-        headers = {"Location": f"/api/batches/{state['batch_id']}"}
+        headers = {"Location": f"/api/batches/{state.batch_id}"}
         if not created:
             headers["Idempotent-Replayed"] = "true"
         return json_response(accepted_body(state), 202, headers)

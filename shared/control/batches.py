@@ -1,5 +1,8 @@
 """Batch state in control storage: staging, the due index, status, retry.
 
+The state document is a `BatchState` (`shared.control.batch_state`); every change to it is a transition
+(`shared.control.transitions`). This module reads and writes the documents and keeps the markers in step.
+
 Layout in the control container:
   states/{batch_id}.json        the batch's state document (leased while a worker exports it)
   staged/{batch_id}/{n}.jsonl   staged records, one blob per partition, one JSON record per line
@@ -13,19 +16,21 @@ import hashlib
 import logging
 import re
 import secrets as pyrandom
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from azure.core.exceptions import HttpResponseError
 
+from shared.control import transitions
+from shared.control.batch_state import STATES, BatchState, RecordType, StagedPartition
 from shared.control.store import ControlStore, LeaseHeld, PreconditionFailed
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.logging_setup import log_event
 
 log = logging.getLogger(__name__)
 
-STATES = ("pending", "running", "landed", "failed")
 DUE_PREFIX = "index/due/"
 FAILED_PREFIX = "index/failed/"
 STATES_PREFIX = "states/"
@@ -34,10 +39,6 @@ STAGED_PREFIX = "staged/"
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def state_blob(batch_id: str) -> str:
@@ -85,14 +86,14 @@ class NewBatch:
 
     batch_id: str
     destination_id: str
-    record_type: str
+    record_type: RecordType
     parts: list[StagedPart]
     records: int
     body_sha256: str
     moment: datetime
 
 
-def stage_batch(control: ControlStore, batch: NewBatch) -> tuple[dict[str, Any], bool]:
+def stage_batch(control: ControlStore, batch: NewBatch) -> tuple[BatchState, bool]:
     """Durably stage a batch; return (state, created). The state document is written last: it is the commit.
 
     Order: due marker -> staged records -> state. A crash before the state leaves only garbage that the
@@ -101,7 +102,7 @@ def stage_batch(control: ControlStore, batch: NewBatch) -> tuple[dict[str, Any],
     """
     existing = control.get(state_blob(batch.batch_id))
     if existing is not None:
-        return _replayed(existing.data, batch.body_sha256), False
+        return _replayed(BatchState.from_json(existing.data), batch.body_sha256), False
     try:
         return _stage_new(control, batch)
     except Exception:
@@ -111,57 +112,34 @@ def stage_batch(control: ControlStore, batch: NewBatch) -> tuple[dict[str, Any],
         return _replayed(committed, batch.body_sha256), batch.batch_id.startswith("b")
 
 
-def _stage_new(control: ControlStore, batch: NewBatch) -> tuple[dict[str, Any], bool]:
+def _stage_new(control: ControlStore, batch: NewBatch) -> tuple[BatchState, bool]:
     batch_id, destination_id, moment = batch.batch_id, batch.destination_id, batch.moment
     # The marker first: whatever a failure leaves behind, the export pass can find it and collect it.
     set_due(control, batch_id, destination_id, moment)
     partitions = []
-    total = 0
     for index, part in enumerate(batch.parts):
         data = b"\n".join(part.lines) + b"\n"
-        total += len(data)
         control.put_bytes(staged_blob(batch_id, index), data)
-        partitions.append(
-            {"key": part.key, "blob": staged_blob(batch_id, index), "records": len(part.lines),
-             "bytes": len(data), "columns": part.columns}
-        )
-    state: dict[str, Any] = {
-        "batch_id": batch_id,
-        "destination_id": destination_id,
-        "type": batch.record_type,
-        "state": "pending",
-        "records": batch.records,
-        "staged_bytes": total,
-        "body_sha256": batch.body_sha256,
-        "partitions": partitions,
-        "attempts": 0,
-        "total_attempts": 0,
-        "created_at": iso(moment),
-        "updated_at": iso(moment),
-        "next_attempt_at": iso(moment),
-        "started_at": None,
-        "finished_at": None,
-        "export_date": None,
-        "blobs": [],
-        "written_blobs": [],
-        "output_bytes": 0,
-        "manifest": None,
-        "last_error": None,
-        "notes": [],
-    }
+        partitions.append(StagedPartition(key=part.key, blob=staged_blob(batch_id, index), records=len(part.lines),
+                                          bytes=len(data), columns=tuple(part.columns)))
+    total = sum(p.bytes for p in partitions)
+    state = transitions.staged(
+        batch_id=batch_id, destination_id=destination_id, record_type=batch.record_type, records=batch.records,
+        staged_bytes=total, body_sha256=batch.body_sha256, partitions=partitions, moment=moment,
+    )
     try:
-        control.put(state_blob(batch_id), state, create_only=True, metadata=state_metadata(state))
+        control.put(state_blob(batch_id), state.to_json(), create_only=True, metadata=state.metadata())
     except PreconditionFailed:
         # The same Idempotency-Key raced us; the first writer's batch stands.
         current = control.get(state_blob(batch_id))
         assert current is not None
-        return _replayed(current.data, batch.body_sha256), False
+        return _replayed(BatchState.from_json(current.data), batch.body_sha256), False
     log_event(log, "batch staged", batch_id=batch_id, destination_id=destination_id, records=batch.records,
               bytes=total)
     return state, True
 
 
-def _after_failed_staging(control: ControlStore, batch_id: str) -> dict[str, Any] | None:
+def _after_failed_staging(control: ControlStore, batch_id: str) -> BatchState | None:
     """Best effort after a staging write failed. Returns the state if the commit happened after all (its
     answer was lost); otherwise removes what was staged, so the caller's error means "nothing was changed".
 
@@ -173,7 +151,7 @@ def _after_failed_staging(control: ControlStore, batch_id: str) -> dict[str, Any
         current = control.get(state_blob(batch_id))
         if current is not None:
             log_event(log, "batch staged (its commit answer was lost)", batch_id=batch_id)
-            return current.data
+            return BatchState.from_json(current.data)
         if batch_id.startswith("k"):
             return None
         for item in list(control.list(f"{STAGED_PREFIX}{batch_id}/")):
@@ -186,21 +164,12 @@ def _after_failed_staging(control: ControlStore, batch_id: str) -> dict[str, Any
     return None
 
 
-def _replayed(state: dict[str, Any], body_sha256: str) -> dict[str, Any]:
-    if state.get("body_sha256") != body_sha256:
+def _replayed(state: BatchState, body_sha256: str) -> BatchState:
+    if state.body_sha256 != body_sha256:
         raise Conflict(
             "this Idempotency-Key was already used for a different request body; use a new key for new data"
         )
     return state
-
-
-def state_metadata(state: dict[str, Any]) -> dict[str, str]:
-    return {
-        "state": state["state"],
-        "destination": state["destination_id"],
-        "type": state["type"],
-        "created": state["created_at"],
-    }
 
 
 def set_due(control: ControlStore, batch_id: str, destination_id: str, due_at: datetime) -> None:
@@ -209,23 +178,22 @@ def set_due(control: ControlStore, batch_id: str, destination_id: str, due_at: d
     )
 
 
-def get_state(control: ControlStore, batch_id: str) -> dict[str, Any]:
+def get_state(control: ControlStore, batch_id: str) -> BatchState:
     doc = control.get(state_blob(check_batch_id(batch_id)))
     if doc is None:
         raise NotFound(f"batch '{batch_id}' does not exist")
-    return doc.data
+    return BatchState.from_json(doc.data)
 
 
-def save_state(control: ControlStore, state: dict[str, Any], *, lease: str | None = None,
-               etag: str | None = None, moment: datetime | None = None) -> str:
-    state["updated_at"] = iso(moment or now_utc())
-    return control.put(
-        state_blob(state["batch_id"]), state, lease=lease, etag=etag, metadata=state_metadata(state)
-    )
+def save_state(control: ControlStore, state: BatchState, *, lease: str | None = None,
+               etag: str | None = None) -> str:
+    """Write a state a transition made (it stamped `updated_at`); returns the new ETag."""
+    return control.put(state_blob(state.batch_id), state.to_json(), lease=lease, etag=etag, metadata=state.metadata())
 
 
-def public_status(state: dict[str, Any]) -> dict[str, Any]:
+def public_status(batch: BatchState) -> dict[str, Any]:
     """What GET /api/batches/{id} shows."""
+    state = batch.to_json()
     return {
         "batch_id": state["batch_id"],
         "state": state["state"],
@@ -298,29 +266,26 @@ def list_batches(
     return {"batches": found, "next": token}
 
 
-def make_due_now(
-    control: ControlStore, batch_id: str, *, reason: str, moment: datetime | None = None
-) -> dict[str, Any]:
-    """Retry: a failed (or waiting) batch becomes due now, with a fresh attempt budget."""
-    when = moment or now_utc()
+def retry_batch(control: ControlStore, batch_id: str, moment: datetime | None = None) -> BatchState:
+    """POST /api/batches/{id}/retry: a failed (or waiting) batch becomes due now, with a fresh attempt budget."""
+    return _make_due_now(control, batch_id, transitions.retry, reason="retry requested", moment=moment or now_utc())
+
+
+def _make_due_now(control: ControlStore, batch_id: str, transition: Callable[[BatchState, datetime], BatchState],
+                  *, reason: str, moment: datetime) -> BatchState:
     doc = control.get(state_blob(check_batch_id(batch_id)))
     if doc is None:
         raise NotFound(f"batch '{batch_id}' does not exist")
-    state = doc.data
-    if state["state"] == "landed":
-        raise Conflict(f"batch '{batch_id}' has already landed; there is nothing to retry")
-    if state["state"] == "running":
-        raise Conflict(f"batch '{batch_id}' is being exported right now; check its status shortly")
-    previous = state["state"]
-    state.update(state="pending", attempts=0, next_attempt_at=iso(when))
+    current = BatchState.from_json(doc.data)
+    state = transition(current, moment)
     try:
-        save_state(control, state, etag=doc.etag, moment=when)
+        save_state(control, state, etag=doc.etag)
     except (PreconditionFailed, LeaseHeld):
         raise Conflict(f"batch '{batch_id}' changed while it was being retried; check its status") from None
-    set_due(control, batch_id, state["destination_id"], when)
-    control.delete(failed_marker(state["destination_id"], batch_id))
-    log_event(log, "batch made due", batch_id=batch_id, destination_id=state["destination_id"],
-              from_state=previous, reason=repr(reason))
+    set_due(control, batch_id, state.destination_id, moment)
+    control.delete(failed_marker(state.destination_id, batch_id))
+    log_event(log, "batch made due", batch_id=batch_id, destination_id=state.destination_id,
+              from_state=current.state, reason=repr(reason))
     return state
 
 
@@ -331,7 +296,7 @@ def requeue_destination(control: ControlStore, destination_id: str, moment: date
     for item in list(control.list(f"{FAILED_PREFIX}{destination_id}/")):
         batch_id = item.name.rsplit("/", 1)[1]
         try:
-            make_due_now(control, batch_id, reason="destination credentials updated", moment=when)
+            _requeue(control, batch_id, when)
             count += 1
         except (Conflict, NotFound):
             control.delete(item.name) if _is_gone(control, batch_id) else None
@@ -340,12 +305,16 @@ def requeue_destination(control: ControlStore, destination_id: str, moment: date
             continue
         if float(item.metadata.get("due_at", "0")) > when.timestamp():
             try:
-                make_due_now(control, item.name[len(DUE_PREFIX):], reason="destination credentials updated",
-                             moment=when)
+                _requeue(control, item.name[len(DUE_PREFIX):], when)
                 count += 1
             except (Conflict, NotFound):
                 continue
     return count
+
+
+def _requeue(control: ControlStore, batch_id: str, moment: datetime) -> BatchState:
+    return _make_due_now(control, batch_id, transitions.requeue_for_new_credentials,
+                         reason="destination credentials updated", moment=moment)
 
 
 def _is_gone(control: ControlStore, batch_id: str) -> bool:

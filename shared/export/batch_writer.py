@@ -9,7 +9,7 @@ Layout (all names deterministic, so a re-run overwrites rather than duplicates):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +19,7 @@ import orjson
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings
 
+from shared.control.batch_state import LandedFile, StagedPartition
 from shared.export.block_upload import BlockUploader, WrittenFile
 from shared.formats.serialization import (
     PartEncoder,
@@ -70,22 +71,8 @@ class ExportPlan:
 
 
 @dataclass
-class FileEntry:
-    name: str
-    records: int
-    bytes: int
-    md5: str
-    content_md5: str
-    partition: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "records": self.records, "bytes": self.bytes, "md5": self.md5,
-                "content_md5": self.content_md5, "partition": self.partition}
-
-
-@dataclass
 class ExportResult:
-    files: list[FileEntry] = field(default_factory=list)
+    files: list[LandedFile] = field(default_factory=list)  # as the manifest and the batch state list them
 
     @property
     def records(self) -> int:
@@ -109,19 +96,19 @@ class PartitionWriter:
     """Streams one partition's staged lines into as many parts as the size limit asks for."""
 
     def __init__(self, container: ContainerClient, plan: ExportPlan, pool: ThreadPoolExecutor,
-                 partition: dict[str, Any], before_commit: BeforeCommit):
+                 partition: StagedPartition, before_commit: BeforeCommit):
         self.container, self.plan, self.pool = container, plan, pool
         self.partition = partition
         self.before_commit = before_commit
-        self.directory = partition_dir(plan.prefix, plan.record_type, partition["key"], plan.export_date)
+        self.directory = partition_dir(plan.prefix, plan.record_type, partition.key, plan.export_date)
         self.extension = file_extension(plan.fmt, plan.compression)  # type: ignore[arg-type]
-        self.files: list[FileEntry] = []
+        self.files: list[LandedFile] = []
         self._encoder: PartEncoder | None = None
         self._uploader: BlockUploader | None = None
 
     def _open(self) -> tuple[PartEncoder, BlockUploader]:
         name = part_name(self.directory, self.plan.batch_id, len(self.files), self.extension)
-        columns = self.partition.get("columns") if self.plan.fmt == "csv" else None
+        columns = self.partition.columns if self.plan.fmt == "csv" else None
         self._encoder = PartEncoder(self.plan.fmt, self.plan.compression, columns, level=self.plan.gzip_level)  # type: ignore[arg-type]
         self._uploader = BlockUploader(self.container, name, block_bytes=self.plan.block_bytes, pool=self.pool,
                                        max_in_flight=self.plan.max_in_flight)
@@ -134,11 +121,12 @@ class PartitionWriter:
         uploader.flush()  # the last block uploads while the part is recorded
         self.before_commit(uploader.name)
         written: WrittenFile = uploader.commit(_content_settings(self.plan))
-        self.files.append(FileEntry(written.name, encoder.records, written.bytes, written.md5_hex,
-                                    written.md5_base64, self.partition["key"] or f"date={self.plan.export_date}"))
+        self.files.append(LandedFile(name=written.name, records=encoder.records, bytes=written.bytes,
+                                     md5=written.md5_hex, content_md5=written.md5_base64,
+                                     partition=self.partition.key or f"date={self.plan.export_date}"))
         self._encoder = self._uploader = None
 
-    def write(self, chunks: Iterator[bytes]) -> list[FileEntry]:
+    def write(self, chunks: Iterator[bytes]) -> list[LandedFile]:
         try:
             if self.plan.fmt == "jsonl":
                 self._write_blocks(chunks)
@@ -183,16 +171,16 @@ class PartitionWriter:
 def write_batch(
     container: ContainerClient,
     plan: ExportPlan,
-    partitions: list[dict[str, Any]],
+    partitions: Sequence[StagedPartition],
     read_staged: Callable[[str], Iterator[bytes]],
     before_commit: BeforeCommit,
 ) -> ExportResult:
     """Write every partition's parts; the caller writes the manifest after this returns."""
     result = ExportResult()
     with ThreadPoolExecutor(max_workers=plan.max_in_flight, thread_name_prefix="upload") as pool:
-        for partition in sorted(partitions, key=lambda p: p["key"]):
+        for partition in sorted(partitions, key=lambda p: p.key):
             writer = PartitionWriter(container, plan, pool, partition, before_commit)
-            result.files.extend(writer.write(read_staged(partition["blob"])))
+            result.files.extend(writer.write(read_staged(partition.blob)))
     return result
 
 
@@ -205,7 +193,7 @@ def build_manifest(plan: ExportPlan, result: ExportResult, created_at: str, mome
         "compression": plan.compression,
         "records": result.records,
         "bytes": result.bytes,
-        "files": [f.to_json() for f in result.files],
+        "files": [f.model_dump() for f in result.files],
         "batch_created_at": created_at,
         "exported_at": moment.astimezone(UTC).isoformat().replace("+00:00", "Z"),
     }

@@ -11,17 +11,19 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from shared.control import transitions
+from shared.control.batch_state import BatchState, iso
 from shared.control.batches import (
     DUE_PREFIX,
     due_marker,
     failed_marker,
-    iso,
     now_utc,
     save_state,
     set_due,
     state_blob,
 )
 from shared.control.leases import BatchLease, LeaseLost
+from shared.control.store import ControlStore
 from shared.destinations.access import with_destination
 from shared.destinations.failures import describe_failure
 from shared.destinations.record import DestinationRecord
@@ -56,6 +58,19 @@ class Hooks:
     """Fault-injection points for tests (a crash between parts, a slow upload)."""
 
     before_commit: Callable[[str], None] | None = None
+
+
+@dataclass
+class _Held:
+    """A batch's latest state while its worker holds the lease: each transition's result is saved under it."""
+
+    control: ControlStore
+    lease: BatchLease
+    state: BatchState
+
+    def save(self, state: BatchState) -> None:
+        self.state = state  # kept even if the save fails: the failure path records from here
+        save_state(self.control, state, lease=self.lease.id)
 
 
 def due_batches(services: Services, moment: datetime) -> list[str]:
@@ -135,14 +150,14 @@ def export_one(services: Services, batch_id: str, *, hooks: Hooks, clock: Callab
         doc = control.get(state_blob(batch_id), lease=lease.id)
         if doc is None:
             return "skipped"
-        state = doc.data
+        state = BatchState.from_json(doc.data)
         # Re-check under the lease: the index can lag behind the state.
-        if state["state"] in {"landed", "failed"}:
+        if state.finished:
             control.delete(due_marker(batch_id))
             return "skipped"
-        if state["state"] == "pending" and datetime.fromisoformat(state["next_attempt_at"]) > clock():
+        if state.waiting_at(clock()):
             return "skipped"
-        return _attempt(services, state, lease, hooks, clock)
+        return _attempt(services, _Held(control, lease, state), hooks, clock)
 
 
 def _collect_orphan(services: Services, batch_id: str, moment: datetime) -> None:
@@ -158,28 +173,24 @@ def _collect_orphan(services: Services, batch_id: str, moment: datetime) -> None
         log_event(log, "orphaned intake collected", batch_id=batch_id)
 
 
-def _attempt(services: Services, state: dict[str, Any], lease: BatchLease, hooks: Hooks,
-             clock: Callable[[], datetime]) -> str:
-    control = services.control
+def _attempt(services: Services, held: _Held, hooks: Hooks, clock: Callable[[], datetime]) -> str:
     started = clock()
-    interrupted = state["state"] == "running"
-    state.update(state="running", attempts=state["attempts"] + 1, total_attempts=state["total_attempts"] + 1,
-                 started_at=iso(started))
-    state["export_date"] = state["export_date"] or started.strftime("%Y-%m-%d")
-    save_state(control, state, lease=lease.id, moment=started)
-    context = {"batch_id": state["batch_id"], "destination_id": state["destination_id"],
-               "attempt": state["attempts"], "resumed_after_interruption": interrupted}
+    interrupted = held.state.state == "running"
+    held.save(transitions.start_attempt(held.state, started))
+    batch_id, destination_id = held.state.batch_id, held.state.destination_id
+    context: dict[str, Any] = {"batch_id": batch_id, "destination_id": destination_id,
+                               "attempt": held.state.attempts, "resumed_after_interruption": interrupted}
     log_event(log, "batch export started", **context)
     try:
-        record = services.destinations.get_record(state["destination_id"])
+        record = services.destinations.get_record(destination_id)
     except NotFound:
-        return _fail(services, state, lease, DestinationProblem(
-            f"destination '{state['destination_id']}' no longer exists; recreate it and retry the batch",
+        return _fail(services, held, DestinationProblem(
+            f"destination '{destination_id}' no longer exists; recreate it and retry the batch",
             code="destination_missing"), clock())
     try:
         result, manifest_name, kept = with_destination(
             record, services.secrets, services.clients,
-            lambda container: _write(services, container, record, state, lease, hooks, clock),
+            lambda container: _write(services, container, record, held, hooks, clock),
         )
     except LeaseLost:
         # Another worker may own the batch now; it records the outcome, we must not write.
@@ -187,21 +198,14 @@ def _attempt(services: Services, state: dict[str, Any], lease: BatchLease, hooks
         return "skipped"
     except Exception as exc:  # every failure is classified and recorded
         problem = _replaced_secret_is_retryable(services, record, describe_failure(exc, record, clock()))
-        return _fail(services, state, lease, problem, clock())
+        return _fail(services, held, problem, clock())
     finished = clock()
-    lease.check()
-    state.update(
-        state="landed", finished_at=iso(finished), blobs=[f.to_json() for f in result.files],
-        output_bytes=result.bytes, manifest=manifest_name, last_error=None, written_blobs=[],
-        next_attempt_at=None,
-    )
-    if kept:
-        state["notes"].append(
-            f"{len(kept)} part(s) from an earlier attempt could not be deleted (the credentials lack delete "
-            f"permission): {', '.join(kept[:10])}; the manifest lists exactly the valid files"
-        )
-    save_state(control, state, lease=lease.id, moment=finished)
-    control.delete(due_marker(state["batch_id"]))
+    held.lease.check()
+    held.save(transitions.land(
+        held.state, finished, files=result.files,
+        output_bytes=result.bytes, manifest=manifest_name, kept=kept,
+    ))
+    services.control.delete(due_marker(batch_id))
     log_event(log, "batch landed", **context, records=result.records, files=len(result.files), bytes=result.bytes,
               duration_seconds=round((finished - started).total_seconds(), 3))
     return "landed"
@@ -223,29 +227,31 @@ def _replaced_secret_is_retryable(services: Services, record: DestinationRecord,
                               "the new ones", code="credentials_replaced", retryable=True)
 
 
-def _write(services: Services, container: Any, record: DestinationRecord, state: dict[str, Any],
-           lease: BatchLease, hooks: Hooks, clock: Callable[[], datetime]) -> tuple[Any, str, list[str]]:
-    settings, control = services.settings, services.control
+def _write(services: Services, container: Any, record: DestinationRecord, held: _Held, hooks: Hooks,
+           clock: Callable[[], datetime]) -> tuple[Any, str, list[str]]:
+    settings, control, lease, state = services.settings, services.control, held.lease, held.state
+    assert state.export_date is not None  # start_attempt fixed it
     plan = ExportPlan(
-        batch_id=state["batch_id"], destination_id=state["destination_id"], record_type=state["type"],
+        batch_id=state.batch_id, destination_id=state.destination_id, record_type=state.type,
         prefix=record.prefix, fmt=record.format, compression=record.compression,
-        export_date=state["export_date"], part_max_bytes=settings.part_max_bytes,
+        export_date=state.export_date, part_max_bytes=settings.part_max_bytes,
         block_bytes=settings.block_bytes, max_in_flight=settings.upload_concurrency, gzip_level=settings.gzip_level,
     )
-    previous = set(state.get("written_blobs", [])) | {b["name"] for b in state.get("blobs", [])}
+    previous = set(state.written_blobs) | {b.name for b in state.blobs}
 
     def before_commit(name: str) -> None:
         lease.check()
-        if name not in state["written_blobs"]:
-            # Recorded before the commit, so a crash right after it still knows this part exists.
-            state["written_blobs"].append(name)
-            save_state(control, state, lease=lease.id)
+        # Recorded before the commit, so a crash right after it still knows this part exists.
+        recorded = transitions.record_part(held.state, name, now_utc())
+        if recorded is not held.state:  # not already on record from an earlier attempt
+            held.save(recorded)
         if hooks.before_commit is not None:
             hooks.before_commit(name)
 
-    result = write_batch(container, plan, state["partitions"], control.stream, before_commit)
+    result = write_batch(container, plan, state.partitions, control.stream, before_commit)
     lease.check()
-    manifest_name = write_manifest(container, plan, build_manifest(plan, result, state["created_at"], clock()))
+    manifest = build_manifest(plan, result, iso(state.created_at), clock())
+    manifest_name = write_manifest(container, plan, manifest)
     written = {f.name for f in result.files}
     kept = delete_stale(container, sorted(previous - written))
     return result, manifest_name, kept
@@ -256,28 +262,19 @@ def _backoff(settings: Any, attempts: int) -> float:
     return delay * random.uniform(0.5, 1.5)
 
 
-def _fail(services: Services, state: dict[str, Any], lease: BatchLease, problem: DestinationProblem,
-          moment: datetime) -> str:
-    control, settings = services.control, services.settings
-    state["last_error"] = {"code": problem.code, "message": problem.message, "at": iso(moment),
-                           "attempt": state["attempts"]}
-    context = {"batch_id": state["batch_id"], "destination_id": state["destination_id"],
-               "attempt": state["attempts"], "error_code": problem.code}
-    if problem.retryable and state["attempts"] < settings.max_attempts:
-        due = moment + timedelta(seconds=_backoff(settings, state["attempts"]))
-        state.update(state="pending", next_attempt_at=iso(due))
-        save_state(control, state, lease=lease.id, moment=moment)
-        set_due(control, state["batch_id"], state["destination_id"], due)
+def _fail(services: Services, held: _Held, problem: DestinationProblem, moment: datetime) -> str:
+    control, settings, state = services.control, services.settings, held.state
+    context: dict[str, Any] = {"batch_id": state.batch_id, "destination_id": state.destination_id,
+                               "attempt": state.attempts, "error_code": problem.code}
+    if transitions.may_back_off(state, problem, settings.max_attempts):
+        due = moment + timedelta(seconds=_backoff(settings, state.attempts))
+        held.save(transitions.back_off(state, problem, moment, due=due, max_attempts=settings.max_attempts))
+        set_due(control, state.batch_id, state.destination_id, due)
         log_event(log, "batch will be retried", logging.WARNING, **context, next_attempt_at=iso(due),
                   reason=repr(problem.message))
         return "retried"
-    if problem.retryable:
-        state["last_error"]["message"] = (
-            f"gave up after {state['attempts']} attempts: {problem.message}"
-        )
-    state.update(state="failed", finished_at=iso(moment), next_attempt_at=None)
-    save_state(control, state, lease=lease.id, moment=moment)
-    control.put_bytes(failed_marker(state["destination_id"], state["batch_id"]), b"")
-    control.delete(due_marker(state["batch_id"]))
+    held.save(transitions.fail(state, problem, moment))
+    control.put_bytes(failed_marker(state.destination_id, state.batch_id), b"")
+    control.delete(due_marker(state.batch_id))
     log_event(log, "batch failed", logging.WARNING, **context, reason=repr(problem.message))
     return "failed"

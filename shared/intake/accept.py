@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from shared.control.batch_state import BatchState
 from shared.control.batches import NewBatch, StagedPart, new_batch_id, now_utc, stage_batch
 from shared.control.store import ControlStore
 from shared.errors import BadRequest, ValidationFailed
@@ -50,7 +51,7 @@ def check_idempotency_key(key: str | None) -> str | None:
 def accept_batch(
     control: ControlStore, request: IntakeRequest, raw: bytes, *, max_bytes: int, moment: datetime | None = None,
     csv_destination: bool = False,
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[BatchState, bool]:
     """Validate and stage; returns (state, created). Raises an AppError and stages nothing on bad input."""
     record_type = check_record_type(request.record_type)
     kind = body_kind(request.content_type)
@@ -77,10 +78,10 @@ def accept_batch(
     ))
 
 
-def accepted_body(state: dict[str, Any]) -> dict[str, Any]:
+def accepted_body(state: BatchState) -> dict[str, Any]:
     return {
-        "batch_id": state["batch_id"],
-        "records": state["records"],
-        "state": state["state"],
-        "status_url": f"/api/batches/{state['batch_id']}",
+        "batch_id": state.batch_id,
+        "records": state.records,
+        "state": state.state,
+        "status_url": f"/api/batches/{state.batch_id}",
     }

@@ -73,7 +73,8 @@ def secret_name_of(services: Services, destination_id: str) -> str:
 
 
 def state(services: Services, batch_id: str) -> dict[str, Any]:
-    return batches.get_state(services.control, batch_id)
+    """The batch's state document, as control storage holds it."""
+    return batches.get_state(services.control, batch_id).to_json()
 
 
 def run_until(services: Services, done: Callable[[], bool], *, passes: int = 10,

@@ -90,7 +90,7 @@ def test_four_export_passes_at_once_land_every_batch_once(
     assert set(landed_by) == set(accepted) and set(landed_by.values()) == {1}
     for batch_id in accepted:
         final = get_state(services.control, batch_id)
-        assert final["state"] == "landed" and final["total_attempts"] == 1  # never two workers on one batch
+        assert final.state == "landed" and final.total_attempts == 1  # never two workers on one batch
     assert control_names(services, "index/due/") == []
     counts = assert_landed_exactly_once(fresh_container, accepted)
     report("four_export_passes_at_once", workers=WORKERS, landed_per_worker=[s["landed"] for s in summaries],
@@ -158,9 +158,9 @@ def test_intake_under_concurrent_load_loses_nothing(
     def staged_records(batch_id: str) -> tuple[int, int]:
         state = get_state(services.control, batch_id)
         lines = sum(
-            b"".join(services.control.stream(part["blob"])).count(b"\n") for part in state["partitions"]
+            b"".join(services.control.stream(part.blob)).count(b"\n") for part in state.partitions
         )
-        return state["records"], lines
+        return state.records, lines
 
     with ThreadPoolExecutor(16) as pool:
         staged = list(pool.map(staged_records, created))

@@ -119,13 +119,15 @@ def with_settings(services: Services, **changes: Any) -> Services:
 
 
 def force_pending(services: Services, batch_id: str) -> None:
-    """As if the worker died after writing the files but before recording the landing."""
+    """As if the worker died after writing the files but before recording the landing. No transition leads
+    from landed back to running, so the test writes that document itself."""
     from shared.control import batches
+    from shared.control.batch_state import BatchState, iso
 
-    state = batches.get_state(services.control, batch_id)
-    state.update(state="running")
+    document = batches.get_state(services.control, batch_id).to_json()
+    state = BatchState.from_json(document | {"state": "running", "updated_at": iso(datetime.now(UTC))})
     batches.save_state(services.control, state)
-    batches.set_due(services.control, batch_id, state["destination_id"], datetime.now(UTC))
+    batches.set_due(services.control, batch_id, state.destination_id, datetime.now(UTC))
 
 
 def test_rerun_of_a_batch_leaves_one_copy_and_no_stale_part(
