@@ -223,10 +223,15 @@ def encode_part(fmt: str, compression: str, lines: list[bytes], columns: list[st
 
 
 def check_refusal(error: RecordsRejected, body_lines: int) -> None:
+    """Each problem says where: a text line within the body, or, in a JSON array, the element ("record N",
+    whose `line` is N: a one-line array can hold many records)."""
     assert error.message and error.problems
     for problem in error.problems:
         assert problem.message and problem.where
-        assert 0 <= problem.line <= max(body_lines, 1)
+        if problem.where.startswith("record "):
+            assert problem.line == int(problem.where.removeprefix("record ")) >= 1
+        else:
+            assert 0 <= problem.line <= max(body_lines, 1)
 
 
 # --- Record validation and staging ------------------------------------------------------------------------------
