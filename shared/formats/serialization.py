@@ -42,9 +42,6 @@ def content_type(fmt: Format) -> str:
     return _CONTENT_TYPES[fmt]
 
 
-
-
-
 def encode_jsonl(lines: Sequence[bytes]) -> bytes:
     """The JSONL text of staged lines, moved as they are: each line and a "\\n"."""
     if not lines:
