@@ -3,7 +3,7 @@
 `python -m bench.worker` reads a job (JSON) on stdin and prints its result (JSON) as the last line
 of stdout. Two kinds of job:
 
-- ``export``: the product's export pass (``shared.export_pass.run_export_pass``) with fresh
+- ``export``: the product's export pass (``shared.export.runner.run_export_pass``) with fresh
   services built from the job's settings, exactly as a new Functions worker would run it;
 - ``floor``: the least work any exporter of this data must do: download the staged bytes, stream
   them through one ``zlib.compressobj`` per file and upload them as staged blocks with the SDK.

@@ -119,7 +119,7 @@ def run_demo(
         out(f"2/4  Intake: run {run + 1} posts a batch of events and one of profiles")
         batch_ids = post_batches(api, destination_id, run, events, profiles, out)
         out("")
-        out("3/4  Export pass (the timer trigger's code: shared.export_pass.run_export_pass)")
+        out("3/4  Export pass (the timer trigger's code: shared.export.runner.run_export_pass)")
         states = export(services, api, batch_ids, out, settle_seconds)
         out("")
         out(f"4/4  What landed in container '{container}'")

@@ -45,6 +45,13 @@ def state_blob(batch_id: str) -> str:
     return f"{STATES_PREFIX}{batch_id}.json"
 
 
+def discard_staging(control: ControlStore, batch_id: str) -> None:
+    """Delete what an intake that never committed left behind: its staged records, then its due marker."""
+    for item in list(control.list(f"{STAGED_PREFIX}{batch_id}/")):
+        control.delete(item.name)
+    control.delete(due_marker(batch_id))
+
+
 def staged_blob(batch_id: str, index: int) -> str:
     return f"{STAGED_PREFIX}{batch_id}/{index:05d}.jsonl"
 
@@ -154,9 +161,7 @@ def _after_failed_staging(control: ControlStore, batch_id: str) -> BatchState | 
             return BatchState.from_json(current.data)
         if batch_id.startswith("k"):
             return None
-        for item in list(control.list(f"{STAGED_PREFIX}{batch_id}/")):
-            control.delete(item.name)
-        control.delete(due_marker(batch_id))
+        discard_staging(control, batch_id)
         log_event(log, "failed intake cleaned up", logging.WARNING, batch_id=batch_id)
     except Exception as exc:
         log_event(log, "failed intake left for the export pass to collect", logging.WARNING, batch_id=batch_id,

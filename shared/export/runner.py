@@ -15,6 +15,7 @@ from shared.control import transitions
 from shared.control.batch_state import BatchState, iso
 from shared.control.batches import (
     DUE_PREFIX,
+    discard_staging,
     due_marker,
     failed_marker,
     now_utc,
@@ -167,9 +168,7 @@ def _collect_orphan(services: Services, batch_id: str, moment: datetime) -> None
     except Exception:
         return
     if modified and moment - modified > ORPHAN_MARKER_AGE:
-        for item in list(services.control.list(f"staged/{batch_id}/")):
-            services.control.delete(item.name)
-        services.control.delete(due_marker(batch_id))
+        discard_staging(services.control, batch_id)
         log_event(log, "orphaned intake collected", batch_id=batch_id)
 
 

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.control.batch_state import BatchState
+from shared.control.batch_state import BatchState, RecordType
 from shared.control.batches import NewBatch, StagedPart, new_batch_id, now_utc, stage_batch
 from shared.control.store import ControlStore
 from shared.errors import BadRequest, ValidationFailed
 from shared.intake.body import body_kind, decode_body
-from shared.intake.records import RecordsRejected, RecordType, parse_batch
+from shared.intake.records import RecordsRejected, parse_batch
 
 MAX_IDEMPOTENCY_KEY = 200
 

@@ -11,10 +11,11 @@ is cut out of the body.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
+from shared.control.batch_state import RecordType
 from shared.formats.flatten import may_repeat_a_column, repeated_column
 from shared.formats.gc_pause import cyclic_gc_paused
 from shared.intake.array_elements import element_lines
@@ -34,8 +35,6 @@ from shared.intake.event_time import (
     partition_key_for_microseconds,
 )
 from shared.intake.json_errors import error_position, json_error_reason, json_kind
-
-RecordType = Literal["events", "profiles"]
 
 _BOM = b"\xef\xbb\xbf"
 _LOOKED_FOR_NAME = ", ".join(EVENT_NAME_KEYS)
