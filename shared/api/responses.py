@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.destinations.models import validation_details
 from shared.errors import AppError, BadRequest
@@ -75,10 +76,40 @@ def install_error_handlers(api: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail))
 
-    @api.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.error("unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
-        return error_response(500, "internal_error", "an internal error occurred; it has been logged")
+    api.add_middleware(UnexpectedErrorsAsJson)
+
+
+class UnexpectedErrorsAsJson:
+    """The answer to an exception no handler took: the JSON 500, logged with its traceback, never re-raised.
+
+    Not an `exception_handler(Exception)`: Starlette runs that one in its outermost middleware and then
+    re-raises the exception. Under uvicorn the answer is already sent; behind the Functions adapter
+    (`azure.functions.AsgiMiddleware`) the re-raise reaches the host, which replaces the answer with its own
+    bodiless 500. This middleware sits inside Starlette's and keeps the exception from it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracked)
+        except Exception as exc:
+            log.error("unhandled error on %s %s: %s", scope.get("method"), scope.get("path"), type(exc).__name__,
+                      exc_info=exc)
+            if not started:  # once an answer has begun, the client can only see the connection end
+                answer = error_response(500, "internal_error", "an internal error occurred; it has been logged")
+                await answer(scope, receive, send)
 
 
 async def read_json_body(request: Request) -> Any:
