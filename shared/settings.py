@@ -61,6 +61,18 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         default=100 * 1024 * 1024, ge=1024, validation_alias=AliasChoices("MAX_REQUEST_BYTES")
     )
+    max_concurrent_intake: int = Field(
+        default=4, ge=1, le=64, validation_alias=AliasChoices("MAX_CONCURRENT_INTAKE"),
+        description="Intake requests one instance reads and parses at once; the excess gets 503 with Retry-After.",
+    )
+    max_record_containers: int = Field(
+        default=10_000, ge=16, le=1_000_000, validation_alias=AliasChoices("MAX_RECORD_CONTAINERS"),
+        description="Objects and arrays one record may hold (itself included); a record with more is refused.",
+    )
+    max_csv_columns: int = Field(
+        default=2000, ge=1, le=100_000, validation_alias=AliasChoices("MAX_CSV_COLUMNS"),
+        description="Columns a partition of a CSV destination may have; a batch with more is refused at intake.",
+    )
     part_max_bytes: int = Field(
         default=100 * 1024 * 1024, ge=1024, validation_alias=AliasChoices("PART_MAX_BYTES")
     )
@@ -72,6 +84,11 @@ class Settings(BaseSettings):
     gzip_level: int = Field(default=6, ge=1, le=9, validation_alias=AliasChoices("GZIP_LEVEL"))
     pass_time_budget_seconds: float = Field(
         default=240, gt=0, validation_alias=AliasChoices("PASS_TIME_BUDGET_SECONDS")
+    )
+    # Azure's front end ends an HTTP request after 230 s whatever the function timeout: POST /api/exports/run
+    # must answer well before, with the time an export already in hand may still take.
+    run_now_budget_seconds: float = Field(
+        default=150, gt=0, le=180, validation_alias=AliasChoices("RUN_NOW_BUDGET_SECONDS")
     )
     max_attempts: int = Field(default=8, ge=1, le=100, validation_alias=AliasChoices("MAX_ATTEMPTS"))
     retry_base_seconds: float = Field(default=30, ge=0, validation_alias=AliasChoices("RETRY_BASE_SECONDS"))
