@@ -91,6 +91,18 @@ class Settings(BaseSettings):
         default=150, gt=0, le=180, validation_alias=AliasChoices("RUN_NOW_BUDGET_SECONDS")
     )
     max_attempts: int = Field(default=8, ge=1, le=100, validation_alias=AliasChoices("MAX_ATTEMPTS"))
+    staged_retention_hours: float = Field(
+        default=168, ge=0, validation_alias=AliasChoices("STAGED_RETENTION_HOURS"),
+        description="Hours a landed batch's staged records are kept (for a replay); 0 deletes them at landing.",
+    )
+    state_retention_days: float = Field(
+        default=30, gt=0, validation_alias=AliasChoices("STATE_RETENTION_DAYS"),
+        description="Days a finished batch's state is kept (landed, or failed with its staged records gone).",
+    )
+    failed_retention_days: float = Field(
+        default=30, gt=0, validation_alias=AliasChoices("FAILED_RETENTION_DAYS"),
+        description="Days a failed batch keeps its staged records for a retry; then they are deleted.",
+    )
     retry_base_seconds: float = Field(default=30, ge=0, validation_alias=AliasChoices("RETRY_BASE_SECONDS"))
     retry_max_seconds: float = Field(default=3600, ge=0, validation_alias=AliasChoices("RETRY_MAX_SECONDS"))
     lease_seconds: int = Field(default=60, ge=15, le=60, validation_alias=AliasChoices("LEASE_SECONDS"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -10,6 +12,9 @@ from starlette.concurrency import run_in_threadpool
 from shared.api.responses import ServicesProvider, json_response
 from shared.intake.accept import IntakeRequest, accept_batch, accepted_body
 from shared.intake.body import read_limited
+
+if TYPE_CHECKING:  # the composition root sits above every package
+    from shared.services import Services
 
 # A record that is both a valid event (name, time) and a valid profile (identity).
 INTAKE_EXAMPLE_RECORD = {"event": "purchase", "timestamp": "2026-11-20T09:15:00Z", "distinct_id": "u-1",
@@ -32,25 +37,65 @@ INTAKE_BODY = {
 }
 
 
+# How long a client told "busy" should wait: about the time one large body takes to read, parse and stage.
+BUSY_RETRY_AFTER_SECONDS = 5
+
+
+class IntakeGate:
+    """At most `limit` intake requests of this process read and parse bodies at once: each may hold a body of
+    MAX_REQUEST_BYTES and about as much again while it is staged. The excess is refused at once (503 with
+    Retry-After): waiting in a queue would hold their connections and bodies as well. Event-loop only: the
+    count is never touched from a thread, so it needs no lock."""
+
+    def __init__(self) -> None:
+        self.active = 0
+
+    def enter(self, limit: int) -> bool:
+        """Take a place, or answer False when all `limit` are taken."""
+        if self.active >= limit:
+            return False
+        self.active += 1
+        return True
+
+    def leave(self) -> None:
+        self.active -= 1
+
+
 def add_intake_routes(api: FastAPI, services: ServicesProvider) -> None:
+    gate = IntakeGate()
+
     @api.post("/api/destinations/{destination_id}/batches", openapi_extra=INTAKE_BODY, status_code=202,
               tags=["batches"])
     async def post_batch(destination_id: str, request: Request) -> Response:
         svc = services()
-        destination = await run_in_threadpool(svc.destinations.get_record, destination_id)
-        raw = await read_limited(request.stream(), svc.settings.max_request_bytes)
-        intake = IntakeRequest(
-            destination_id=destination_id,
-            record_type=request.query_params.get("type", ""),
-            content_type=request.headers.get("content-type"),
-            content_encoding=request.headers.get("content-encoding"),
-            idempotency_key=request.headers.get("idempotency-key"),
-        )
-        state, created = await run_in_threadpool(
-            accept_batch, svc.control, intake, raw, max_bytes=svc.settings.max_request_bytes,
-            csv_destination=destination.format == "csv",
-        )
-        headers = {"Location": f"/api/batches/{state.batch_id}"}
-        if not created:
-            headers["Idempotent-Replayed"] = "true"
-        return json_response(accepted_body(state), 202, headers)
+        limit = svc.settings.max_concurrent_intake
+        if not gate.enter(limit):
+            message = (f"intake is busy: {limit} batches are being received already (MAX_CONCURRENT_INTAKE); "
+                       f"send this batch again in {BUSY_RETRY_AFTER_SECONDS} seconds")
+            return json_response({"error": {"code": "intake_busy", "message": message, "details": []}}, 503,
+                                 {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)})
+        try:
+            return await _post_batch(svc, destination_id, request)
+        finally:
+            gate.leave()
+
+
+async def _post_batch(svc: Services, destination_id: str, request: Request) -> Response:
+    destination = await run_in_threadpool(svc.destinations.get_record, destination_id)
+    raw = await read_limited(request.stream(), svc.settings.max_request_bytes)
+    intake = IntakeRequest(
+        destination_id=destination_id,
+        record_type=request.query_params.get("type", ""),
+        content_type=request.headers.get("content-type"),
+        content_encoding=request.headers.get("content-encoding"),
+        idempotency_key=request.headers.get("idempotency-key"),
+    )
+    state, created = await run_in_threadpool(
+        accept_batch, svc.control, intake, raw, max_bytes=svc.settings.max_request_bytes,
+        csv_destination=destination.format == "csv", max_containers=svc.settings.max_record_containers,
+        max_csv_columns=svc.settings.max_csv_columns,
+    )
+    headers = {"Location": f"/api/batches/{state.batch_id}"}
+    if not created:
+        headers["Idempotent-Replayed"] = "true"
+    return json_response(accepted_body(state), 202, headers)

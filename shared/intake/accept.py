@@ -49,16 +49,22 @@ def check_idempotency_key(key: str | None) -> str | None:
 
 
 def accept_batch(
-    control: ControlStore, request: IntakeRequest, raw: bytes, *, max_bytes: int, moment: datetime | None = None,
-    csv_destination: bool = False,
+    control: ControlStore, request: IntakeRequest, raw: bytes | bytearray, *, max_bytes: int,
+    moment: datetime | None = None, csv_destination: bool = False, max_containers: int | None = None,
+    max_csv_columns: int | None = None,
 ) -> tuple[BatchState, bool]:
-    """Validate and stage; returns (state, created). Raises an AppError and stages nothing on bad input."""
+    """Validate and stage; returns (state, created). Raises an AppError and stages nothing on bad input.
+
+    ``max_containers`` (MAX_RECORD_CONTAINERS) bounds each record's objects and arrays; ``max_csv_columns``
+    (MAX_CSV_COLUMNS) a partition's columns, for a CSV destination only.
+    """
     record_type = check_record_type(request.record_type)
     kind = body_kind(request.content_type)
     key = check_idempotency_key(request.idempotency_key)
     body = decode_body(raw, request.content_encoding, max_bytes)
     try:
-        parsed = parse_batch(body, kind, record_type, unique_columns=csv_destination)
+        parsed = parse_batch(body, kind, record_type, unique_columns=csv_destination, max_containers=max_containers,
+                             max_columns=max_csv_columns if csv_destination else None)
     except RecordsRejected as exc:
         details = [{"line": p.line, "field": p.field, "message": p.message} for p in exc.problems]
         raise BadRequest(exc.message, details=details, code="invalid_records") from None

@@ -18,7 +18,13 @@ import orjson
 from shared.control.batch_state import RecordType
 from shared.formats.flatten import may_repeat_a_column, repeated_column
 from shared.formats.gc_pause import cyclic_gc_paused
-from shared.intake.array_elements import element_lines
+from shared.intake.array_elements import (
+    BLANK,
+    ArrayShapeError,
+    containers_over,
+    element_line,
+    scan_array,
+)
 from shared.intake.body import BodyKind
 from shared.intake.columns import PartitionColumns
 from shared.intake.event_time import (
@@ -85,8 +91,8 @@ class ParsedBatch:
 
 
 def parse_batch(
-    body: bytes, content_type: BodyKind, record_type: RecordType, *, max_problems: int = 20,
-    unique_columns: bool = False,
+    body: bytes | bytearray, content_type: BodyKind, record_type: RecordType, *, max_problems: int = 20,
+    unique_columns: bool = False, max_containers: int | None = None, max_columns: int | None = None,
 ) -> ParsedBatch:
     """Validate ``body`` (decoded, uncompressed) and group its records for staging.
 
@@ -96,19 +102,25 @@ def parse_batch(
     identity and form one partition. Raises ``RecordsRejected`` with up to ``max_problems`` problems.
     With ``unique_columns`` (a CSV destination) a record whose keys flatten to the same column twice
     (``{"a.b": 1, "a": {"b": 2}}``) is refused here rather than failing its export later.
+
+    Memory: the body is read in place (never split, copied or parsed whole); what stays is each staged line.
+    ``max_containers`` refuses a record holding more objects and arrays than that before it is parsed (one
+    line of ``[[],[],...]`` would otherwise be millions of lists); ``max_columns`` refuses a batch as soon as a
+    partition has more CSV columns than that.
     """
     if content_type not in ("ndjson", "json"):
         raise ValueError(f"content_type must be 'ndjson' or 'json', not {content_type!r}")
     if record_type not in ("events", "profiles"):
         raise ValueError(f"record_type must be 'events' or 'profiles', not {record_type!r}")
-    if body.startswith(_BOM):
-        body = body[len(_BOM) :]
+    start = len(_BOM) if body.startswith(_BOM) else 0
     intake = _Intake(record_type, max(1, max_problems), "line" if content_type == "ndjson" else "record")
     intake.unique_columns = unique_columns
+    intake.max_containers = max_containers
+    intake.max_columns = max_columns
     if content_type == "ndjson":
-        _read_ndjson(body, intake)
+        _read_ndjson(body, start, intake)
     else:
-        _read_json_array(body, intake)
+        _read_json_array(body, start, intake)
     return intake.result()
 
 
@@ -133,10 +145,12 @@ class _Intake:
         self._keys_by_hour: dict[int, str] = {}
         self._columns: dict[str, PartitionColumns] = {}
         self.unique_columns = False
+        self.max_containers: int | None = None
+        self.max_columns: int | None = None
 
     @property
     def full(self) -> bool:
-        return len(self.problems) >= self.max_problems
+        return len(self.problems) >= self.max_problems or self.body_problem is not None
 
     def check(self, record: Any, number: int) -> str | None:
         """The record's partition key, or None after recording why it is invalid."""
@@ -177,7 +191,7 @@ class _Intake:
             key = self._keys_by_hour[hour] = partition_key_for_microseconds(us)
         return key
 
-    def stage(self, key: str, record: dict[str, Any], line: bytes) -> None:
+    def stage(self, key: str, record: dict[str, Any], line: bytes, number: int) -> None:
         partition = self.partitions.get(key)
         if partition is None:
             partition = self.partitions[key] = StagedPartition(key)
@@ -186,6 +200,25 @@ class _Intake:
         partition.lines.append(line)
         self.total_bytes += len(line) + 1
         self._columns[key].add(record, line)
+        if self.max_columns is not None and len(partition.columns) > self.max_columns:
+            where = f"{self.unit} {number}"
+            self.refuse_body(number, where, (
+                f"{where}: the records{_partition_words(key)} have more than {self.max_columns} distinct CSV "
+                "columns, the limit of a CSV destination (MAX_CSV_COLUMNS); send fewer distinct keys, or set the "
+                "destination's format to jsonl"))
+
+    def restart(self) -> None:
+        """Forget every record read so far (the body is read again another way)."""
+        settings = (self.unique_columns, self.max_containers, self.max_columns)
+        self.__init__(self.record_type, self.max_problems, self.unit)  # type: ignore[misc]
+        self.unique_columns, self.max_containers, self.max_columns = settings
+
+    def too_many_containers(self, number: int) -> None:
+        self.records += 1
+        where = f"{self.unit} {number}"
+        self.refuse_body(number, where, (
+            f"{where}: the record holds more than {self.max_containers} objects and arrays, the limit per "
+            "record (MAX_RECORD_CONTAINERS)"))
 
     def malformed(self, number: int, column: int, reason: str) -> None:
         self.records += 1
@@ -224,14 +257,27 @@ class _Intake:
         return f"{self.invalid} of {self.records} records {verb} invalid; nothing was accepted"
 
 
-def _read_ndjson(body: bytes, intake: _Intake) -> None:
+def _read_ndjson(body: bytes | bytearray, start: int, intake: _Intake) -> None:
     loads = orjson.loads
     check = intake.check
     stage = intake.stage
-    for number, raw in enumerate(body.split(b"\n"), 1):
+    limit = intake.max_containers
+    view = memoryview(body)
+    end_of_body = len(body)
+    number = 0
+    while start <= end_of_body:  # a line at a time: body.split() would copy the whole body into a list first
+        end = body.find(b"\n", start)
+        if end < 0:
+            end = end_of_body
+        number += 1
+        raw = bytes(view[start:end])
+        start = end + 1
         line = raw.strip()
         if not line:
             continue
+        if limit is not None and containers_over(line, limit):
+            intake.too_many_containers(number)
+            return
         try:
             record = loads(line)
         except orjson.JSONDecodeError as exc:
@@ -243,16 +289,80 @@ def _read_ndjson(body: bytes, intake: _Intake) -> None:
             if key is not None and not intake.problems:
                 if 13 in line:  # a lone CR between tokens: some readers would split the line there
                     line = line.replace(b"\r", b" ")
-                stage(key, record, line)
+                stage(key, record, line, number)
         if intake.full:
             return
 
 
-def _read_json_array(body: bytes, intake: _Intake) -> None:
-    if not body.strip():
+# A body of another shape than [objects, ...] is parsed whole to say what is wrong with it, up to this size;
+# a larger one is refused with the place where its shape went wrong.
+_WHOLE_PARSE_MAX_BYTES = 4 * 1024 * 1024
+
+
+def _read_json_array(body: bytes | bytearray, start: int, intake: _Intake) -> None:
+    """Element by element: each is parsed, checked and staged on its own, so that the body is never one tree
+    of objects (a 90 MB array was over 2.5 GB as one)."""
+    if BLANK.fullmatch(body, start) is not None:
         intake.refuse_body(0, "body", "no records: the body is empty")
         return
-    with cyclic_gc_paused():  # the whole array is one big tree of live objects: no point rescanning it
+    view = memoryview(body)
+    limit = intake.max_containers
+    number = 0
+    with cyclic_gc_paused():  # thousands of short-lived dicts, no cycles: no point rescanning them
+        try:
+            for first, end, containers in scan_array(body, start):
+                number += 1
+                if limit is not None and containers > limit and containers_over(body, limit, first, end):
+                    intake.too_many_containers(number)
+                    return
+                try:
+                    element = orjson.loads(view[first:end])
+                except orjson.JSONDecodeError as exc:
+                    _refuse_malformed(body, start, first, end, exc, intake)
+                    return
+                key = intake.check(element, number)
+                if key is not None and not intake.problems:
+                    intake.stage(key, element, element_line(body, first, end, element), number)
+                if intake.full:
+                    return
+        except ArrayShapeError as exc:
+            _refuse_shape(body, start, exc.offset, intake)
+            return
+    if number == 0:
+        intake.refuse_body(0, "body", "no records: the JSON array is empty")
+
+
+def _refuse_malformed(body: bytes | bytearray, start: int, first: int, end: int, exc: orjson.JSONDecodeError,
+                      intake: _Intake) -> None:
+    """An element that does not parse: the error placed in the body's text (line, column in characters)."""
+    text = bytes(memoryview(body)[first:end])
+    line, column = error_position(exc, text)
+    if line == 1:
+        line_start = max(start, body.rfind(b"\n", start, first) + 1)
+        column += len(bytes(body[line_start:first]).decode("utf-8", "replace"))
+    line += body.count(b"\n", start, first)
+    reason = json_error_reason(exc, text, ndjson=False)
+    intake.refuse_body(line, f"line {line}", f"malformed JSON on line {line}, column {column}: {reason}")
+
+
+def _refuse_shape(body: bytes | bytearray, start: int, offset: int, intake: _Intake) -> None:
+    """Not an array of objects and arrays: a small body is parsed whole to say exactly what it holds (a
+    scalar element, a JSON object...); a large one is refused with the place where its shape went wrong."""
+    intake.restart()
+    if len(body) - start <= _WHOLE_PARSE_MAX_BYTES:
+        _read_whole_json(bytes(memoryview(body)[start:]), intake)
+        if intake.problems:
+            return
+    line = body.count(b"\n", start, offset) + 1
+    line_start = max(start, body.rfind(b"\n", start, offset) + 1)
+    column = len(bytes(body[line_start:offset]).decode("utf-8", "replace")) + 1
+    intake.refuse_body(line, f"line {line}", (
+        f"the JSON body must be an array of records (objects) separated by commas; on line {line}, column "
+        f"{column} it holds something else"))
+
+
+def _read_whole_json(body: bytes, intake: _Intake) -> None:
+    with cyclic_gc_paused():
         try:
             elements = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -266,15 +376,10 @@ def _read_json_array(body: bytes, intake: _Intake) -> None:
         if not elements:
             intake.refuse_body(0, "body", "no records: the JSON array is empty")
             return
-        keys: list[str | None] = []
         for number, element in enumerate(elements, 1):
-            keys.append(intake.check(element, number))
+            intake.check(element, number)  # only to name the problems: this body is refused whatever it holds
             if intake.full:
                 return
-        if intake.problems:
-            return
-        for element, key, text in zip(elements, keys, element_lines(body, elements), strict=True):
-            intake.stage(key, element, text)  # type: ignore[arg-type]  # no problems: every key is a str
 
 
 def _name_problem(record: dict[str, Any]) -> tuple[str | None, str]:
@@ -282,6 +387,10 @@ def _name_problem(record: dict[str, Any]) -> tuple[str | None, str]:
         if record.get(key) is not None:
             return key, f"event name '{key}' = {_preview(record[key])} is not a non-empty string"
     return None, f"event has no name (looked for: {_LOOKED_FOR_NAME})"
+
+
+def _partition_words(key: str) -> str:
+    return f" of partition '{key}'" if key else ""
 
 
 def _not_an_array(value: Any) -> str:
