@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
+import traceback
 from typing import Any
 
-_SIG = re.compile(r"(?i)(sig=)[^&\s\"']+")
+_SIG = re.compile(r"(?i)(sig=|sig%3D)[^&\s\"']+")
 _KEY = re.compile(r"(?i)(AccountKey=|SharedAccessSignature=|client_secret=|[?&]code=)[^;&\s\"']+")
 _installed = False
 
@@ -35,10 +36,23 @@ def install_redaction() -> None:
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        _redact_traceback(record)
         return record
 
     logging.setLogRecordFactory(factory)
     _installed = True
+
+
+def _redact_traceback(record: logging.LogRecord) -> None:
+    """Format a record's traceback now, redacted, and drop the live exception: a traceback repeats the
+    exception's message, which can hold a request URL with its SAS signature, and a handler (the Functions
+    host's, OpenTelemetry's) would otherwise format it again from `exc_info`, unredacted. Formatters print
+    `exc_text` when it is set, with or without `exc_info`."""
+    if record.exc_info and record.exc_info[0] is not None:
+        record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))
+        record.exc_info = None
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -49,7 +63,12 @@ def configure_logging(level: str = "INFO") -> None:
     logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
-def log_event(logger: logging.Logger, message: str, level: int = logging.INFO, **fields: Any) -> None:
-    """One greppable line: `message key=value ...`, with the same fields as structured `extra`."""
+def log_event(logger: logging.Logger, message: str, level: int = logging.INFO, *,
+              exc_info: BaseException | None = None, **fields: Any) -> None:
+    """One greppable line: `message key=value ...`, with the same fields as structured `extra`.
+
+    `exc_info`: an unexpected exception whose traceback follows the line (redacted, as the line is).
+    """
     text = message + "".join(f" {key}={value}" for key, value in fields.items())
-    logger.log(level, text, extra={"event": message, **{f"ctx_{k}": v for k, v in fields.items()}})
+    logger.log(level, text, exc_info=exc_info,
+               extra={"event": message, **{f"ctx_{k}": v for k, v in fields.items()}})

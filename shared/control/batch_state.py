@@ -15,9 +15,16 @@ Pydantic rather than a dataclass, as the destination record: the document is val
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, PlainSerializer
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    PlainSerializer,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 StateName = Literal["pending", "running", "landed", "failed"]
 RecordType = Literal["events", "profiles"]
@@ -35,6 +42,19 @@ Timestamp = Annotated[AwareDatetime, PlainSerializer(iso, return_type=str)]
 class _Stored(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # Keys added after documents were first stored (issue 11). Each has a default that older documents load
+    # with, and is written only when it differs from that default, so an older document saves back byte for
+    # byte. They come last, after the keys every document has.
+    _added_later: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_additions(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        document: dict[str, Any] = handler(self)
+        for name in self._added_later:
+            if getattr(self, name) == type(self).model_fields[name].default:
+                document.pop(name, None)
+        return document
+
 
 class StagedPartition(_Stored):
     """One partition's staged records: what intake wrote, what the export pass reads."""
@@ -44,6 +64,11 @@ class StagedPartition(_Stored):
     records: int
     bytes: int
     columns: tuple[str, ...]  # the partition's flattened keys, sorted (the CSV header)
+    # The staged blob's SHA-256 as intake wrote it: the export checks it reads exactly these bytes.
+    # None in documents staged before issue 11 (their blobs are read unchecked).
+    sha256: str | None = None
+
+    _added_later = ("sha256",)
 
 
 class LandedFile(_Stored):
@@ -89,6 +114,11 @@ class BatchState(_Stored):
     manifest: str | None
     last_error: LastError | None
     notes: tuple[str, ...]
+    # Attempts (since the last retry) whose worker died with no outcome recorded: each was taken over by a
+    # later pass. They count against the attempt budget like any attempt; the reason names them.
+    crashes: int = 0
+
+    _added_later = ("crashes",)
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> BatchState:

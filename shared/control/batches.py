@@ -5,7 +5,8 @@ The state document is a `BatchState` (`shared.control.batch_state`); every chang
 
 Layout in the control container:
   states/{batch_id}.json        the batch's state document (leased while a worker exports it)
-  staged/{batch_id}/{n}.jsonl   staged records, one blob per partition, one JSON record per line
+  staged/{batch_id}/{s}/{n}.jsonl  staged records, one blob per partition, one JSON record per line, under
+                                a staging id {s} new to each intake request (the state names its blobs)
   index/due/{batch_id}          marker: the batch still needs exporting (metadata: destination, due_at)
   index/failed/{dest}/{id}      marker: the batch failed and waits for a fix or a retry
 """
@@ -52,8 +53,20 @@ def discard_staging(control: ControlStore, batch_id: str) -> None:
     control.delete(due_marker(batch_id))
 
 
-def staged_blob(batch_id: str, index: int) -> str:
-    return f"{STAGED_PREFIX}{batch_id}/{index:05d}.jsonl"
+def new_staging_id() -> str:
+    """A name no other intake request writes under: two requests with one Idempotency-Key (the same batch id)
+    and different bodies must not overwrite each other's staged records (issue 11)."""
+    return pyrandom.token_hex(8)
+
+
+def staged_blob(batch_id: str, staging_id: str, index: int) -> str:
+    return f"{STAGED_PREFIX}{batch_id}/{staging_id}/{index:05d}.jsonl"
+
+
+def discard_staged_attempt(control: ControlStore, batch_id: str, staging_id: str) -> None:
+    """Delete one intake request's staged records (its state was never committed, or another request's was)."""
+    for item in list(control.list(f"{STAGED_PREFIX}{batch_id}/{staging_id}/")):
+        control.delete(item.name)
 
 
 def due_marker(batch_id: str) -> str:
@@ -106,29 +119,35 @@ def stage_batch(control: ControlStore, batch: NewBatch) -> tuple[BatchState, boo
     Order: due marker -> staged records -> state. A crash before the state leaves only garbage that the
     export pass collects (a marker without a state); a crash after it leaves a complete, due batch. A failure
     that raises is cleaned up at once where possible (`_after_failed_staging`).
+
+    Staged records go under a staging id of this request's own, and the state names them: a concurrent
+    request with the same Idempotency-Key and another body writes elsewhere, so the committed state's blobs
+    hold exactly the body it was committed for. The loser of that race removes its own staged records.
     """
     existing = control.get(state_blob(batch.batch_id))
     if existing is not None:
         return _replayed(BatchState.from_json(existing.data), batch.body_sha256), False
+    staging_id = new_staging_id()
     try:
-        return _stage_new(control, batch)
+        return _stage_new(control, batch, staging_id)
     except Exception:
-        committed = _after_failed_staging(control, batch.batch_id)
+        committed = _after_failed_staging(control, batch.batch_id, staging_id)
         if committed is None:
             raise
         return _replayed(committed, batch.body_sha256), batch.batch_id.startswith("b")
 
 
-def _stage_new(control: ControlStore, batch: NewBatch) -> tuple[BatchState, bool]:
+def _stage_new(control: ControlStore, batch: NewBatch, staging_id: str) -> tuple[BatchState, bool]:
     batch_id, destination_id, moment = batch.batch_id, batch.destination_id, batch.moment
     # The marker first: whatever a failure leaves behind, the export pass can find it and collect it.
     set_due(control, batch_id, destination_id, moment)
     partitions = []
     for index, part in enumerate(batch.parts):
         data = b"\n".join(part.lines) + b"\n"
-        control.put_bytes(staged_blob(batch_id, index), data)
-        partitions.append(StagedPartition(key=part.key, blob=staged_blob(batch_id, index), records=len(part.lines),
-                                          bytes=len(data), columns=tuple(part.columns)))
+        name = staged_blob(batch_id, staging_id, index)
+        control.put_bytes(name, data)
+        partitions.append(StagedPartition(key=part.key, blob=name, records=len(part.lines), bytes=len(data),
+                                          columns=tuple(part.columns), sha256=hashlib.sha256(data).hexdigest()))
     total = sum(p.bytes for p in partitions)
     state = transitions.staged(
         batch_id=batch_id, destination_id=destination_id, record_type=batch.record_type, records=batch.records,
@@ -137,22 +156,24 @@ def _stage_new(control: ControlStore, batch: NewBatch) -> tuple[BatchState, bool
     try:
         control.put(state_blob(batch_id), state.to_json(), create_only=True, metadata=state.metadata())
     except PreconditionFailed:
-        # The same Idempotency-Key raced us; the first writer's batch stands.
+        # The same Idempotency-Key raced us; the first writer's batch stands, and our staged records are garbage.
         current = control.get(state_blob(batch_id))
         assert current is not None
+        discard_staged_attempt(control, batch_id, staging_id)
         return _replayed(BatchState.from_json(current.data), batch.body_sha256), False
     log_event(log, "batch staged", batch_id=batch_id, destination_id=destination_id, records=batch.records,
               bytes=total)
     return state, True
 
 
-def _after_failed_staging(control: ControlStore, batch_id: str) -> BatchState | None:
+def _after_failed_staging(control: ControlStore, batch_id: str, staging_id: str) -> BatchState | None:
     """Best effort after a staging write failed. Returns the state if the commit happened after all (its
     answer was lost); otherwise removes what was staged, so the caller's error means "nothing was changed".
 
-    Skipped for Idempotency-Key ids: a retry with the same key may be writing the same names right now.
-    Whatever cannot be removed (storage still down) is a due marker without a state: the export pass
-    collects it once it is older than its orphan age.
+    For Idempotency-Key ids only this request's own staged records go: a retry with the same key may be
+    staging right now, under its own staging id, and needs the due marker. Whatever cannot be removed
+    (storage still down) is a due marker without a state: the export pass collects it once it is older than
+    its orphan age.
     """
     try:
         current = control.get(state_blob(batch_id))
@@ -160,6 +181,7 @@ def _after_failed_staging(control: ControlStore, batch_id: str) -> BatchState | 
             log_event(log, "batch staged (its commit answer was lost)", batch_id=batch_id)
             return BatchState.from_json(current.data)
         if batch_id.startswith("k"):
+            discard_staged_attempt(control, batch_id, staging_id)
             return None
         discard_staging(control, batch_id)
         log_event(log, "failed intake cleaned up", logging.WARNING, batch_id=batch_id)
@@ -283,11 +305,14 @@ def _make_due_now(control: ControlStore, batch_id: str, transition: Callable[[Ba
         raise NotFound(f"batch '{batch_id}' does not exist")
     current = BatchState.from_json(doc.data)
     state = transition(current, moment)
+    # The due marker before the state, as intake does: a failure between the two leaves a marker whose batch
+    # is still failed (the export pass drops the marker; the retry can be asked again), never a pending batch
+    # that no pass will find.
+    set_due(control, batch_id, state.destination_id, moment)
     try:
         save_state(control, state, etag=doc.etag)
     except (PreconditionFailed, LeaseHeld):
         raise Conflict(f"batch '{batch_id}' changed while it was being retried; check its status") from None
-    set_due(control, batch_id, state.destination_id, moment)
     control.delete(failed_marker(state.destination_id, batch_id))
     log_event(log, "batch made due", batch_id=batch_id, destination_id=state.destination_id,
               from_state=current.state, reason=repr(reason))

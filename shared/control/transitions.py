@@ -3,7 +3,7 @@
     staged: pending ──start_attempt──> running ──land──> landed
               ^  ^                     │ │  ↺ record_part; start_attempt again when a worker died mid-attempt
               │  └──────back_off───────┘ │
-              │                          └──fail──> failed
+              │                          └──fail, give_up_after_crashes──> failed
               └─retry, requeue_for_new_credentials─┘  (from failed, or from pending)
 
 Each function takes the current state and returns the next one; none writes to storage (the callers save
@@ -54,7 +54,32 @@ def start_attempt(state: BatchState, moment: datetime) -> BatchState:
     return state.changed(
         state="running", attempts=state.attempts + 1, total_attempts=state.total_attempts + 1, started_at=moment,
         export_date=state.export_date or moment.strftime("%Y-%m-%d"), updated_at=moment,
+        crashes=state.crashes + (state.state == "running"),
     )
+
+
+def crashed_too_often(state: BatchState, max_attempts: int) -> bool:
+    """Whether a batch found running (its worker died mid-attempt) has used its attempt budget: taking it
+    over again would only crash another worker (out of memory, a native crash), so it fails instead."""
+    return state.state == "running" and state.attempts >= max_attempts
+
+
+def give_up_after_crashes(state: BatchState, moment: datetime, *, max_attempts: int) -> BatchState:
+    """running -> failed, when the worker of every attempt left died and `crashed_too_often` says so.
+
+    Only from running, and only once the budget is spent (otherwise a later pass takes the batch over).
+    The death just found counts as a crash; the reason says how many there were.
+    """
+    _require(state, {"running"}, "give_up_after_crashes")
+    if not crashed_too_often(state, max_attempts):
+        raise TransitionRefused(f"batch '{state.batch_id}' has used {state.attempts} of {max_attempts} attempts: "
+                                "a later pass takes it over")
+    crashes = state.crashes + 1
+    message = (f"the export crashed the worker {crashes} times (the process died mid-export, for example out of "
+               f"memory), in {state.attempts} attempts; the batch is not tried again until it is retried")
+    error = _error(state, "worker_crashed", message, moment)
+    return state.changed(state="failed", crashes=crashes, last_error=error, finished_at=moment,
+                         next_attempt_at=None, updated_at=moment)
 
 
 def record_part(state: BatchState, name: str, moment: datetime) -> BatchState:
@@ -130,7 +155,7 @@ def retry(state: BatchState, moment: datetime) -> BatchState:
         raise TransitionRefused(f"batch '{state.batch_id}' has already landed; there is nothing to retry")
     if state.state == "running":
         raise TransitionRefused(f"batch '{state.batch_id}' is being exported right now; check its status shortly")
-    return state.changed(state="pending", attempts=0, next_attempt_at=moment, updated_at=moment)
+    return state.changed(state="pending", attempts=0, crashes=0, next_attempt_at=moment, updated_at=moment)
 
 
 def requeue_for_new_credentials(state: BatchState, moment: datetime) -> BatchState:

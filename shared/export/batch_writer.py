@@ -20,7 +20,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings
 
 from shared.control.batch_state import LandedFile, StagedPartition
-from shared.export.block_upload import BlockUploader, WrittenFile
+from shared.export.block_upload import BlockUploader, WrittenFile, new_attempt_tag
 from shared.formats.serialization import (
     PartEncoder,
     content_type,
@@ -68,6 +68,7 @@ class ExportPlan:
     block_bytes: int
     max_in_flight: int
     gzip_level: int = 6
+    attempt_tag: str = field(default_factory=new_attempt_tag)  # names this attempt's blocks (block_upload)
 
 
 @dataclass
@@ -111,7 +112,7 @@ class PartitionWriter:
         columns = self.partition.columns if self.plan.fmt == "csv" else None
         self._encoder = PartEncoder(self.plan.fmt, self.plan.compression, columns, level=self.plan.gzip_level)  # type: ignore[arg-type]
         self._uploader = BlockUploader(self.container, name, block_bytes=self.plan.block_bytes, pool=self.pool,
-                                       max_in_flight=self.plan.max_in_flight)
+                                       max_in_flight=self.plan.max_in_flight, attempt=self.plan.attempt_tag)
         return self._encoder, self._uploader
 
     def _close(self) -> None:

@@ -1,7 +1,9 @@
 """Write one destination file as staged blocks and a single commit (atomic to readers).
 
-Block ids are deterministic (the block's index), so a re-run of the same batch stages the same ids and
-commits the same list: it overwrites identical content instead of adding a copy.
+Block ids name the attempt as well as the block's index: two attempts (two instances during a deploy, with
+different GZIP_LEVEL or PART_MAX_BYTES) that stage blocks of the same blob never share an id, so a commit
+names exactly its own blocks and never another attempt's. Blocks a commit does not name are discarded by it
+(or expire, uncommitted): a re-run still leaves one copy.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import secrets
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,17 +27,25 @@ class WrittenFile:
     md5_base64: str
 
 
-def block_id(index: int) -> str:
-    # All ids of one blob must have the same length: fixed-width index.
-    return base64.b64encode(f"block-{index:08d}".encode()).decode()
+def new_attempt_tag() -> str:
+    """A tag for one attempt's blocks: 8 random hex digits (two attempts share one with odds of 1 in 2**32)."""
+    return secrets.token_hex(4)
+
+
+def block_id(attempt: str, index: int) -> str:
+    # All ids of one blob must have the same length, including the blocks an older version staged
+    # ("block-" and 8 digits: 14 characters), which Azure would otherwise refuse to mix with ours. A blob has
+    # at most 50,000 blocks, so 6 digits of index are enough.
+    return base64.b64encode(f"{attempt[:8]:0>8}{index:06d}".encode()).decode()
 
 
 class BlockUploader:
     """Stage blocks of one blob with bounded concurrency, then commit them in order."""
 
     def __init__(self, container: ContainerClient, name: str, *, block_bytes: int, pool: ThreadPoolExecutor,
-                 max_in_flight: int):
+                 max_in_flight: int, attempt: str | None = None):
         self.blob = container.get_blob_client(name)
+        self.attempt = attempt or new_attempt_tag()  # the export passes its attempt's tag
         self.name = name
         self.block_bytes = block_bytes
         self.pool = pool
@@ -56,7 +67,7 @@ class BlockUploader:
             del self._buffer[: self.block_bytes]
 
     def _stage(self, data: bytes) -> None:
-        ident = block_id(len(self._ids))
+        ident = block_id(self.attempt, len(self._ids))
         self._ids.append(ident)
         # Bound memory: at most max_in_flight blocks are held by uploads at once.
         while len(self._in_flight) >= self.max_in_flight:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared.control import transitions
-from shared.control.batch_state import BatchState, iso
+from shared.control.batch_state import BatchState, StagedPartition, iso
 from shared.control.batches import (
     DUE_PREFIX,
     discard_staging,
@@ -28,8 +29,9 @@ from shared.control.store import ControlStore
 from shared.destinations.access import with_destination
 from shared.destinations.failures import describe_failure
 from shared.destinations.record import DestinationRecord
-from shared.errors import DestinationProblem, NotFound
+from shared.errors import AppError, DestinationProblem, NotFound
 from shared.export.batch_writer import ExportPlan, build_manifest, delete_stale, write_batch, write_manifest
+from shared.export.block_upload import new_attempt_tag
 from shared.logging_setup import log_event
 
 if TYPE_CHECKING:  # the composition root sits above every package
@@ -135,7 +137,7 @@ def _export_or_skip(services: Services, batch_id: str, hooks: Hooks, clock: Call
         return export_one(services, batch_id, hooks=hooks, clock=clock)
     except Exception as exc:  # one batch's trouble (e.g. control storage) must not stop the pass
         log_event(log, "batch export interrupted; it stays due", logging.WARNING, batch_id=batch_id,
-                  error=type(exc).__name__)
+                  error=type(exc).__name__, exc_info=None if isinstance(exc, AppError) else exc)
         return "skipped"
 
 
@@ -175,6 +177,8 @@ def _collect_orphan(services: Services, batch_id: str, moment: datetime) -> None
 def _attempt(services: Services, held: _Held, hooks: Hooks, clock: Callable[[], datetime]) -> str:
     started = clock()
     interrupted = held.state.state == "running"
+    if transitions.crashed_too_often(held.state, services.settings.max_attempts):
+        return _give_up_after_crashes(services, held, started)
     held.save(transitions.start_attempt(held.state, started))
     batch_id, destination_id = held.state.batch_id, held.state.destination_id
     context: dict[str, Any] = {"batch_id": batch_id, "destination_id": destination_id,
@@ -197,6 +201,9 @@ def _attempt(services: Services, held: _Held, hooks: Hooks, clock: Callable[[], 
         return "skipped"
     except Exception as exc:  # every failure is classified and recorded
         problem = _replaced_secret_is_retryable(services, record, describe_failure(exc, record, clock()))
+        if problem.code == "internal_error":  # a bug, not the destination: the operator needs the traceback
+            log_event(log, "batch export raised an unexpected error", logging.ERROR, **context,
+                      error=type(exc).__name__, exc_info=exc)
         return _fail(services, held, problem, clock())
     finished = clock()
     held.lease.check()
@@ -235,6 +242,7 @@ def _write(services: Services, container: Any, record: DestinationRecord, held: 
         prefix=record.prefix, fmt=record.format, compression=record.compression,
         export_date=state.export_date, part_max_bytes=settings.part_max_bytes,
         block_bytes=settings.block_bytes, max_in_flight=settings.upload_concurrency, gzip_level=settings.gzip_level,
+        attempt_tag=new_attempt_tag(),  # unique per attempt: a commit names only its own blocks
     )
     previous = set(state.written_blobs) | {b.name for b in state.blobs}
 
@@ -247,13 +255,44 @@ def _write(services: Services, container: Any, record: DestinationRecord, held: 
         if hooks.before_commit is not None:
             hooks.before_commit(name)
 
-    result = write_batch(container, plan, state.partitions, control.stream, before_commit)
+    result = write_batch(container, plan, state.partitions, checked_reader(control.stream, state.partitions),
+                         before_commit)
     lease.check()
     manifest = build_manifest(plan, result, iso(state.created_at), clock())
     manifest_name = write_manifest(container, plan, manifest)
     written = {f.name for f in result.files}
     kept = delete_stale(container, sorted(previous - written))
     return result, manifest_name, kept
+
+
+def checked_reader(read: Callable[[str], Iterator[bytes]],
+                   partitions: Sequence[StagedPartition]) -> Callable[[str], Iterator[bytes]]:
+    """`read`, checking that each staged blob holds the bytes its state committed (the SHA-256 intake
+    recorded). A mismatch ends the stream with a failure before the partition's last part is committed."""
+    expected = {p.blob: p.sha256 for p in partitions if p.sha256 is not None}
+
+    def read_checked(name: str) -> Iterator[bytes]:
+        digest = hashlib.sha256()
+        for chunk in read(name):
+            digest.update(chunk)
+            yield chunk
+        if name in expected and digest.hexdigest() != expected[name]:
+            log_event(log, "staged records differ from those the batch committed", logging.ERROR, blob=name)
+            raise DestinationProblem(
+                "the batch's staged records in control storage are not the ones it was accepted with, so it was "
+                "not exported; post the records again", code="staged_data_changed")
+    return read_checked
+
+
+def _give_up_after_crashes(services: Services, held: _Held, moment: datetime) -> str:
+    control, state = services.control, held.state
+    held.save(transitions.give_up_after_crashes(state, moment, max_attempts=services.settings.max_attempts))
+    control.put_bytes(failed_marker(state.destination_id, state.batch_id), b"")
+    control.delete(due_marker(state.batch_id))
+    log_event(log, "batch failed", logging.WARNING, batch_id=state.batch_id, destination_id=state.destination_id,
+              attempt=state.attempts, error_code="worker_crashed", crashes=held.state.crashes,
+              reason=repr(held.state.last_error.message if held.state.last_error else ""))
+    return "failed"
 
 
 def _backoff(settings: Any, attempts: int) -> float:

@@ -102,6 +102,8 @@ class _LogWatch(logging.Handler):
             text = record.getMessage()
             if record.exc_info:
                 text += "\n" + logging.Formatter().formatException(record.exc_info)
+            if record.exc_text:  # a traceback formatted (and redacted) when the record was made
+                text += "\n" + record.exc_text
             if record.stack_info:
                 text += "\n" + record.stack_info
         except Exception:  # a record that cannot be formatted is the logging module's problem, not a leak
