@@ -28,7 +28,6 @@ from shared.formats.serialization import (
     file_extension,
     split_blocks,
     split_lines,
-    take_until,
 )
 from shared.logging_setup import log_event
 
@@ -154,8 +153,8 @@ class PartitionWriter:
         for lines in split_lines(chunks):
             while lines:
                 encoder, uploader = self._part_with_room()
-                # take_until returns at least 1, so a part always makes progress.
-                count = take_until(lines[:FEED_LINES], self.plan.part_max_bytes - encoder.raw_bytes)
+                # At least 1, so a part always makes progress; CSV is counted by the rows it writes (issue 11).
+                count = encoder.lines_within(lines[:FEED_LINES], self.plan.part_max_bytes - encoder.raw_bytes)
                 uploader.write(encoder.feed(lines[:count]).data)
                 lines = lines[count:]
 

@@ -170,16 +170,18 @@ def cut_block(block: bytes, budget_bytes: int) -> int:
     return block.rfind(b"\n", 0, max(budget_bytes, 0)) + 1 or block.index(b"\n") + 1
 
 
-def take_until(lines: Sequence[bytes], budget_bytes: int) -> int:
-    """How many leading lines fit in ``budget_bytes``, each counting its length plus a newline.
+def take_until(lines: Sequence[bytes], budget_bytes: int, *, scale: int = 1, extra_per_line: int = 0) -> int:
+    """How many leading lines fit in ``budget_bytes``, each counting ``scale`` times its length plus a
+    newline and ``extra_per_line`` (what a line becomes: itself for JSONL; see ``PartEncoder.lines_within``).
 
     At least 1 when ``lines`` is not empty, so a part always makes progress (passing the budget
-    by less than that one line). Exact for JSONL; for CSV the staged size estimates the rows'.
+    by less than that one line).
     """
     if not lines:
         return 0
     ends = list(accumulate(map(len, lines)))
-    fitting = bisect_right(range(len(ends)), budget_bytes, key=lambda i: ends[i] + i + 1)
+    per_line = 1 + extra_per_line
+    fitting = bisect_right(range(len(ends)), budget_bytes, key=lambda i: ends[i] * scale + (i + 1) * per_line)
     return max(fitting, 1)
 
 
@@ -212,6 +214,7 @@ class PartEncoder:
         self._in_flight: Future[bytes] | None = None
         self._ready: list[bytes] = []  # compressed bytes not handed out yet
         self._csv: CsvEncoder | None = None
+        self._csv_row_floor = 0
         self._records = 0
         self._raw_bytes = 0
         self._unreported_raw = 0  # the CSV header's, reported with the first chunk
@@ -220,6 +223,7 @@ class PartEncoder:
             if columns is None:
                 raise ValueError("a CSV part needs its columns")
             self._csv = CsvEncoder(columns)
+            self._csv_row_floor = len(columns) + 2  # the commas and line end of one row, a bound with quotes
             header = self._csv.header()
             self._compress(header)
             self._raw_bytes = self._unreported_raw = len(header)
@@ -233,6 +237,19 @@ class PartEncoder:
     @property
     def raw_bytes(self) -> int:
         return self._raw_bytes
+
+    def lines_within(self, lines: Sequence[bytes], budget_bytes: int) -> int:
+        """How many leading staged ``lines`` to feed so that this part's output grows by at most
+        ``budget_bytes`` (at least 1, so a part always makes progress).
+
+        JSONL output is the staged lines: exact. A CSV row is bounded instead: every row writes every column
+        (a comma each, even when empty), and a value's cell is at most twice its JSON text (quotes doubled
+        inside a quoted cell). A part of a wide CSV is sized by what it writes, not by the staged lines:
+        10,000 columns over rows of 100 staged bytes write 100 times the input.
+        """
+        if self._csv is None:
+            return take_until(lines, budget_bytes)
+        return take_until(lines, budget_bytes, scale=2, extra_per_line=self._csv_row_floor)
 
     def feed(self, lines: Sequence[bytes]) -> EncodedChunk:
         if self._closed:
