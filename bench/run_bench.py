@@ -34,6 +34,7 @@ import orjson
 import psutil
 from azure.storage.blob import BlobServiceClient
 
+from bench import intake_memory
 from bench.profiling import profiled_command, summarize
 from bench.workload import IntakeServer, Variant, container_sas_url, delete_variant, event_batches, new_variant, stage
 from shared.settings import load_settings
@@ -63,6 +64,7 @@ class BenchOptions:
     profile_dir: Path | None = None  # py-spy profiles of each measured run (bench.profiling)
     repeat: int = 1  # measure each export variant this many times (restaged each time); the best counts
     keep: bool = False  # keep the containers (to look at what landed)
+    intake_memory_mib: float = 90  # one body of each kind for the intake-memory rows (0: skip them)
 
 
 @dataclass
@@ -262,6 +264,7 @@ def run_benchmark(connection_string: str, results_path: Path, options: BenchOpti
             del bodies
             rows, memory_rows, staged = measure_all(run, main, memory)
             intake = intake_summary([item for group in main for item in group], body_bytes)
+            intake_rows = measure_intake_memory(run)
         finally:
             if not options.keep:
                 run.clean_up()
@@ -273,13 +276,31 @@ def run_benchmark(connection_string: str, results_path: Path, options: BenchOpti
                     "memory_events": options.memory_events, "settings": options.settings},
         "dataset": {"events": options.events, "batches": len(main[0][0].batch_ids), "body_bytes": body_bytes,
                     **staged},
-        "intake": intake, "variants": rows, "memory": memory_rows,
-        "targets": targets(rows, memory_rows),
+        "intake": intake, "variants": rows, "memory": memory_rows, "intake_memory": intake_rows,
+        "targets": targets(rows, memory_rows) + intake_targets(intake_rows),
     }
     results_path.parent.mkdir(parents=True, exist_ok=True)
     results_path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
     say(format_results(results))
     return results
+
+
+def measure_intake_memory(run: Run) -> list[dict[str, Any]]:
+    """The intake-memory rows: one body of each kind posted to a server process of its own (bench.intake_memory)."""
+    size = int(run.options.intake_memory_mib * MB)
+    if size <= 0:
+        return []
+    rows = []
+    for kind in intake_memory.KINDS:
+        run.say(f"measuring intake memory, one {run.options.intake_memory_mib:g} MiB {kind} body ...")
+        rows.append(intake_memory.measure(run.connection_string, kind, size, work_dir=run.work_dir))
+    return rows
+
+
+def intake_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"target": f"intake peak RSS growth, {row['kind']} body of {row['inflated_mb']:.0f} MiB <= "
+                       f"{row['target']}x the body", "measured": row["ratio"],
+             "met": row["status"] == 202 and row["ratio"] <= row["target"]} for row in rows]
 
 
 def intake_summary(variants: list[Variant], body_bytes: int) -> dict[str, Any]:
@@ -343,6 +364,7 @@ def format_results(results: dict[str, Any]) -> str:
         lines.append(f"memory: {row['format']}+gzip, one batch of {row['events']:>9,} events: "
                      f"peak RSS {row['peak_rss_mb']:.1f} MB (after imports {row['baseline_rss_mb']:.1f} MB), "
                      f"{row['events_per_s']:,} events/s")
+    lines.extend(intake_memory.format_rows(results.get("intake_memory", [])))
     lines.append("")
     for check in results["targets"]:
         lines.append(f"{'met   ' if check['met'] else 'MISSED'} {check['target']}: {check['measured']}")
@@ -364,6 +386,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=1,
                         help="measure each export variant this many times, restaged each time (default 1)")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark's containers")
+    parser.add_argument("--intake-memory-mib", type=float, default=90,
+                        help="size of the intake-memory bodies, one of each kind (default 90; 0 skips them)")
     return parser.parse_args(argv)
 
 
@@ -372,7 +396,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = dict(item.split("=", 1) for item in args.setting)
     options = BenchOptions(events=args.events, batch_size=args.batch_size, memory_events=args.memory_events,
                            hours=args.hours, settings=settings, profile_dir=args.profile, keep=args.keep,
-                           repeat=max(1, args.repeat))
+                           repeat=max(1, args.repeat), intake_memory_mib=args.intake_memory_mib)
     run_benchmark(args.connection_string, args.results, options)
 
 

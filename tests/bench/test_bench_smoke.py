@@ -19,7 +19,7 @@ EVENTS = 2_000
 def test_the_benchmark_measures_every_variant_and_the_data_lands(azurite: Azurite, tmp_path: Path) -> None:
     said: list[str] = []
     results_path = tmp_path / "results" / "latest.json"
-    options = BenchOptions(events=EVENTS, batch_size=500, memory_events=500)
+    options = BenchOptions(events=EVENTS, batch_size=500, memory_events=500, intake_memory_mib=0.25)
 
     results = run_benchmark(azurite.connection_string, results_path, options, say=said.append)
 
@@ -36,8 +36,11 @@ def test_the_benchmark_measures_every_variant_and_the_data_lands(azurite: Azurit
         ("csv", 500), ("csv", EVENTS), ("jsonl", 500), ("jsonl", EVENTS)]
     assert all(m["peak_rss_mb"] > 0 for m in results["memory"])
     assert {check["target"].split(" ")[0] for check in results["targets"]} >= {"jsonl+gzip", "csv+gzip", "export"}
-    assert "ratio to floor" in said[-1]  # the table was printed
+    assert [row["kind"] for row in results["intake_memory"]] == ["ndjson", "ndjson+gzip", "json-array"]
+    assert all(row["status"] == 202 and row["growth_mb"] is not None for row in results["intake_memory"])
+    assert "ratio to floor" in said[-1] and "intake memory: json-array" in said[-1]  # the table was printed
 
     # Nothing of the run is left behind in the storage account.
     service = BlobServiceClient.from_connection_string(azurite.connection_string)
     assert [c.name for c in service.list_containers(name_starts_with="bench-")] == []
+    assert [c.name for c in service.list_containers(name_starts_with="intmem-")] == []
