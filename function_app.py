@@ -11,6 +11,7 @@ import logging
 import azure.functions as func
 
 from shared.api.functions import ADMIN_FUNCTION, INTAKE_FUNCTION
+from shared.control.retention import sweep as sweep_retention
 from shared.export.runner import run_export_pass
 from shared.services import get_services
 
@@ -37,4 +38,6 @@ async def admin(req: func.HttpRequest, context: func.Context) -> func.HttpRespon
 def scheduled_export(timer: func.TimerRequest) -> None:
     if timer.past_due:
         logging.getLogger(__name__).info("export timer is past due; running now")
-    run_export_pass(get_services())
+    services = get_services()
+    run_export_pass(services)
+    sweep_retention(services.control, services.settings)

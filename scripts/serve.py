@@ -23,6 +23,7 @@ from scripts.local_settings import apply_values, find_settings_file, read_values
 from scripts.ncrontab import ScheduleError, parse_schedule
 from scripts.scheduler import ScheduledJob
 from shared.api.app import create_api
+from shared.control.retention import sweep as sweep_retention
 from shared.errors import AppError
 from shared.export.runner import run_export_pass
 from shared.logging_setup import configure_logging
@@ -42,8 +43,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def scheduled_export() -> None:
-    """What the timer trigger does (function_app.scheduled_export); the pass logs its own summary."""
-    run_export_pass(get_services())
+    """What the timer trigger does (function_app.scheduled_export): the export pass, then retention; each logs
+    its own summary."""
+    services = get_services()
+    run_export_pass(services)
+    sweep_retention(services.control, services.settings)
 
 
 def main(argv: list[str] | None = None) -> int:

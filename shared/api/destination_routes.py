@@ -61,9 +61,12 @@ def add_destination_routes(api: FastAPI, services: ServicesProvider) -> None:
     async def list_destinations() -> Response:
         return json_response({"destinations": await run_in_threadpool(services().destinations.list)})
 
-    @api.delete("/api/destinations/{destination_id}", tags=["destinations"], status_code=204)
-    async def delete_destination(destination_id: str) -> Response:
-        await run_in_threadpool(services().destinations.delete, destination_id)
+    @api.delete("/api/destinations/{destination_id}", tags=["destinations"], status_code=204,
+                responses={409: {"description": "The destination has batches not yet landed (see force)"}})
+    async def delete_destination(destination_id: str, force: bool = False) -> Response:
+        """Delete a destination. With batches not yet landed it answers 409 saying how many, unless
+        `force=true`, which fails them with the reason "destination deleted" and deletes their records."""
+        await run_in_threadpool(services().destinations.delete, destination_id, force=force)
         return Response(status_code=204)
 
     # The name and operation id FastAPI derived from the handler's old name, kept so the document is stable.

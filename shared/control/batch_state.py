@@ -117,8 +117,13 @@ class BatchState(_Stored):
     # Attempts (since the last retry) whose worker died with no outcome recorded: each was taken over by a
     # later pass. They count against the attempt budget like any attempt; the reason names them.
     crashes: int = 0
+    # The destination's `generation` the batch was staged for: a destination deleted and created again under
+    # the same id has a new one and never exports an earlier one's batches. None: staged before issue 11.
+    destination_generation: str | None = None
+    # When retention (or a forced delete of the destination) removed the staged records: no retry after that.
+    staged_deleted_at: Timestamp | None = None
 
-    _added_later = ("crashes",)
+    _added_later = ("crashes", "destination_generation", "staged_deleted_at")
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> BatchState:

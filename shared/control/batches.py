@@ -24,8 +24,8 @@ from typing import Any
 
 from azure.core.exceptions import HttpResponseError
 
-from shared.control import transitions
-from shared.control.batch_state import STATES, BatchState, RecordType, StagedPartition
+from shared.control import batch_index, transitions
+from shared.control.batch_state import STATES, BatchState, RecordType, StagedPartition, StateName
 from shared.control.store import ControlStore, LeaseHeld, PreconditionFailed
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.logging_setup import log_event
@@ -161,6 +161,7 @@ def _stage_new(control: ControlStore, batch: NewBatch, staging_id: str) -> tuple
         assert current is not None
         discard_staged_attempt(control, batch_id, staging_id)
         return _replayed(BatchState.from_json(current.data), batch.body_sha256), False
+    _index(control, state, first=True)
     log_event(log, "batch staged", batch_id=batch_id, destination_id=destination_id, records=batch.records,
               bytes=total)
     return state, True
@@ -213,9 +214,23 @@ def get_state(control: ControlStore, batch_id: str) -> BatchState:
 
 
 def save_state(control: ControlStore, state: BatchState, *, lease: str | None = None,
-               etag: str | None = None) -> str:
-    """Write a state a transition made (it stamped `updated_at`); returns the new ETag."""
-    return control.put(state_blob(state.batch_id), state.to_json(), lease=lease, etag=etag, metadata=state.metadata())
+               etag: str | None = None, previous: StateName | None = None) -> str:
+    """Write a state a transition made (it stamped `updated_at`); returns the new ETag. Then the batch index
+    (`previous`: the state the batch left, when the caller knows it; the index has nothing to do if unchanged)."""
+    etag = control.put(state_blob(state.batch_id), state.to_json(), lease=lease, etag=etag, metadata=state.metadata())
+    _index(control, state, previous=previous)
+    return etag
+
+
+def _index(control: ControlStore, state: BatchState, *, previous: StateName | None = None,
+           first: bool = False) -> None:
+    """The state is saved and stands; an index write that fails leaves the listing behind until the batch's
+    next change, and is no reason to fail the save."""
+    try:
+        batch_index.record(control, state, previous=previous, first=first)
+    except Exception as exc:
+        log_event(log, "batch index not updated", logging.WARNING, batch_id=state.batch_id, state=state.state,
+                  error=type(exc).__name__)
 
 
 def public_status(batch: BatchState) -> dict[str, Any]:
@@ -265,7 +280,10 @@ def check_continuation(continuation: str | None) -> str | None:
 def list_batches(
     control: ControlStore, *, state: str | None, destination_id: str | None, limit: int, continuation: str | None
 ) -> dict[str, Any]:
-    """A page of batches, newest ids last (ids sort by creation time), filtered by listing metadata."""
+    """A page of batches, newest ids last (ids sort by creation time), filtered by listing metadata.
+
+    A filter reads the batch index (`shared.control.batch_index`): one destination's or one state's markers,
+    not every state; until the index covers the states written before it existed, every state is read."""
     if state is not None and state not in STATES:
         raise ValidationFailed(
             f"state must be one of {', '.join(STATES)}",
@@ -273,9 +291,14 @@ def list_batches(
         )
     found: list[dict[str, Any]] = []
     token = check_continuation(continuation)
+    prefix = STATES_PREFIX
+    if destination_id and "/" in destination_id:
+        return {"batches": found, "next": None}  # no destination id has one
+    if (state or destination_id) and batch_index.is_complete(control):
+        prefix = batch_index.listing_prefix(state=state, destination_id=destination_id)
     while len(found) < limit:
         try:
-            items, token = control.list_page(STATES_PREFIX, page_size=limit, continuation=token)
+            items, token = control.list_page(prefix, page_size=limit, continuation=token)
         except HttpResponseError as exc:  # a 4xx: storage refused the token the caller passed on
             if not (continuation and exc.status_code and 400 <= exc.status_code < 500):
                 raise
@@ -284,7 +307,7 @@ def list_batches(
             meta = item.metadata
             if (state and meta.get("state") != state) or (destination_id and meta.get("destination") != destination_id):
                 continue
-            batch_id = item.name[len(STATES_PREFIX):-len(".json")]
+            batch_id = item.name.rsplit("/", 1)[1].removesuffix(".json")
             found.append({"batch_id": batch_id, "state": meta.get("state"), "type": meta.get("type"),
                           "destination_id": meta.get("destination"), "created_at": meta.get("created"),
                           "status_url": f"/api/batches/{batch_id}"})

@@ -10,6 +10,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -54,6 +55,7 @@ class Document:
 class Listed:
     name: str
     metadata: dict[str, str]
+    modified: datetime | None = None
 
 
 def build_control_container(settings: Settings) -> ContainerClient:
@@ -179,7 +181,7 @@ class ControlStore:
         include = ["metadata"] if with_metadata else None
         try:
             for item in self.container.list_blobs(name_starts_with=prefix, include=include):
-                yield Listed(item.name, dict(item.metadata or {}))
+                yield Listed(item.name, dict(item.metadata or {}), item.last_modified)
         except (ServiceRequestError, ServiceResponseError, HttpResponseError) as exc:
             raise as_unavailable(exc) from None
 
@@ -192,7 +194,7 @@ class ControlStore:
         ).by_page(continuation_token=continuation)
         try:
             page = next(pages)
-            items = [Listed(item.name, dict(item.metadata or {})) for item in page]
+            items = [Listed(item.name, dict(item.metadata or {}), item.last_modified) for item in page]
         except StopIteration:
             return [], None
         except (ServiceRequestError, ServiceResponseError, HttpResponseError) as exc:

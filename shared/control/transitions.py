@@ -6,6 +6,9 @@
               │                          └──fail, give_up_after_crashes──> failed
               └─retry, requeue_for_new_credentials─┘  (from failed, or from pending)
 
+    pending, failed ──fail_for_deleted_destination──> failed   (DELETE /api/destinations/{id}?force=true)
+    landed, failed ──staged_records_deleted──> the same state   (retention; a retry is refused after it)
+
 Each function takes the current state and returns the next one; none writes to storage (the callers save
 the result under their lease or ETag, and keep the due and failed markers in step). A refused transition
 raises `TransitionRefused`: a 409, with words for the caller.
@@ -155,6 +158,9 @@ def retry(state: BatchState, moment: datetime) -> BatchState:
         raise TransitionRefused(f"batch '{state.batch_id}' has already landed; there is nothing to retry")
     if state.state == "running":
         raise TransitionRefused(f"batch '{state.batch_id}' is being exported right now; check its status shortly")
+    if state.staged_deleted_at is not None:
+        raise TransitionRefused(f"batch '{state.batch_id}' can no longer be retried: its staged records were deleted "
+                                f"on {state.staged_deleted_at:%Y-%m-%d}; send its records again as a new batch")
     return state.changed(state="pending", attempts=0, crashes=0, next_attempt_at=moment, updated_at=moment)
 
 
@@ -162,3 +168,34 @@ def requeue_for_new_credentials(state: BatchState, moment: datetime) -> BatchSta
     """After the destination's credentials change, a batch that failed or is backing off is due now, with a
     fresh attempt budget: the same change and the same preconditions as `retry`, asked for by the save."""
     return retry(state, moment)
+
+
+def staged_records_deleted(state: BatchState, moment: datetime, *, after_days: float | None = None) -> BatchState:
+    """landed -> landed, or failed -> failed, noting that retention deleted the staged records.
+
+    Only once, and only for a finished batch: a pending or running batch still needs its records. For a failed
+    batch (`after_days`, FAILED_RETENTION_DAYS) the note says why it can no longer be retried.
+    """
+    _require(state, {"landed", "failed"}, "staged_records_deleted")
+    if state.staged_deleted_at is not None:
+        raise TransitionRefused(f"batch '{state.batch_id}': its staged records were already deleted")
+    notes = state.notes
+    if state.state == "failed":
+        notes = (*notes, f"its staged records were deleted after {after_days:g} days failed (FAILED_RETENTION_DAYS); "
+                         "it can no longer be retried: send its records again as a new batch")
+    return state.changed(staged_deleted_at=moment, notes=notes, updated_at=moment)
+
+
+DESTINATION_DELETED = "destination deleted"
+
+
+def fail_for_deleted_destination(state: BatchState, moment: datetime) -> BatchState:
+    """pending or failed -> failed with the reason "destination deleted", its staged records gone
+    (DELETE /api/destinations/{id}?force=true deletes them next).
+
+    Refused for a running batch (its worker holds the lease and records its outcome) and a landed one.
+    """
+    _require(state, {"pending", "failed"}, "fail_for_deleted_destination")
+    error = _error(state, "destination_deleted", DESTINATION_DELETED, moment)
+    return state.changed(state="failed", last_error=error, finished_at=moment, next_attempt_at=None,
+                         staged_deleted_at=moment, updated_at=moment)

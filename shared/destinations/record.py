@@ -7,10 +7,12 @@ again (`exclude_unset`), and keys keep their order.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from shared.control.batch_state import BatchState
 from shared.destinations.sas import SasInfo
 
 AuthType = Literal["sas", "service_principal", "managed_identity", "connection_string"]
@@ -56,6 +58,9 @@ class DestinationRecord(_Stored):
     auth: StoredAuth
     created_at: str
     updated_at: str
+    # New at each creation (absent from records created before issue 11): a destination deleted and created
+    # again under the same id is another destination, and never exports the earlier one's batches (`owns`).
+    generation: str | None = None
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> DestinationRecord:
@@ -68,6 +73,16 @@ class DestinationRecord(_Stored):
     @property
     def secret_name(self) -> str | None:
         return self.auth.secret_name
+
+    def owns(self, batch: BatchState) -> bool:
+        """Whether a batch was accepted for this destination, not for an earlier one with the same id.
+
+        A batch that names no generation (staged before issue 11, or by an older instance) belongs to it if
+        it was accepted after this destination was created (intake refuses batches for a missing destination).
+        """
+        if batch.destination_generation is not None:
+            return batch.destination_generation == self.generation
+        return self.generation is None or batch.created_at >= datetime.fromisoformat(self.created_at)
 
     def where(self) -> str:
         """`container 'x' at https://...`, for messages."""

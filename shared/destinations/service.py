@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from shared.control import destination_batches
 from shared.control.store import ControlStore, PreconditionFailed
 from shared.destinations.connection_strings import blob_endpoint_of
 from shared.destinations.models import DestinationIn, check_destination_id, validation_details
@@ -79,6 +81,13 @@ def _secret_value(dest: DestinationIn) -> str | None:
     return None
 
 
+def _generation(previous: DestinationRecord | None) -> dict[str, Any]:
+    """A new destination gets a generation of its own; a replaced one keeps the one it had (or none)."""
+    if previous is None:
+        return {"generation": uuid.uuid4().hex}
+    return {} if previous.generation is None else {"generation": previous.generation}
+
+
 # Proves a destination not saved yet (record, secret): raises DestinationProblem (see destination_access).
 Verifier = Callable[[DestinationRecord, str | None], Any]
 
@@ -122,6 +131,7 @@ class DestinationService:
             id=destination_id, account_name=account_name, account_url=account_url, container=dest.container,
             prefix=dest.prefix, format=dest.format, compression=dest.compression, auth=auth_record,
             created_at=previous.created_at if previous else now.isoformat(), updated_at=now.isoformat(),
+            **_generation(previous),
         )
         if verify and self.verifier is not None:
             self.verifier(record, secret)
@@ -232,8 +242,26 @@ class DestinationService:
                 views.append(self.view(DestinationRecord.from_json(doc.data)))
         return views
 
-    def delete(self, destination_id: str) -> None:
+    def delete(self, destination_id: str, *, force: bool = False) -> None:
+        """Delete the destination, its own secret, and (only with `force`) what it has not landed yet.
+
+        Without `force`, a destination with batches not landed (pending, running, or failed and retryable) is
+        refused with a 409 that says how many. With it, those batches fail first with the reason "destination
+        deleted" and their staged records are deleted; a batch being exported right now is left to its worker.
+        """
         record = self.get_record(destination_id)
+        waiting = destination_batches.not_landed(self.control, destination_id)
+        if waiting and not force:
+            message = (f"destination '{destination_id}' has {len(waiting)} batch(es) not yet landed (pending, "
+                       "running, or failed and waiting for a retry); wait for them to land, or delete with "
+                       "?force=true to fail them with the reason 'destination deleted' and delete their records")
+            raise Conflict(message, code="batches_not_landed",
+                           details=[{"field": "force", "message": message, "batches_not_landed": len(waiting)}])
+        if waiting:
+            abandoned = destination_batches.fail_for_deleted_destination(self.control, destination_id, waiting,
+                                                                         self.clock())
+            log_event(log, "batches failed: destination deleted", destination_id=destination_id,
+                      failed=abandoned.failed, still_running=len(abandoned.running))
         self.control.delete(destination_blob(destination_id))
         name = record.secret_name
         if name and is_own_secret_name(name, destination_id):

@@ -25,6 +25,7 @@ from shared.control.batches import (
     state_blob,
 )
 from shared.control.leases import BatchLease, LeaseLost
+from shared.control.retention import delete_staged_at_landing
 from shared.control.store import ControlStore
 from shared.destinations.access import with_destination
 from shared.destinations.failures import describe_failure
@@ -72,8 +73,9 @@ class _Held:
     state: BatchState
 
     def save(self, state: BatchState) -> None:
+        previous = self.state.state
         self.state = state  # kept even if the save fails: the failure path records from here
-        save_state(self.control, state, lease=self.lease.id)
+        save_state(self.control, state, lease=self.lease.id, previous=previous)
 
 
 def due_batches(services: Services, moment: datetime) -> list[str]:
@@ -190,6 +192,10 @@ def _attempt(services: Services, held: _Held, hooks: Hooks, clock: Callable[[], 
         return _fail(services, held, DestinationProblem(
             f"destination '{destination_id}' no longer exists; recreate it and retry the batch",
             code="destination_missing"), clock())
+    if not record.owns(held.state):
+        return _fail(services, held, DestinationProblem(
+            f"destination deleted: '{destination_id}' was deleted and created again after this batch was accepted; "
+            "the new destination does not export the old one's batches", code="destination_deleted"), clock())
     try:
         result, manifest_name, kept = with_destination(
             record, services.secrets, services.clients,
@@ -212,6 +218,7 @@ def _attempt(services: Services, held: _Held, hooks: Hooks, clock: Callable[[], 
         output_bytes=result.bytes, manifest=manifest_name, kept=kept,
     ))
     services.control.delete(due_marker(batch_id))
+    delete_staged_at_landing(services.settings, held.state, held.save, services.control)
     log_event(log, "batch landed", **context, records=result.records, files=len(result.files), bytes=result.bytes,
               duration_seconds=round((finished - started).total_seconds(), 3))
     return "landed"
