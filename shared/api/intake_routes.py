@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import orjson
@@ -10,8 +11,8 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from shared.api.responses import ServicesProvider, json_response
-from shared.intake.accept import IntakeRequest, accept_batch, accepted_body
-from shared.intake.body import read_limited
+from shared.intake.accept import BodyIntake, IntakeRequest, accepted_body, stage_parsed
+from shared.intake.body import too_large
 
 if TYPE_CHECKING:  # the composition root sits above every package
     from shared.services import Services
@@ -82,20 +83,39 @@ def add_intake_routes(api: FastAPI, services: ServicesProvider) -> None:
 
 async def _post_batch(svc: Services, destination_id: str, request: Request) -> Response:
     destination = await run_in_threadpool(svc.destinations.get_record, destination_id)
-    raw = await read_limited(request.stream(), svc.settings.max_request_bytes)
-    intake = IntakeRequest(
+    settings = svc.settings
+    intake = BodyIntake(IntakeRequest(
         destination_id=destination_id,
         record_type=request.query_params.get("type", ""),
         content_type=request.headers.get("content-type"),
         content_encoding=request.headers.get("content-encoding"),
         idempotency_key=request.headers.get("idempotency-key"),
-    )
-    state, created = await run_in_threadpool(
-        accept_batch, svc.control, intake, raw, max_bytes=svc.settings.max_request_bytes,
-        csv_destination=destination.format == "csv", max_containers=svc.settings.max_record_containers,
-        max_csv_columns=svc.settings.max_csv_columns,
-    )
+    ), max_bytes=settings.max_request_bytes, csv_destination=destination.format == "csv",
+        max_containers=settings.max_record_containers, max_csv_columns=settings.max_csv_columns)
+    await feed_body(request.stream(), intake, settings.max_request_bytes)
+    parsed = await run_in_threadpool(intake.finish)
+    state, created = await run_in_threadpool(stage_parsed, svc.control, intake, parsed)
     headers = {"Location": f"/api/batches/{state.batch_id}"}
     if not created:
         headers["Idempotent-Replayed"] = "true"
     return json_response(accepted_body(state), 202, headers)
+
+
+FEED_BYTES = 1024 * 1024  # the body goes to the parser (in a worker thread) in pieces of about this size
+
+
+async def feed_body(chunks: AsyncIterator[bytes], intake: BodyIntake, limit: int) -> None:
+    """Hand the body to ``intake`` as it arrives, off the event loop, refusing it as soon as it passes ``limit``
+    bytes: the body is parsed while it is read, and never held whole."""
+    size = 0
+    pending = bytearray()
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        pending += chunk
+        if len(pending) >= FEED_BYTES:
+            await run_in_threadpool(intake.feed, pending)
+            pending = bytearray()
+    if pending:
+        await run_in_threadpool(intake.feed, pending)

@@ -11,8 +11,8 @@ from shared.control.batch_state import BatchState, RecordType
 from shared.control.batches import NewBatch, StagedPart, new_batch_id, now_utc, stage_batch
 from shared.control.store import ControlStore
 from shared.errors import BadRequest, ValidationFailed
-from shared.intake.body import body_kind, decode_body
-from shared.intake.records import RecordsRejected, parse_batch
+from shared.intake.body import GunzipStream, body_kind, is_gzip
+from shared.intake.records import NdjsonReader, ParsedBatch, RecordsRejected, parse_batch
 
 MAX_IDEMPOTENCY_KEY = 200
 
@@ -48,40 +48,84 @@ def check_idempotency_key(key: str | None) -> str | None:
     return key
 
 
-def accept_batch(
-    control: ControlStore, request: IntakeRequest, raw: bytes | bytearray, *, max_bytes: int,
-    moment: datetime | None = None, csv_destination: bool = False, max_containers: int | None = None,
-    max_csv_columns: int | None = None,
-) -> tuple[BatchState, bool]:
-    """Validate and stage; returns (state, created). Raises an AppError and stages nothing on bad input.
+class BodyIntake:
+    """One posted batch as its body arrives: the request's headers checked at once (before any of the body is
+    read), then ``feed`` each piece of the body as it comes (inflated within the limit, hashed, and NDJSON
+    checked and staged a line at a time, so that the body itself is never held whole), then ``finish``.
+    A JSON array is gathered and read at ``finish``, an element at a time."""
 
-    ``max_containers`` (MAX_RECORD_CONTAINERS) bounds each record's objects and arrays; ``max_csv_columns``
-    (MAX_CSV_COLUMNS) a partition's columns, for a CSV destination only.
-    """
-    record_type = check_record_type(request.record_type)
-    kind = body_kind(request.content_type)
-    key = check_idempotency_key(request.idempotency_key)
-    body = decode_body(raw, request.content_encoding, max_bytes)
-    try:
-        parsed = parse_batch(body, kind, record_type, unique_columns=csv_destination, max_containers=max_containers,
-                             max_columns=max_csv_columns if csv_destination else None)
-    except RecordsRejected as exc:
-        details = [{"line": p.line, "field": p.field, "message": p.message} for p in exc.problems]
-        raise BadRequest(exc.message, details=details, code="invalid_records") from None
+    def __init__(self, request: IntakeRequest, *, max_bytes: int, csv_destination: bool = False,
+                 max_containers: int | None = None, max_csv_columns: int | None = None) -> None:
+        self.request = request
+        self.record_type = check_record_type(request.record_type)
+        self.kind = body_kind(request.content_type)
+        self.key = check_idempotency_key(request.idempotency_key)
+        self._gunzip = GunzipStream(max_bytes) if is_gzip(request.content_encoding) else None
+        self._hash = hashlib.sha256()
+        self._options: dict[str, Any] = {"unique_columns": csv_destination, "max_containers": max_containers,
+                                         "max_columns": max_csv_columns if csv_destination else None}
+        self._ndjson = NdjsonReader(self.record_type, **self._options) if self.kind == "ndjson" else None
+        self._array = bytearray()
+
+    def feed(self, raw: bytes | bytearray) -> None:
+        data = self._gunzip.feed(raw) if self._gunzip is not None else raw
+        self._hash.update(data)
+        if self._ndjson is not None:
+            self._ndjson.feed(data)
+        else:
+            self._array += data
+
+    def finish(self) -> ParsedBatch:
+        """The validated batch; raises an AppError (400 ``invalid_records`` naming the lines) on bad input."""
+        if self._gunzip is not None:
+            self._gunzip.finish()
+        try:
+            if self._ndjson is not None:
+                return self._ndjson.finish()
+            return parse_batch(self._array, "json", self.record_type, **self._options)
+        except RecordsRejected as exc:
+            details = [{"line": p.line, "field": p.field, "message": p.message} for p in exc.problems]
+            raise BadRequest(exc.message, details=details, code="invalid_records") from None
+        finally:
+            self._array = bytearray()
+
+    @property
+    def body_sha256(self) -> str:
+        return self._hash.hexdigest()
+
+
+def stage_parsed(control: ControlStore, intake: BodyIntake, parsed: ParsedBatch,
+                 moment: datetime | None = None) -> tuple[BatchState, bool]:
+    """Stage a batch ``BodyIntake.finish`` validated; returns (state, created)."""
     when = moment or now_utc()
     parts = [
         StagedPart(key=p.key, lines=p.lines, columns=sorted(p.columns))
         for p in sorted(parsed.partitions.values(), key=lambda p: p.key)
     ]
     return stage_batch(control, NewBatch(
-        batch_id=new_batch_id(when, request.destination_id, key),
-        destination_id=request.destination_id,
-        record_type=record_type,
+        batch_id=new_batch_id(when, intake.request.destination_id, intake.key),
+        destination_id=intake.request.destination_id,
+        record_type=intake.record_type,
         parts=parts,
         records=parsed.record_count,
-        body_sha256=hashlib.sha256(body).hexdigest(),
+        body_sha256=intake.body_sha256,
         moment=when,
     ))
+
+
+def accept_batch(
+    control: ControlStore, request: IntakeRequest, raw: bytes | bytearray, *, max_bytes: int,
+    moment: datetime | None = None, csv_destination: bool = False, max_containers: int | None = None,
+    max_csv_columns: int | None = None,
+) -> tuple[BatchState, bool]:
+    """Validate and stage a whole body; returns (state, created). Raises an AppError and stages nothing on bad
+    input. ``max_containers`` (MAX_RECORD_CONTAINERS) bounds each record's objects and arrays;
+    ``max_csv_columns`` (MAX_CSV_COLUMNS) a partition's columns, for a CSV destination only.
+    """
+    intake = BodyIntake(request, max_bytes=max_bytes, csv_destination=csv_destination,
+                        max_containers=max_containers, max_csv_columns=max_csv_columns)
+    intake.feed(raw)
+    return stage_parsed(control, intake, intake.finish(), moment)
 
 
 def accepted_body(state: BatchState) -> dict[str, Any]:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import AsyncIterator
-from typing import Literal
+from typing import Any, Literal
 
 from shared.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
@@ -26,56 +25,64 @@ def body_kind(content_type: str | None) -> BodyKind:
     )
 
 
-async def read_limited(chunks: AsyncIterator[bytes], limit: int) -> bytearray:
-    """Read a request body, refusing it as soon as it passes `limit` bytes.
-
-    The chunks go straight into one bytearray: joining a list of them would hold the body twice at the end.
-    (A bytearray grows by about an eighth at a time, and a large one grows in place: no second copy either.)
-    """
-    body = bytearray()
-    async for chunk in chunks:
-        if len(body) + len(chunk) > limit:
-            raise PayloadTooLarge(f"the request body is larger than the limit of {limit} bytes (MAX_REQUEST_BYTES)")
-        body += chunk
-    return body
+def too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"the request body is larger than the limit of {limit} bytes (MAX_REQUEST_BYTES)")
 
 
-def decode_body(raw: bytes | bytearray, content_encoding: str | None, limit: int) -> bytes | bytearray:
+def is_gzip(content_encoding: str | None) -> bool:
+    """Whether the body is gzip (False: as it is); any other Content-Encoding is refused."""
     encoding = (content_encoding or "identity").strip().lower()
     if encoding in {"identity", ""}:
-        return raw
+        return False
     if encoding not in {"gzip", "x-gzip"}:
         raise UnsupportedMediaType(f"unsupported Content-Encoding '{encoding}': send gzip or no encoding")
-    return gunzip_limited(raw, limit)
+    return True
 
 
-def gunzip_limited(raw: bytes | bytearray, limit: int) -> bytearray:
-    """Inflate gzip, stopping at `limit` bytes of output (a gzip bomb never inflates past it).
+class GunzipStream:
+    """Inflate a gzip body as it arrives, stopping at `limit` bytes of output (a gzip bomb never inflates past
+    it): ``feed`` returns what each piece inflates to, ``finish`` checks that the body ended with a whole member.
 
-    Several gzip members in a row are inflated one after the other, in a loop: a body of thousands of
-    tiny members must not recurse thousands of levels deep. The output grows in one bytearray (a list of
-    pieces joined at the end would hold the inflated body twice).
+    Several gzip members in a row are inflated one after the other, in a loop: a body of thousands of tiny
+    members must not recurse thousands of levels deep. NUL padding after a member is allowed.
     """
-    out = bytearray()
-    size = 0
-    data: bytes | bytearray = raw
-    try:
-        while True:  # one gzip member per round
-            inflater = zlib.decompressobj(wbits=31)
-            while not inflater.eof:
-                piece = inflater.decompress(data, 1024 * 1024)
-                size += len(piece)
-                if size > limit:
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self._inflater: Any = zlib.decompressobj(wbits=31)  # the member being inflated; None between members
+        self._between = b""  # NUL bytes after a member so far: padding, unless another member follows
+        self._members = 0
+
+    def feed(self, data: bytes | bytearray) -> bytearray:
+        out = bytearray()
+        rest = bytes(data)
+        try:
+            while rest:
+                if self._inflater is None:
+                    rest = self._between + rest
+                    if not rest.strip(b"\0"):
+                        self._between = rest
+                        break
+                    self._between = b""
+                    self._inflater = zlib.decompressobj(wbits=31)
+                piece = self._inflater.decompress(rest, 1024 * 1024)
+                self.size += len(piece)
+                if self.size > self.limit:
                     raise PayloadTooLarge(
-                        f"the gzip body inflates to more than the limit of {limit} bytes (MAX_REQUEST_BYTES)"
+                        f"the gzip body inflates to more than the limit of {self.limit} bytes (MAX_REQUEST_BYTES)"
                     )
                 out += piece
-                data = inflater.unconsumed_tail
-                if not inflater.eof and not data and not piece:
-                    raise BadRequest("the gzip body is truncated")
-            data = inflater.unused_data
-            if not data.strip(b"\0"):
-                break
-    except zlib.error as exc:
-        raise BadRequest(f"the body is not valid gzip: {exc}") from None
-    return out
+                if self._inflater.eof:
+                    rest = self._inflater.unused_data
+                    self._inflater = None
+                    self._members += 1
+                else:
+                    rest = self._inflater.unconsumed_tail
+        except zlib.error as exc:
+            raise BadRequest(f"the body is not valid gzip: {exc}") from None
+        return out
+
+    def finish(self) -> None:
+        if self._inflater is not None:
+            raise BadRequest("the gzip body is truncated")

@@ -258,40 +258,85 @@ class _Intake:
 
 
 def _read_ndjson(body: bytes | bytearray, start: int, intake: _Intake) -> None:
+    _read_ndjson_lines(body, start, len(body), intake, 0, final=True)
+
+
+def _read_ndjson_lines(body: bytes | bytearray, start: int, stop: int, intake: _Intake, number: int, *,
+                       final: bool) -> int:
+    """Check and stage the lines of ``body[start:stop]``, numbered from ``number + 1``; returns the last number.
+    Each line ends with a newline, except the last one when ``final`` (it may be empty: it is counted, as
+    ``split`` would count it). A line at a time: splitting would copy the whole body into a list first."""
     loads = orjson.loads
     check = intake.check
     stage = intake.stage
     limit = intake.max_containers
-    view = memoryview(body)
-    end_of_body = len(body)
-    number = 0
-    while start <= end_of_body:  # a line at a time: body.split() would copy the whole body into a list first
-        end = body.find(b"\n", start)
-        if end < 0:
-            end = end_of_body
-        number += 1
-        raw = bytes(view[start:end])
-        start = end + 1
-        line = raw.strip()
-        if not line:
-            continue
-        if limit is not None and containers_over(line, limit):
-            intake.too_many_containers(number)
-            return
-        try:
-            record = loads(line)
-        except orjson.JSONDecodeError as exc:
-            _, column = error_position(exc, line)
-            indent = len(raw) - len(raw.lstrip())  # ASCII whitespace: characters = bytes
-            intake.malformed(number, column + indent, json_error_reason(exc, line, ndjson=True))
-        else:
-            key = check(record, number)
-            if key is not None and not intake.problems:
-                if 13 in line:  # a lone CR between tokens: some readers would split the line there
-                    line = line.replace(b"\r", b" ")
-                stage(key, record, line, number)
-        if intake.full:
-            return
+    with memoryview(body) as view:  # released on return: a bytearray being fed can then be cut
+        while start < stop or (final and start == stop):
+            end = body.find(b"\n", start, stop)
+            if end < 0:
+                end = stop
+            number += 1
+            raw = bytes(view[start:end])
+            start = end + 1
+            line = raw.strip()
+            if not line:
+                continue
+            if limit is not None and containers_over(line, limit):
+                intake.too_many_containers(number)
+                return number
+            try:
+                record = loads(line)
+            except orjson.JSONDecodeError as exc:
+                _, column = error_position(exc, line)
+                indent = len(raw) - len(raw.lstrip())  # ASCII whitespace: characters = bytes
+                intake.malformed(number, column + indent, json_error_reason(exc, line, ndjson=True))
+            else:
+                key = check(record, number)
+                if key is not None and not intake.problems:
+                    if 13 in line:  # a lone CR between tokens: some readers would split the line there
+                        line = line.replace(b"\r", b" ")
+                    stage(key, record, line, number)
+            if intake.full:
+                return number
+    return number
+
+
+class NdjsonReader:
+    """An NDJSON body checked and staged as it arrives (``feed`` its pieces, then ``finish``): only the staged
+    lines stay, not the body as well. The same checks, problems and result as ``parse_batch``."""
+
+    def __init__(self, record_type: RecordType, *, max_problems: int = 20, unique_columns: bool = False,
+                 max_containers: int | None = None, max_columns: int | None = None) -> None:
+        self._intake = _Intake(record_type, max(1, max_problems), "line")
+        self._intake.unique_columns = unique_columns
+        self._intake.max_containers = max_containers
+        self._intake.max_columns = max_columns
+        self._pending = bytearray()  # the start of a line not complete yet
+        self._number = 0
+        self._started = False  # the byte order mark, if any, is behind
+
+    def feed(self, data: bytes | bytearray) -> None:
+        if self._intake.full:
+            return  # refused already; the rest of the body is only read (and its size limited)
+        self._pending += data
+        if not self._started:
+            if len(self._pending) < len(_BOM) and _BOM.startswith(bytes(self._pending)):
+                return
+            if self._pending.startswith(_BOM):
+                del self._pending[: len(_BOM)]
+            self._started = True
+        cut = self._pending.rfind(b"\n") + 1
+        if cut:
+            self._number = _read_ndjson_lines(self._pending, 0, cut, self._intake, self._number, final=False)
+            del self._pending[:cut]
+
+    def finish(self) -> ParsedBatch:
+        if not self._intake.full:
+            if not self._started and self._pending.startswith(_BOM):
+                del self._pending[: len(_BOM)]
+            _read_ndjson_lines(self._pending, 0, len(self._pending), self._intake, self._number, final=True)
+        self._pending = bytearray()
+        return self._intake.result()
 
 
 # A body of another shape than [objects, ...] is parsed whole to say what is wrong with it, up to this size;

@@ -1,9 +1,9 @@
 """Intake memory (issue 11, item 1), measured as `make bench` measures it but with 12 MiB bodies: the growth of
 a server process's peak resident set while it takes one body, against the body's inflated size.
 
-The bound asserted here is what the code reaches today (see bench/README.md, "Intake memory"), not yet the
-issue's target (1.5x for NDJSON, 2x for a JSON array): it guards against what was measured before, a JSON
-array parsed into one tree, 21x its size.
+The bound asserted here is what the code reaches today with some margin (about 2.9x, see bench/README.md,
+"Intake memory"), not yet the issue's target (1.5x for NDJSON, 2x for a JSON array). Before, a JSON array was
+parsed into one tree (21.8x its size) and an NDJSON body was held whole beside its lines (3.9x).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from bench.intake_memory import KINDS, MB, measure
 from tests.support.azurite import Azurite
 
 BODY_MIB = 12
-GUARD = {"ndjson": 4.5, "ndjson+gzip": 4.5, "json-array": 4.5}  # peak RSS growth / inflated body
+GUARD = {"ndjson": 3.5, "ndjson+gzip": 3.5, "json-array": 3.5}  # peak RSS growth / inflated body
 
 
 @pytest.mark.parametrize("kind", KINDS)

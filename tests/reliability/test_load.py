@@ -44,8 +44,11 @@ WORKERS = 4
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    # Large batches up to 64 MiB per request, written as ~1 MiB parts so each spans several files.
-    return settings.model_copy(update={"max_request_bytes": 64 * 1024 * 1024, "part_max_bytes": 1024 * 1024})
+    # Large batches up to 64 MiB per request, written as ~1 MiB parts so each spans several files. Intake takes
+    # every client of these tests at once (up to 50): what they load is staging, not MAX_CONCURRENT_INTAKE's
+    # 503 (tests/shared/intake/test_intake_limits.py).
+    return settings.model_copy(update={"max_request_bytes": 64 * 1024 * 1024, "part_max_bytes": 1024 * 1024,
+                                       "max_concurrent_intake": 64})
 
 
 def post(client: httpx.Client, dest: str, body: bytes, **headers: str) -> httpx.Response:

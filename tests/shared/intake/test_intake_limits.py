@@ -61,6 +61,7 @@ def test_an_intake_request_beyond_max_concurrent_intake_is_answered_503_with_ret
         first.sendall(f"POST /api/destinations/{dest}/batches?type=events HTTP/1.1\r\nHost: x\r\n"
                       f"Content-Type: application/x-ndjson\r\nContent-Length: {2 * len(line)}\r\n\r\n".encode()
                       + line)
+        time.sleep(1)  # for its headers to reach the handler (a request of ours sent meanwhile would hold the place)
         deadline = time.monotonic() + 10
         while True:  # until the first request is in the handler
             second = post(api, dest, line, NDJSON)
