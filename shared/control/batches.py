@@ -111,6 +111,7 @@ class NewBatch:
     records: int
     body_sha256: str
     moment: datetime
+    destination_generation: str | None = None  # the record's `generation`: only that destination exports it
 
 
 def stage_batch(control: ControlStore, batch: NewBatch) -> tuple[BatchState, bool]:
@@ -152,6 +153,7 @@ def _stage_new(control: ControlStore, batch: NewBatch, staging_id: str) -> tuple
     state = transitions.staged(
         batch_id=batch_id, destination_id=destination_id, record_type=batch.record_type, records=batch.records,
         staged_bytes=total, body_sha256=batch.body_sha256, partitions=partitions, moment=moment,
+        destination_generation=batch.destination_generation,
     )
     try:
         control.put(state_blob(batch_id), state.to_json(), create_only=True, metadata=state.metadata())

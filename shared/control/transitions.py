@@ -36,14 +36,16 @@ def _require(state: BatchState, allowed: set[StateName], transition: str) -> Non
 
 
 def staged(*, batch_id: str, destination_id: str, record_type: RecordType, records: int, staged_bytes: int,
-           body_sha256: str, partitions: Sequence[StagedPartition], moment: datetime) -> BatchState:
-    """A batch just staged: pending and due at once, with a full attempt budget. No precondition."""
+           body_sha256: str, partitions: Sequence[StagedPartition], moment: datetime,
+           destination_generation: str | None = None) -> BatchState:
+    """A batch just staged: pending and due at once, with a full attempt budget. No precondition.
+    `destination_generation`: the generation of the destination intake read (None: it has none)."""
     return BatchState(
         batch_id=batch_id, destination_id=destination_id, type=record_type, state="pending", records=records,
         staged_bytes=staged_bytes, body_sha256=body_sha256, partitions=tuple(partitions), attempts=0,
         total_attempts=0, created_at=moment, updated_at=moment, next_attempt_at=moment, started_at=None,
         finished_at=None, export_date=None, blobs=(), written_blobs=(), output_bytes=0, manifest=None,
-        last_error=None, notes=(),
+        last_error=None, notes=(), destination_generation=destination_generation,
     )
 
 

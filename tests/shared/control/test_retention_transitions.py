@@ -80,3 +80,15 @@ def test_a_deleted_destination_leaves_running_and_landed_batches_alone(name: str
                                   "failed_destination_deleted"])
 def test_the_new_shapes_round_trip(name: str) -> None:
     assert written(fixture(name)) == stored(name)
+
+
+def test_a_batch_staged_with_a_destination_generation_records_it_and_round_trips() -> None:
+    before = fixture("pending_staged_events")
+    state = transitions.staged(
+        batch_id=before.batch_id, destination_id=before.destination_id, record_type=before.type,
+        records=before.records, staged_bytes=before.staged_bytes, body_sha256=before.body_sha256,
+        partitions=before.partitions, moment=before.created_at, destination_generation="5f0c6a8e2b7d4c1e")
+    assert state.destination_generation == "5f0c6a8e2b7d4c1e"
+    assert written(state) == stored("pending_staged_events")[:-1] + b',"destination_generation":"5f0c6a8e2b7d4c1e"}'
+    assert BatchState.from_json(orjson.loads(written(state))) == state
+    assert written(state.changed(destination_generation=None)) == stored("pending_staged_events")
