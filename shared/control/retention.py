@@ -70,8 +70,12 @@ def delete_staged_at_landing(settings: Settings, state: BatchState, save: Callab
     """With STAGED_RETENTION_HOURS=0, the records of a batch just landed go at once (under the caller's lease)."""
     if settings.staged_retention_hours > 0 or state.state != "landed" or state.staged_deleted_at is not None:
         return
-    save(transitions.staged_records_deleted(state, now_utc()))
-    delete_staged_records(control, state.batch_id)
+    try:
+        save(transitions.staged_records_deleted(state, now_utc()))
+        delete_staged_records(control, state.batch_id)
+    except Exception as exc:  # the batch has landed; the next sweep deletes what is left (its marker is queued)
+        log_event(log, "staged records not deleted at landing", logging.WARNING, batch_id=state.batch_id,
+                  error=type(exc).__name__)
 
 
 def sweep(control: ControlStore, settings: Settings, *, moment: datetime | None = None,
