@@ -73,6 +73,7 @@ def test_the_timer_function_exports_what_the_http_function_staged(
     from shared import services as services_module
     from shared import settings as settings_module
     from shared.api.app import create_api
+    from shared.control import batch_index
 
     for name, value in {
         "AzureWebJobsStorage": azurite.connection_string, "CONTROL_CONTAINER": f"fn-{uuid.uuid4().hex[:12]}",
@@ -91,6 +92,8 @@ def test_the_timer_function_exports_what_the_http_function_staged(
             timer_function = function_app.scheduled_export._function.get_user_function()
             timer_function(TimerRequest(past_due=True))
             assert api.get(batch["status_url"]).json()["state"] == "landed"
+            # Then the retention sweep ran: its first run indexes the states written before the index.
+            assert batch_index.is_complete(services_module.get_services().control)
         assert len(jsonl_records(fresh_container)) == 7
     finally:
         settings_module.get_settings.cache_clear()
