@@ -84,3 +84,13 @@ def test_body_intake_hashes_the_inflated_body_and_checks_headers_before_any_body
     assert intake.body_sha256 == hashlib.sha256(BODY).hexdigest()
     with pytest.raises(AppError, match="Content-Encoding"):
         BodyIntake(IntakeRequest("acme", "events", "application/x-ndjson", "br", None), max_bytes=10_000)
+
+
+def test_a_large_json_body_of_another_shape_is_refused_where_its_shape_breaks_without_a_whole_parse() -> None:
+    element = b'{"event":"a","ts":1700000000,"p":[' + b"[]," * 200 + b"[]]}"
+    body = b"[\n" + b",\n".join([element] * 8000) + b',\n"not an object"]'  # about 5 MiB: past the whole parse
+    with pytest.raises(RecordsRejected) as refused:
+        parse_batch(body, "json", "events")
+    assert refused.value.message == ("the JSON body must be an array of records (objects) separated by commas; "
+                                     "on line 8002, column 1 it holds something else")
+    assert refused.value.problems[0].line == 8002
