@@ -90,6 +90,7 @@ async def _post_batch(svc: Services, destination_id: str, request: Request) -> R
         content_type=request.headers.get("content-type"),
         content_encoding=request.headers.get("content-encoding"),
         idempotency_key=request.headers.get("idempotency-key"),
+        destination_generation=destination.generation,
     ), max_bytes=settings.max_request_bytes, csv_destination=destination.format == "csv",
         max_containers=settings.max_record_containers, max_csv_columns=settings.max_csv_columns)
     await feed_body(request.stream(), intake, settings.max_request_bytes)

@@ -24,6 +24,8 @@ class IntakeRequest:
     content_type: str | None
     content_encoding: str | None
     idempotency_key: str | None
+    # The destination's generation at intake: a destination deleted and re-created meanwhile never exports it.
+    destination_generation: str | None = None
 
 
 def check_record_type(value: str | None) -> RecordType:
@@ -110,6 +112,7 @@ def stage_parsed(control: ControlStore, intake: BodyIntake, parsed: ParsedBatch,
         records=parsed.record_count,
         body_sha256=intake.body_sha256,
         moment=when,
+        destination_generation=intake.request.destination_generation,
     ))
 
 

@@ -113,3 +113,31 @@ def test_older_records_and_batches_without_a_generation_still_belong_together() 
     assert created_later.owns(batch.changed(created_at=datetime(2030, 1, 1, tzinfo=UTC)))
     assert not created_later.owns(batch.changed(destination_generation="g1"))
     assert created_later.owns(batch.changed(destination_generation="g2"))
+
+
+def test_a_batch_read_under_the_old_destination_is_never_the_new_ones_even_when_staged_after_it(
+        api: httpx.Client, services: Services, azurite: Azurite, fresh_container: ContainerClient,
+        blob_service: BlobServiceClient) -> None:
+    """Intake reads the destination, then the body; if the destination is deleted and created again meanwhile,
+    the batch commits after the new one exists. It carries the generation intake read, so time cannot decide."""
+    from shared.intake.accept import IntakeRequest, accept_batch
+
+    old = blob_service.create_container(f"old-{uuid.uuid4().hex[:12]}")
+    make_destination(api, azurite, old)
+    read_at_intake = services.destinations.get_record("acme").generation
+    posted = str(post_batch(api, "acme", list(sample_data.events(2)))["batch_id"])
+    assert services.control.get(f"states/{posted}.json") is not None
+    assert BatchState.from_json(batches.get_state(services.control, posted).to_json()).destination_generation \
+        == read_at_intake  # intake records the generation it read
+    assert api.delete("/api/destinations/acme", params={"force": "true"}).status_code == 204
+    make_destination(api, azurite, fresh_container)
+
+    body = b"".join(orjson.dumps(r) + b"\n" for r in sample_data.events(3))
+    late, _ = accept_batch(services.control, IntakeRequest("acme", "events", "application/x-ndjson", None, None,
+                                                           destination_generation=read_at_intake),
+                           body, max_bytes=1 << 20)  # committed after the new destination was created
+    summary = run_export_pass(services)
+    assert (summary.landed, summary.failed) == (0, 1)
+    assert api.get(f"/api/batches/{late.batch_id}").json()["last_error"]["code"] == "destination_deleted"
+    assert data_files(fresh_container) == []
+    old.delete_container()
