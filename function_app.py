@@ -11,8 +11,7 @@ import logging
 import azure.functions as func
 
 from shared.api.functions import ADMIN_FUNCTION, INTAKE_FUNCTION
-from shared.control.retention import sweep as sweep_retention
-from shared.export.runner import run_export_pass
+from shared.export.scheduled import run_scheduled
 from shared.services import get_services
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -38,6 +37,4 @@ async def admin(req: func.HttpRequest, context: func.Context) -> func.HttpRespon
 def scheduled_export(timer: func.TimerRequest) -> None:
     if timer.past_due:
         logging.getLogger(__name__).info("export timer is past due; running now")
-    services = get_services()
-    run_export_pass(services)
-    sweep_retention(services.control, services.settings)
+    run_scheduled(get_services())

@@ -23,9 +23,8 @@ from scripts.local_settings import apply_values, find_settings_file, read_values
 from scripts.ncrontab import ScheduleError, parse_schedule
 from scripts.scheduler import ScheduledJob
 from shared.api.app import create_api
-from shared.control.retention import sweep as sweep_retention
 from shared.errors import AppError
-from shared.export.runner import run_export_pass
+from shared.export.scheduled import run_scheduled
 from shared.logging_setup import configure_logging
 from shared.services import get_services
 from shared.settings import SettingsError, get_settings
@@ -45,9 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def scheduled_export() -> None:
     """What the timer trigger does (function_app.scheduled_export): the export pass, then retention; each logs
     its own summary."""
-    services = get_services()
-    run_export_pass(services)
-    sweep_retention(services.control, services.settings)
+    run_scheduled(get_services())
 
 
 def main(argv: list[str] | None = None) -> int:
