@@ -93,10 +93,12 @@ def check_batch_id(batch_id: str) -> str:
 
 @dataclass(frozen=True)
 class StagedPart:
-    """One staged partition as intake hands it over."""
+    """One staged partition as intake hands it over: ``text`` is its blob's content as it will be stored (one
+    JSON record a line, each ending with a newline), uploaded and hashed as it is, never copied."""
 
     key: str
-    lines: list[bytes]
+    text: bytes
+    records: int
     columns: list[str]
 
 
@@ -144,10 +146,10 @@ def _stage_new(control: ControlStore, batch: NewBatch, staging_id: str) -> tuple
     set_due(control, batch_id, destination_id, moment)
     partitions = []
     for index, part in enumerate(batch.parts):
-        data = b"\n".join(part.lines) + b"\n"
+        data = part.text
         name = staged_blob(batch_id, staging_id, index)
         control.put_bytes(name, data)
-        partitions.append(StagedPartition(key=part.key, blob=name, records=len(part.lines), bytes=len(data),
+        partitions.append(StagedPartition(key=part.key, blob=name, records=part.records, bytes=len(data),
                                           columns=tuple(part.columns), sha256=hashlib.sha256(data).hexdigest()))
     total = sum(p.bytes for p in partitions)
     state = transitions.staged(

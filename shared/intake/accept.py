@@ -70,12 +70,13 @@ class BodyIntake:
         self._array = bytearray()
 
     def feed(self, raw: bytes | bytearray) -> None:
-        data = self._gunzip.feed(raw) if self._gunzip is not None else raw
-        self._hash.update(data)
-        if self._ndjson is not None:
-            self._ndjson.feed(data)
-        else:
-            self._array += data
+        # A gzip body a piece of its inflated text at a time: never all that ``raw`` inflates to at once.
+        for data in self._gunzip.inflate(raw) if self._gunzip is not None else (raw,):
+            self._hash.update(data)
+            if self._ndjson is not None:
+                self._ndjson.feed(data)
+            else:
+                self._array += data
 
     def finish(self) -> ParsedBatch:
         """The validated batch; raises an AppError (400 ``invalid_records`` naming the lines) on bad input."""
@@ -101,7 +102,7 @@ def stage_parsed(control: ControlStore, intake: BodyIntake, parsed: ParsedBatch,
     """Stage a batch ``BodyIntake.finish`` validated; returns (state, created)."""
     when = moment or now_utc()
     parts = [
-        StagedPart(key=p.key, lines=p.lines, columns=sorted(p.columns))
+        StagedPart(key=p.key, text=p.text(), records=p.records, columns=sorted(p.columns))
         for p in sorted(parsed.partitions.values(), key=lambda p: p.key)
     ]
     return stage_batch(control, NewBatch(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from shared.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
@@ -55,7 +56,12 @@ class GunzipStream:
         self._members = 0
 
     def feed(self, data: bytes | bytearray) -> bytearray:
-        out = bytearray()
+        """What ``data`` inflates to, in one piece."""
+        return bytearray().join(self.inflate(data))
+
+    def inflate(self, data: bytes | bytearray) -> Iterator[bytes]:
+        """What ``data`` inflates to, in pieces of at most 1 MiB: a caller that takes each piece in turn never
+        holds all that a piece of the body inflates to (8 MiB for 1 MiB at level 1: issue 11, intake memory)."""
         rest = bytes(data)
         try:
             while rest:
@@ -72,7 +78,7 @@ class GunzipStream:
                     raise PayloadTooLarge(
                         f"the gzip body inflates to more than the limit of {self.limit} bytes (MAX_REQUEST_BYTES)"
                     )
-                out += piece
+                yield piece
                 if self._inflater.eof:
                     rest = self._inflater.unused_data
                     self._inflater = None
@@ -81,7 +87,6 @@ class GunzipStream:
                     rest = self._inflater.unconsumed_tail
         except zlib.error as exc:
             raise BadRequest(f"the body is not valid gzip: {exc}") from None
-        return out
 
     def finish(self) -> None:
         if self._inflater is not None:
