@@ -33,6 +33,8 @@ import trustme
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from tests.support.http_servers import running_server
+
 KEY_VAULT_RESOURCE = "https://vault.azure.net"
 TARGET_HOST = "victim.blob.core.windows.net"
 CERT_NAMES = ("*.blob.core.windows.net", "evil-storage.example.net")
@@ -158,22 +160,14 @@ def attacker_tls(tmp_path_factory: pytest.TempPathFactory) -> AttackerTLS:
 
 @pytest.fixture(scope="session")
 def _attacker_server(attacker_tls: AttackerTLS) -> Iterator[HTTPServer]:
-    server = HTTPServer(host="127.0.0.1", port=0, ssl_context=attacker_tls.server_context, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    if server.is_running():
-        server.stop()
+    with running_server(ssl_context=attacker_tls.server_context) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def _internal_server() -> Iterator[HTTPServer]:
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    if server.is_running():
-        server.stop()
+    with running_server() as server:
+        yield server
 
 
 @pytest.fixture

@@ -41,6 +41,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from shared.secrets.keyvault import KeyVaultSecretStore
+from tests.support.http_servers import running_server
 
 TENANT_ID = "8f3c2a1e-4b7d-4e2a-9c1f-5d6e7f8a9b0c"
 CLIENT_ID = "2b9e6c4d-1a3f-4c8e-b7d5-0e1f2a3b4c5d"
@@ -366,12 +367,8 @@ def key_vault_tls(tmp_path_factory: pytest.TempPathFactory) -> KeyVaultTLS:
 
 @pytest.fixture(scope="session")
 def key_vault_server(key_vault_tls: KeyVaultTLS) -> Iterator[HTTPServer]:
-    server = HTTPServer(host="localhost", port=0, ssl_context=key_vault_tls.server_context)
-    server.start()
-    yield server
-    server.clear()
-    if server.is_running():
-        server.stop()
+    with running_server("localhost", ssl_context=key_vault_tls.server_context, threaded=False) as server:
+        yield server
 
 
 @pytest.fixture

@@ -37,6 +37,7 @@ from werkzeug import Request, Response
 
 from tests.support import secret_watch
 from tests.support.access_tokens import fake_access_token
+from tests.support.http_servers import running_server
 
 TOKEN_PATH = "/msi/token"
 # The client id a system-assigned identity reports; any GUID does.
@@ -116,12 +117,8 @@ def _json(status: int, body: dict[str, object]) -> Response:
 
 @pytest.fixture(scope="session")
 def managed_identity_server() -> Iterator[HTTPServer]:
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    if server.is_running():
-        server.stop()
+    with running_server() as server:
+        yield server
 
 
 @pytest.fixture

@@ -16,12 +16,11 @@ from pydantic import ValidationError
 from shared.control import batches
 from shared.control.batch_state import BatchState
 from shared.services import Services
+from tests.shared.control.stored_states import fixture
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("*.json"))
 
 
-def fixture(name: str) -> BatchState:
-    return BatchState.from_json(orjson.loads((Path(__file__).parent / "fixtures" / f"{name}.json").read_bytes()))
 
 
 @pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])

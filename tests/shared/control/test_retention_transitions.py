@@ -9,7 +9,6 @@ are what these transitions write (at MOMENT) from `landed_events`, `failed_conta
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import orjson
 import pytest
@@ -17,21 +16,10 @@ import pytest
 from shared.control import transitions
 from shared.control.batch_state import BatchState
 from shared.control.transitions import TransitionRefused
+from tests.shared.control.stored_states import fixture, stored, written
 
-FIXTURES = Path(__file__).parent / "fixtures"
 MOMENT = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
 
-
-def stored(name: str) -> bytes:
-    return (FIXTURES / f"{name}.json").read_bytes()
-
-
-def fixture(name: str) -> BatchState:
-    return BatchState.from_json(orjson.loads(stored(name)))
-
-
-def written(state: BatchState) -> bytes:
-    return orjson.dumps(state.to_json())
 
 
 def test_staged_records_deleted_after_landing_is_noted_in_the_state() -> None:

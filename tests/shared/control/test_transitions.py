@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
-import orjson
 import pytest
 
 from shared.control import batches, transitions
@@ -19,21 +17,10 @@ from shared.control.batch_state import BatchState
 from shared.control.transitions import TransitionRefused
 from shared.errors import Conflict, DestinationProblem
 from shared.services import Services
+from tests.shared.control.stored_states import fixture, stored, written
 
-FIXTURES = Path(__file__).parent / "fixtures"
 MOMENT = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
 
-
-def stored(name: str) -> bytes:
-    return (FIXTURES / f"{name}.json").read_bytes()
-
-
-def fixture(name: str) -> BatchState:
-    return BatchState.from_json(orjson.loads(stored(name)))
-
-
-def written(state: BatchState) -> bytes:
-    return orjson.dumps(state.to_json())
 
 
 def busy(retryable: bool = True) -> DestinationProblem:
