@@ -101,3 +101,23 @@ def api(_api_server: tuple[str, _CurrentServices], services: Services) -> Iterat
     with httpx.Client(base_url=base_url, timeout=60) as client:
         yield client
     current.value = None
+
+
+@pytest.fixture
+def app_environment(monkeypatch: pytest.MonkeyPatch, azurite: Azurite, tmp_path: Path) -> Iterator[None]:
+    """The deployed code path: app settings in the environment (as the Functions host sets them), and the
+    process-wide settings and services read from it on first use, forgotten again after the test."""
+    from shared import services as services_module
+    from shared import settings as settings_module
+
+    for name, value in {
+        "AzureWebJobsStorage": azurite.connection_string, "CONTROL_CONTAINER": f"fn-{uuid.uuid4().hex[:12]}",
+        "LOCAL_SECRETS_PATH": str(tmp_path / "secrets.json"), "ALLOW_HTTP_LOOPBACK": "true",
+        "STORAGE_RETRY_TOTAL": "1", "STORAGE_RETRY_BACKOFF_SECONDS": "0.1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings_module.get_settings.cache_clear()
+    services_module.get_services.cache_clear()
+    yield
+    settings_module.get_settings.cache_clear()
+    services_module.get_services.cache_clear()

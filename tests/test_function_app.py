@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
-from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
-import pytest
 from azure.functions import HttpRequest
 from azure.storage.blob import ContainerClient
 
@@ -64,56 +61,34 @@ def test_importing_the_app_does_no_io() -> None:
 
 
 def test_the_timer_function_exports_what_the_http_function_staged(
-    monkeypatch: pytest.MonkeyPatch, azurite: Azurite, fresh_container: ContainerClient, tmp_path: Path
+    app_environment: None, azurite: Azurite, fresh_container: ContainerClient
 ) -> None:
     """The deployed code path: app settings from the environment, services built lazily by the triggers."""
     from azure.functions.timer import TimerRequest
 
     from scripts.local_server import ApiServer
     from shared import services as services_module
-    from shared import settings as settings_module
     from shared.api.app import create_api
     from shared.control import batch_index
 
-    for name, value in {
-        "AzureWebJobsStorage": azurite.connection_string, "CONTROL_CONTAINER": f"fn-{uuid.uuid4().hex[:12]}",
-        "LOCAL_SECRETS_PATH": str(tmp_path / "secrets.json"), "ALLOW_HTTP_LOOPBACK": "true",
-        "STORAGE_RETRY_TOTAL": "1", "STORAGE_RETRY_BACKOFF_SECONDS": "0.1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    settings_module.get_settings.cache_clear()
-    services_module.get_services.cache_clear()
-    try:
-        with ApiServer(create_api(services_module.get_services)) as server, httpx.Client(
-            base_url=server.base_url, timeout=60
-        ) as api:
-            make_destination(api, azurite, fresh_container, dest_id="via-timer")
-            batch = post_batch(api, "via-timer", [{"event": "Signed up", "ts": 1763629200 + i} for i in range(7)])
-            timer_function = function_app.scheduled_export._function.get_user_function()
-            timer_function(TimerRequest(past_due=True))
-            assert api.get(batch["status_url"]).json()["state"] == "landed"
-            # Then the retention sweep ran: its first run indexes the states written before the index.
-            assert batch_index.is_complete(services_module.get_services().control)
-        assert len(jsonl_records(fresh_container)) == 7
-    finally:
-        settings_module.get_settings.cache_clear()
-        services_module.get_services.cache_clear()
+    with ApiServer(create_api(services_module.get_services)) as server, httpx.Client(
+        base_url=server.base_url, timeout=60
+    ) as api:
+        make_destination(api, azurite, fresh_container, dest_id="via-timer")
+        batch = post_batch(api, "via-timer", [{"event": "Signed up", "ts": 1763629200 + i} for i in range(7)])
+        timer_function = function_app.scheduled_export._function.get_user_function()
+        timer_function(TimerRequest(past_due=True))
+        assert api.get(batch["status_url"]).json()["state"] == "landed"
+        # Then the retention sweep ran: its first run indexes the states written before the index.
+        assert batch_index.is_complete(services_module.get_services().control)
+    assert len(jsonl_records(fresh_container)) == 7
 
 
 def test_each_http_function_forwards_to_its_own_app_and_cannot_reach_the_other(
-    monkeypatch: pytest.MonkeyPatch, azurite: Azurite, fresh_container: ContainerClient, tmp_path: Path
+    app_environment: None, azurite: Azurite, fresh_container: ContainerClient
 ) -> None:
     """The functions' own handlers, called as the host calls them: even a request the host would never route to
     the intake function (creating a destination) finds nothing there, and a batch post finds nothing in admin."""
-    from shared import services as services_module
-    from shared import settings as settings_module
-
-    for name, value in {
-        "AzureWebJobsStorage": azurite.connection_string, "CONTROL_CONTAINER": f"fn-{uuid.uuid4().hex[:12]}",
-        "LOCAL_SECRETS_PATH": str(tmp_path / "secrets.json"), "ALLOW_HTTP_LOOPBACK": "true",
-        "STORAGE_RETRY_TOTAL": "1", "STORAGE_RETRY_BACKOFF_SECONDS": "0.1",
-    }.items():
-        monkeypatch.setenv(name, value)
     intake = function_app.intake._function.get_user_function()
     admin = function_app.admin._function.get_user_function()
     url = "http://localhost:7071/api/destinations/fwd"
@@ -128,13 +103,7 @@ def test_each_http_function_forwards_to_its_own_app_and_cannot_reach_the_other(
         answers = [await intake(put, None), await admin(put, None), await admin(post, None), await intake(post, None)]
         return [(a.status_code, json.loads(a.get_body())) for a in answers]
 
-    settings_module.get_settings.cache_clear()
-    services_module.get_services.cache_clear()
-    try:
-        put_intake, put_admin, post_admin, post_intake = asyncio.run(calls())
-    finally:
-        settings_module.get_settings.cache_clear()
-        services_module.get_services.cache_clear()
+    put_intake, put_admin, post_admin, post_intake = asyncio.run(calls())
     assert put_intake == (404, {"error": {"code": "not_found", "message": "Not Found", "details": []}})
     assert put_admin[0] == 201, put_admin
     assert post_admin == (404, {"error": {"code": "not_found", "message": "Not Found", "details": []}})

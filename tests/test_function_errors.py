@@ -12,34 +12,16 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from azure.functions import HttpRequest, HttpResponse
 
 import function_app
-from shared import services as services_module
-from shared import settings as settings_module
 from shared.services import Services
 from tests.support.azurite import Azurite
 
 URL = "http://localhost:7071/api"
-
-
-@pytest.fixture
-def app_settings(monkeypatch: pytest.MonkeyPatch, azurite: Azurite, tmp_path: Path) -> Iterator[None]:
-    for name, value in {
-        "AzureWebJobsStorage": azurite.connection_string, "CONTROL_CONTAINER": f"fn-{uuid.uuid4().hex[:12]}",
-        "LOCAL_SECRETS_PATH": str(tmp_path / "secrets.json"), "ALLOW_HTTP_LOOPBACK": "true",
-    }.items():
-        monkeypatch.setenv(name, value)
-    settings_module.get_settings.cache_clear()
-    services_module.get_services.cache_clear()
-    yield
-    settings_module.get_settings.cache_clear()
-    services_module.get_services.cache_clear()
 
 
 def call(function: Any, request: HttpRequest) -> tuple[int, dict[str, Any]]:
@@ -48,7 +30,7 @@ def call(function: Any, request: HttpRequest) -> tuple[int, dict[str, Any]]:
     return response.status_code, json.loads(response.get_body())
 
 
-def test_a_refusal_reaches_the_client_as_json(app_settings: None) -> None:
+def test_a_refusal_reaches_the_client_as_json(app_environment: None) -> None:
     put = HttpRequest("PUT", f"{URL}/destinations/bad", headers={"content-type": "application/json"},
                       body=b'{"container": "x"}')
     status, body = call(function_app.admin, put)
@@ -61,7 +43,7 @@ def test_a_refusal_reaches_the_client_as_json(app_settings: None) -> None:
 
 
 def test_an_unexpected_error_reaches_the_client_as_json_not_a_bare_host_500(
-    app_settings: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    app_environment: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     def broken(self: Services, destination_id: str) -> dict[str, Any]:
         raise RuntimeError("a bug")
@@ -74,7 +56,7 @@ def test_an_unexpected_error_reaches_the_client_as_json_not_a_bare_host_500(
     assert any("RuntimeError" in record.getMessage() for record in caplog.records)
 
 
-def test_an_accepted_batch_reaches_the_client(app_settings: None, azurite: Azurite) -> None:
+def test_an_accepted_batch_reaches_the_client(app_environment: None, azurite: Azurite) -> None:
     from tests.support.sas import container_sas, sas_destination
 
     container = f"fn-{uuid.uuid4().hex[:12]}"

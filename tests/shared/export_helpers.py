@@ -5,12 +5,16 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import uuid
 from typing import Any
 
 import httpx
 import orjson
-from azure.storage.blob import ContainerClient
+from azure.storage.blob import BlobServiceClient, ContainerClient
 
+from scripts import sample_data
+from shared.export.runner import run_export_pass
+from shared.services import Services
 from tests.support.azurite import Azurite
 from tests.support.sas import container_sas, sas_destination
 
@@ -60,3 +64,14 @@ def csv_rows(container: ContainerClient, name: str) -> list[dict[str, str]]:
 
 def manifests(container: ContainerClient) -> list[dict[str, Any]]:
     return [orjson.loads(container.download_blob(n).readall()) for n in blob_names(container) if "/_manifests/" in n]
+
+
+def failed_batch(api: httpx.Client, services: Services, azurite: Azurite, blob_service: BlobServiceClient,
+                 records: int = 4) -> str:
+    """A batch of destination "acme" that failed: its container was deleted before the export pass."""
+    container = blob_service.create_container(f"gone-{uuid.uuid4().hex[:12]}")
+    make_destination(api, azurite, container)
+    batch_id = str(post_batch(api, "acme", list(sample_data.events(records)))["batch_id"])
+    container.delete_container()
+    assert run_export_pass(services).failed == 1
+    return batch_id

@@ -5,7 +5,6 @@ The timer runs `retention.sweep` after each export pass; here it is run with the
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -19,7 +18,7 @@ from shared.export.runner import run_export_pass
 from shared.services import Services, build_services
 from shared.settings import Settings
 from tests.shared.control.test_batch_listing_cost import FIXTURES
-from tests.shared.export_helpers import make_destination, post_batch
+from tests.shared.export_helpers import failed_batch, make_destination, post_batch
 from tests.support.azurite import Azurite
 
 
@@ -77,11 +76,7 @@ def test_with_zero_hours_the_staged_records_go_at_landing(
 
 def test_a_failed_batch_keeps_its_records_for_a_retry_then_they_go_and_its_state_says_so(
         api: httpx.Client, services: Services, azurite: Azurite, blob_service: BlobServiceClient) -> None:
-    container = blob_service.create_container(f"gone-{uuid.uuid4().hex[:12]}")
-    dest = make_destination(api, azurite, container)
-    batch_id = str(post_batch(api, dest, list(sample_data.events(5)))["batch_id"])
-    container.delete_container()
-    assert run_export_pass(services).failed == 1
+    batch_id = failed_batch(api, services, azurite, blob_service, records=5)
 
     assert retention.sweep(services.control, services.settings, moment=later(days=29)).failed_expired == 0
     assert staged_blobs(services, batch_id)  # a retry can still export it
@@ -99,11 +94,7 @@ def test_a_failed_batch_keeps_its_records_for_a_retry_then_they_go_and_its_state
 
 def test_a_failed_batch_retried_in_time_keeps_its_records(
         api: httpx.Client, services: Services, azurite: Azurite, blob_service: BlobServiceClient) -> None:
-    container = blob_service.create_container(f"gone-{uuid.uuid4().hex[:12]}")
-    dest = make_destination(api, azurite, container)
-    batch_id = str(post_batch(api, dest, list(sample_data.events(5)))["batch_id"])
-    container.delete_container()
-    assert run_export_pass(services).failed == 1
+    batch_id = failed_batch(api, services, azurite, blob_service, records=5)
     assert api.post(f"/api/batches/{batch_id}/retry").status_code == 200
     assert retention.sweep(services.control, services.settings, moment=later(days=31)).failed_expired == 0
     assert staged_blobs(services, batch_id)

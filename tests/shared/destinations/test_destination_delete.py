@@ -22,21 +22,12 @@ from shared.destinations.service import destination_blob
 from shared.export.runner import run_export_pass
 from shared.services import Services
 from tests.shared.control.test_batch_listing_cost import FIXTURES
-from tests.shared.export_helpers import data_files, make_destination, post_batch
+from tests.shared.export_helpers import data_files, failed_batch, make_destination, post_batch
 from tests.support.azurite import Azurite
 
 
 def staged_blobs(services: Services, batch_id: str) -> list[str]:
     return [item.name for item in services.control.list(f"staged/{batch_id}/")]
-
-
-def failed_batch(api: httpx.Client, services: Services, azurite: Azurite, blob_service: BlobServiceClient) -> str:
-    container = blob_service.create_container(f"gone-{uuid.uuid4().hex[:12]}")
-    make_destination(api, azurite, container)
-    batch_id = str(post_batch(api, "acme", list(sample_data.events(4)))["batch_id"])
-    container.delete_container()
-    assert run_export_pass(services).failed == 1
-    return batch_id
 
 
 def test_deleting_a_destination_with_batches_not_landed_is_refused_naming_how_many(
