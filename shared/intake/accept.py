@@ -12,7 +12,7 @@ from shared.control.batches import NewBatch, StagedPart, new_batch_id, now_utc, 
 from shared.control.store import ControlStore
 from shared.errors import BadRequest, ValidationFailed
 from shared.intake.body import GunzipStream, body_kind, is_gzip
-from shared.intake.records import NdjsonReader, ParsedBatch, RecordsRejected, parse_batch
+from shared.intake.records import BodyReader, ParsedBatch, RecordsRejected
 
 MAX_IDEMPOTENCY_KEY = 200
 
@@ -64,33 +64,25 @@ class BodyIntake:
         self.key = check_idempotency_key(request.idempotency_key)
         self._gunzip = GunzipStream(max_bytes) if is_gzip(request.content_encoding) else None
         self._hash = hashlib.sha256()
-        self._options: dict[str, Any] = {"unique_columns": csv_destination, "max_containers": max_containers,
-                                         "max_columns": max_csv_columns if csv_destination else None}
-        self._ndjson = NdjsonReader(self.record_type, **self._options) if self.kind == "ndjson" else None
-        self._array = bytearray()
+        self._reader = BodyReader(self.kind, self.record_type, unique_columns=csv_destination,
+                                  max_containers=max_containers,
+                                  max_columns=max_csv_columns if csv_destination else None)
 
     def feed(self, raw: bytes | bytearray) -> None:
         # A gzip body a piece of its inflated text at a time: never all that ``raw`` inflates to at once.
         for data in self._gunzip.inflate(raw) if self._gunzip is not None else (raw,):
             self._hash.update(data)
-            if self._ndjson is not None:
-                self._ndjson.feed(data)
-            else:
-                self._array += data
+            self._reader.feed(data)
 
     def finish(self) -> ParsedBatch:
         """The validated batch; raises an AppError (400 ``invalid_records`` naming the lines) on bad input."""
         if self._gunzip is not None:
             self._gunzip.finish()
         try:
-            if self._ndjson is not None:
-                return self._ndjson.finish()
-            return parse_batch(self._array, "json", self.record_type, **self._options)
+            return self._reader.finish()
         except RecordsRejected as exc:
             details = [{"line": p.line, "field": p.field, "message": p.message} for p in exc.problems]
             raise BadRequest(exc.message, details=details, code="invalid_records") from None
-        finally:
-            self._array = bytearray()
 
     @property
     def body_sha256(self) -> str:

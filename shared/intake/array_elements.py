@@ -1,6 +1,6 @@
-"""A JSON array body, an element at a time: where each element's text is (``scan_array``, without parsing the
-body whole), and its staged line: orjson's compact text of the parsed element when that text keeps every
-number as sent, otherwise the element's own text, cut out of the body."""
+"""A JSON array body, an element at a time: where each element's text is (``ArrayScanner``, as the body
+arrives, without parsing it), and its staged line: orjson's compact text of the parsed element when that text
+keeps every number as sent, otherwise the element's own text, cut out of the body."""
 
 from __future__ import annotations
 
@@ -32,43 +32,87 @@ class ArrayShapeError(Exception):
         self.offset = offset
 
 
-def scan_array(body: bytes | bytearray, start: int = 0) -> Iterator[tuple[int, int, int]]:
-    """(start, end, containers) of each element of the JSON array in ``body[start:]``, one at a time, without
-    parsing it: a body is never one tree of objects in memory. ``containers`` counts the element's objects and
-    arrays (brackets outside strings), itself included. Raises ``ArrayShapeError`` on text of another shape.
+class ArrayScanner:
+    """Where each element of a JSON array is, found as the array's text arrives, without parsing it: a body is
+    never one tree of objects in memory, nor (``JsonArrayText`` drops what was read) held whole.
 
+    ``elements(text, final)`` yields (start, end, containers) of each element complete in ``text`` and not
+    yielded before; ``containers`` counts the element's objects and arrays (brackets outside strings), itself
+    included. ``text`` is the text so far; its first ``keep_from()`` bytes may be dropped between calls (then
+    say so with ``dropped``). Raises ``ArrayShapeError`` (an offset in ``text``) on text of another shape.
     Elements are not checked here: each is parsed on its own by the caller. If every element parses and every
     gap is a comma, the whole text is a valid JSON array of exactly these elements.
     """
-    opening = BLANK.match(body, start)
-    assert opening is not None  # matches the empty string
-    if body[opening.end() : opening.end() + 1] != b"[":
-        raise ArrayShapeError(opening.end())
-    depth = 0
-    gap_start = opening.end() + 1
-    element_start = containers = 0
-    first = True
-    for match in _TO_NEXT_BRACKET.finditer(body, gap_start):
-        end = match.end()
-        if body[end - 1] in _OPENERS:
-            if depth == 0:
-                if not (BLANK if first else _COMMA).fullmatch(body, gap_start, end - 1):
-                    raise ArrayShapeError(gap_start)
-                element_start, containers, first = end - 1, 0, False
-            depth += 1
-            containers += 1
-        elif depth == 0:  # the array's own "]" (or a stray "}": the caller's parse of the body names it)
-            if not BLANK.fullmatch(body, gap_start, end - 1) or body[end - 1] != ord("]"):
-                raise ArrayShapeError(gap_start)
-            if not BLANK.fullmatch(body, end):
-                raise ArrayShapeError(end)
-            return
-        else:
-            depth -= 1
-            if depth == 0:
-                yield element_start, end, containers
-                gap_start = end
-    raise ArrayShapeError(len(body))
+
+    def __init__(self) -> None:
+        self.opened = False  # past the "["
+        self.closed = False  # past the array's "]"
+        self._pos = 0  # where the scan goes on: just after the last bracket seen
+        self._gap = 0  # where the text after the last element (or after the "[") starts
+        self._element = 0  # where the element being scanned starts
+        self._depth = 0
+        self._containers = 0
+        self._first = True
+        self._tried = 0  # the text's length when the scan last ran out of text
+
+    def elements(self, text: bytes | bytearray, final: bool) -> Iterator[tuple[int, int, int]]:
+        # Text after the last bracket is scanned again when more arrives (a long string may be cut anywhere);
+        # waiting until at least as much text arrived as would be scanned again keeps the scan linear.
+        if final or len(text) - self._tried >= self._tried - self._pos:
+            yield from self._scan(text, final)
+
+    def keep_from(self) -> int:
+        """How much of the text has been read: what comes before this offset is never looked at again."""
+        if self.opened and not self.closed:
+            return self._element if self._depth else self._gap
+        return self._pos
+
+    def dropped(self, size: int) -> None:
+        """The first ``size`` bytes of the text were dropped (at most ``keep_from()``)."""
+        self._pos -= size
+        self._gap -= size
+        self._element -= size
+        self._tried -= size
+
+    def _scan(self, text: bytes | bytearray, final: bool) -> Iterator[tuple[int, int, int]]:
+        self._tried = len(text)
+        if not self.opened:
+            opening = BLANK.match(text, self._pos)
+            assert opening is not None  # matches the empty string
+            self._pos = opening.end()
+            if self._pos == len(text):
+                return  # blank so far (the caller says whether a blank body is one)
+            if text[self._pos] != ord("["):
+                raise ArrayShapeError(self._pos)
+            self.opened = True
+            self._pos = self._gap = self._pos + 1
+        while not self.closed:
+            match = _TO_NEXT_BRACKET.match(text, self._pos)
+            if match is None:
+                break  # no bracket in the text yet (or a string never closed)
+            end = self._pos = match.end()
+            if text[end - 1] in _OPENERS:
+                if self._depth == 0:
+                    if not (BLANK if self._first else _COMMA).fullmatch(text, self._gap, end - 1):
+                        raise ArrayShapeError(self._gap)
+                    self._element, self._containers, self._first = end - 1, 0, False
+                self._depth += 1
+                self._containers += 1
+            elif self._depth == 0:  # the array's own "]" (or a stray "}": the caller's parse of the body names it)
+                if not BLANK.fullmatch(text, self._gap, end - 1) or text[end - 1] != ord("]"):
+                    raise ArrayShapeError(self._gap)
+                self.closed = True
+            else:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._gap = end
+                    yield self._element, end, self._containers
+        if self.closed:
+            if not BLANK.fullmatch(text, self._pos):
+                raise ArrayShapeError(self._pos)
+            self._pos = len(text)
+        elif final:
+            raise ArrayShapeError(len(text))
 
 
 def containers_over(text: bytes | bytearray, limit: int, start: int = 0, end: int | None = None) -> bool:

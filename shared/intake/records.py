@@ -34,7 +34,7 @@ from shared.intake.event_time import (
     find_profile_identity,
     partition_key_for_microseconds,
 )
-from shared.intake.json_array import read_json_array
+from shared.intake.json_array import JsonArrayText
 from shared.intake.json_errors import error_position, json_error_reason, json_kind
 
 _BOM = b"\xef\xbb\xbf"
@@ -120,26 +120,54 @@ def parse_batch(
     With ``unique_columns`` (a CSV destination) a record whose keys flatten to the same column twice
     (``{"a.b": 1, "a": {"b": 2}}``) is refused here rather than failing its export later.
 
-    Memory: the body is read in place (never split, copied or parsed whole); what stays is each partition's
-    staged text (``StagedPartition``).
+    Memory: the body is read a line or an element at a time (never split or parsed whole); what stays is each
+    partition's staged text (``StagedPartition``). Intake feeds a ``BodyReader`` as the body arrives instead.
     ``max_containers`` refuses a record holding more objects and arrays than that before it is parsed (one
     line of ``[[],[],...]`` would otherwise be millions of lists); ``max_columns`` refuses a batch as soon as a
     partition has more CSV columns than that.
     """
-    if content_type not in ("ndjson", "json"):
-        raise ValueError(f"content_type must be 'ndjson' or 'json', not {content_type!r}")
-    if record_type not in ("events", "profiles"):
-        raise ValueError(f"record_type must be 'events' or 'profiles', not {record_type!r}")
-    start = len(_BOM) if body.startswith(_BOM) else 0
-    intake = _Intake(record_type, max(1, max_problems), "line" if content_type == "ndjson" else "record")
-    intake.unique_columns = unique_columns
-    intake.max_containers = max_containers
-    intake.max_columns = max_columns
-    if content_type == "ndjson":
-        _read_ndjson(body, start, intake)
-    else:
-        read_json_array(body, start, intake)
-    return intake.result()
+    reader = BodyReader(content_type, record_type, max_problems=max_problems, unique_columns=unique_columns,
+                        max_containers=max_containers, max_columns=max_columns)
+    reader.feed(body)
+    return reader.finish()
+
+
+class BodyReader:
+    """A body checked and staged as it arrives (``feed`` its pieces, then ``finish``): NDJSON a line at a time,
+    a JSON array an element at a time (``json_array``), and only the staged text stays, not the body as well.
+    A UTF-8 byte order mark at the start is tolerated."""
+
+    def __init__(self, content_type: BodyKind, record_type: RecordType, *, max_problems: int = 20,
+                 unique_columns: bool = False, max_containers: int | None = None,
+                 max_columns: int | None = None) -> None:
+        if content_type not in ("ndjson", "json"):
+            raise ValueError(f"content_type must be 'ndjson' or 'json', not {content_type!r}")
+        if record_type not in ("events", "profiles"):
+            raise ValueError(f"record_type must be 'events' or 'profiles', not {record_type!r}")
+        self._intake = _Intake(record_type, max(1, max_problems), "line" if content_type == "ndjson" else "record")
+        self._intake.unique_columns = unique_columns
+        self._intake.max_containers = max_containers
+        self._intake.max_columns = max_columns
+        self._text = _NdjsonText(self._intake) if content_type == "ndjson" else JsonArrayText(self._intake)
+        self._head: bytearray | None = bytearray()  # the body's first bytes, until it is known whether a BOM starts it
+
+    def feed(self, data: bytes | bytearray) -> None:
+        if self._head is not None:
+            data = self._head + data if self._head else data
+            if len(data) < len(_BOM) and _BOM.startswith(data):
+                self._head = bytearray(data)
+                return
+            self._head = None
+            if data.startswith(_BOM):
+                data = data[len(_BOM) :]
+        self._text.feed(data)
+
+    def finish(self) -> ParsedBatch:
+        if self._head is not None:  # a body shorter than a byte order mark: not one
+            head, self._head = self._head, None
+            self._text.feed(head)
+        self._text.finish()
+        return self._intake.result()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,10 +303,6 @@ class _Intake:
         return f"{self.invalid} of {self.records} records {verb} invalid; nothing was accepted"
 
 
-def _read_ndjson(body: bytes | bytearray, start: int, intake: _Intake) -> None:
-    _read_ndjson_lines(body, start, len(body), intake, 0, final=True)
-
-
 def _read_ndjson_lines(body: bytes | bytearray, start: int, stop: int, intake: _Intake, number: int, *,
                        final: bool) -> int:
     """Check and stage the lines of ``body[start:stop]``, numbered from ``number + 1``; returns the last number.
@@ -319,42 +343,28 @@ def _read_ndjson_lines(body: bytes | bytearray, start: int, stop: int, intake: _
     return number
 
 
-class NdjsonReader:
-    """An NDJSON body checked and staged as it arrives (``feed`` its pieces, then ``finish``): only the staged
-    lines stay, not the body as well. The same checks, problems and result as ``parse_batch``."""
+class _NdjsonText:
+    """The text of an NDJSON body (after any byte order mark), checked and staged a line at a time as it
+    arrives: only the start of a line not complete yet is kept."""
 
-    def __init__(self, record_type: RecordType, *, max_problems: int = 20, unique_columns: bool = False,
-                 max_containers: int | None = None, max_columns: int | None = None) -> None:
-        self._intake = _Intake(record_type, max(1, max_problems), "line")
-        self._intake.unique_columns = unique_columns
-        self._intake.max_containers = max_containers
-        self._intake.max_columns = max_columns
+    def __init__(self, intake: _Intake) -> None:
+        self._intake = intake
         self._pending = bytearray()  # the start of a line not complete yet
         self._number = 0
-        self._started = False  # the byte order mark, if any, is behind
 
     def feed(self, data: bytes | bytearray) -> None:
         if self._intake.full:
             return  # refused already; the rest of the body is only read (and its size limited)
         self._pending += data
-        if not self._started:
-            if len(self._pending) < len(_BOM) and _BOM.startswith(bytes(self._pending)):
-                return
-            if self._pending.startswith(_BOM):
-                del self._pending[: len(_BOM)]
-            self._started = True
         cut = self._pending.rfind(b"\n") + 1
         if cut:
             self._number = _read_ndjson_lines(self._pending, 0, cut, self._intake, self._number, final=False)
             del self._pending[:cut]
 
-    def finish(self) -> ParsedBatch:
+    def finish(self) -> None:
         if not self._intake.full:
-            if not self._started and self._pending.startswith(_BOM):
-                del self._pending[: len(_BOM)]
             _read_ndjson_lines(self._pending, 0, len(self._pending), self._intake, self._number, final=True)
         self._pending = bytearray()
-        return self._intake.result()
 
 
 def _name_problem(record: dict[str, Any]) -> tuple[str | None, str]:
