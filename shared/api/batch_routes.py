@@ -6,9 +6,8 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from shared.api.responses import ServicesProvider, json_response
+from shared.api.responses import ServicesProvider, check_page_limit, json_response
 from shared.control import batches
-from shared.errors import ValidationFailed
 
 
 def add_batch_routes(api: FastAPI, services: ServicesProvider) -> None:
@@ -20,12 +19,11 @@ def add_batch_routes(api: FastAPI, services: ServicesProvider) -> None:
     @api.get("/api/batches", tags=["batches"])
     async def list_batches(state: str | None = None, destination_id: str | None = None, limit: int = 100,
                            next: str | None = None) -> Response:
-        if not 1 <= limit <= 1000:
-            raise ValidationFailed("limit must be between 1 and 1000",
-                                   details=[{"field": "limit", "message": "must be between 1 and 1000"}])
+        """Batches newest first (by creation time), `limit` a page, filtered by state and/or destination; pass
+        a page's `next` back, with the same filters, for the one after it."""
         page = await run_in_threadpool(
-            batches.list_batches, services().control, state=state, destination_id=destination_id, limit=limit,
-            continuation=next,
+            batches.list_batches, services().control, state=state, destination_id=destination_id,
+            limit=check_page_limit(limit), continuation=next,
         )
         return json_response(page)
 

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from shared.api.responses import ServicesProvider, json_response, read_json_body
+from shared.api.responses import ServicesProvider, check_page_limit, json_response, read_json_body
 from shared.destinations.models import DestinationIn
 
 
@@ -58,8 +58,10 @@ def add_destination_routes(api: FastAPI, services: ServicesProvider) -> None:
         return json_response(await run_in_threadpool(services().destinations.get, destination_id))
 
     @api.get("/api/destinations", tags=["destinations"])
-    async def list_destinations() -> Response:
-        return json_response({"destinations": await run_in_threadpool(services().destinations.list)})
+    async def list_destinations(limit: int = 100, next: str | None = None) -> Response:
+        """Destinations in id order, `limit` a page; pass a page's `next` back for the one after it."""
+        page = await run_in_threadpool(services().destinations.list, limit=check_page_limit(limit), cursor=next)
+        return json_response(page)
 
     @api.delete("/api/destinations/{destination_id}", tags=["destinations"], status_code=204,
                 responses={409: {"description": "The destination has batches not yet landed (see force)"}})

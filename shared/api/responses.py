@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.destinations.models import validation_details
-from shared.errors import AppError, BadRequest, PayloadTooLarge
+from shared.errors import AppError, BadRequest, PayloadTooLarge, ValidationFailed
 from shared.secrets.store import (
     SecretAccessDeniedError,
     SecretNameInUseError,
@@ -37,6 +37,17 @@ ServicesProvider = Callable[[], "Services"]
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+MAX_PAGE = 1000
+
+
+def check_page_limit(limit: int) -> int:
+    """A listing's `limit`: 1 to 1000 items a page."""
+    if not 1 <= limit <= MAX_PAGE:
+        message = f"must be between 1 and {MAX_PAGE}"
+        raise ValidationFailed(f"limit {message}", details=[{"field": "limit", "message": message}])
+    return limit
 
 
 def error_response(status: int, code: str, message: str, details: list[Any] | None = None) -> Response:

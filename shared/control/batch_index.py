@@ -1,15 +1,21 @@
-"""The batch index: markers that answer GET /api/batches filters and drive retention without reading every state.
+"""The batch index: markers that answer GET /api/batches, newest first, and drive retention without reading
+every state.
 
-  index/by-destination/{dest}/{batch_id}  one per batch, metadata as the state blob's (state, destination,
-                                          type, created): `?destination_id=` lists only these
-  index/by-state/{state}/{batch_id}       one per batch, under its current state, same metadata: `?state=`
-  index/retention/{queue}/{t}-{batch_id}  a finished batch waiting for retention, ordered by the moment `t`
-                                          its clock started (`shared.control.retention` says what each does):
+  index/batches/all/{newest}                  one per batch, metadata as the state blob's (state, destination,
+                                              type, created): the unfiltered listing reads these
+  index/batches/destination/{dest}/{newest}   one per batch: `?destination_id=` lists only these
+  index/batches/state/{state}/{newest}        one per batch, under its current state: `?state=`
+  index/retention/{queue}/{t}-{batch_id}      a finished batch waiting for retention, ordered by the moment `t`
+                                              its clock started (`shared.control.retention` says what each does):
       staged   landed, staged records kept     (STAGED_RETENTION_HOURS after landing)
       failed   failed, staged records kept     (FAILED_RETENTION_DAYS after failing)
       state    finished, staged records gone   (STATE_RETENTION_DAYS after landing, or after the records went)
-  index/backfill.json                     how far indexing the states written before the index has got;
-                                          listings use the index only once it is complete
+  index/batches/backfill.json                 how far indexing the states written before this index has got;
+                                              listings use the index only once it is complete
+
+`{newest}` is `{key}-{batch_id}`, the key the creation time counted down (`newest_first_key`): storage lists
+names in ascending order, so a listing reads the newest batch first, whatever its id (an id derived from an
+Idempotency-Key does not sort by time).
 
 The state document stays the truth. Markers are written after it (`record`): a crash between the two leaves a
 listing one change behind until the batch's next change, and retention re-reads the state before it acts.
@@ -18,19 +24,27 @@ Listing is by name, so a page costs one storage call whatever the number of othe
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from shared.control.batch_state import STATES, BatchState, StateName
 from shared.control.store import ControlStore
 
-BY_DESTINATION = "index/by-destination/"
-BY_STATE = "index/by-state/"
+BATCHES = "index/batches/"
+ALL = f"{BATCHES}all/"
+BY_DESTINATION = f"{BATCHES}destination/"
+BY_STATE = f"{BATCHES}state/"
 RETENTION = "index/retention/"
-BACKFILL = "index/backfill.json"
+BACKFILL = f"{BATCHES}backfill.json"
+# What the index kept before it listed newest first (oldest id first, keyed batches out of order): deleted by
+# the backfill once the new markers are complete.
+FORMER = ("index/by-destination/", "index/by-state/", "index/backfill.json")
 
 RetentionQueue = Literal["staged", "failed", "state"]
 _STAMP = "%Y%m%dT%H%M%S"
+_KEY_DIGITS = 17
+_LAST_MICROSECOND = 10**_KEY_DIGITS - 1  # year 5138: the key of every creation time before it is positive
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # The states a save can come from, by the state it goes to (shared.control.transitions): the markers to remove
 # when the caller does not say which state the batch left.
@@ -40,20 +54,31 @@ _CAME_FROM: dict[str, tuple[StateName, ...]] = {
 }
 
 
-def destination_marker(destination_id: str, batch_id: str) -> str:
-    return f"{BY_DESTINATION}{destination_id}/{batch_id}"
+def newest_first_key(created: datetime, batch_id: str) -> str:
+    """A marker's last name part: the creation time counted down in microseconds, then the id (two batches of
+    the same microsecond stay apart)."""
+    microseconds = (created - _EPOCH) // timedelta(microseconds=1)
+    return f"{_LAST_MICROSECOND - microseconds:0{_KEY_DIGITS}d}-{batch_id}"
 
 
-def state_marker(state: str, batch_id: str) -> str:
-    return f"{BY_STATE}{state}/{batch_id}"
+def batch_id_of(marker: str) -> str:
+    """The batch id at the end of a listing marker's name."""
+    return marker.rsplit("-", 1)[1]
+
+
+def markers(batch_id: str, destination_id: str, state: str, created: datetime) -> tuple[str, str, str]:
+    """A batch's listing markers while in `state`: all, its destination's, its state's."""
+    key = newest_first_key(created, batch_id)
+    return f"{ALL}{key}", f"{BY_DESTINATION}{destination_id}/{key}", f"{BY_STATE}{state}/{key}"
 
 
 def listing_prefix(*, state: str | None, destination_id: str | None) -> str:
-    """Where a filtered listing reads: a destination's markers (filtered by state on their metadata), or a
-    state's."""
+    """Where a listing reads: a destination's markers (filtered by state on their metadata), a state's, or all."""
     if destination_id:
         return f"{BY_DESTINATION}{destination_id}/"
-    return f"{BY_STATE}{state}/"
+    if state:
+        return f"{BY_STATE}{state}/"
+    return ALL
 
 
 def retention_marker(queue: RetentionQueue, started: datetime, batch_id: str) -> str:
@@ -87,21 +112,24 @@ def record(control: ControlStore, state: BatchState, *, previous: StateName | No
     if previous == state.state:
         return
     metadata = state.metadata()
-    control.put_bytes(state_marker(state.state, state.batch_id), b"", metadata=metadata)
-    control.put_bytes(destination_marker(state.destination_id, state.batch_id), b"", metadata=metadata)
+    for marker in markers(state.batch_id, state.destination_id, state.state, state.created_at):
+        control.put_bytes(marker, b"", metadata=metadata)
     if not first:
+        key = newest_first_key(state.created_at, state.batch_id)
         for left in (previous,) if previous is not None else _CAME_FROM[state.state]:
-            control.delete(state_marker(left, state.batch_id))
+            control.delete(f"{BY_STATE}{left}/{key}")
     queued = retention_queue(state)
     if queued is not None:
         control.put_bytes(retention_marker(queued[0], queued[1], state.batch_id), b"")
 
 
-def forget(control: ControlStore, batch_id: str, destination_id: str) -> None:
+def forget(control: ControlStore, state: BatchState) -> None:
     """Remove a deleted batch's listing markers (its retention markers go as retention handles them)."""
-    control.delete(destination_marker(destination_id, batch_id))
-    for state in STATES:
-        control.delete(state_marker(state, batch_id))
+    key = newest_first_key(state.created_at, state.batch_id)
+    control.delete(f"{ALL}{key}")
+    control.delete(f"{BY_DESTINATION}{state.destination_id}/{key}")
+    for name in STATES:
+        control.delete(f"{BY_STATE}{name}/{key}")
 
 
 def is_complete(control: ControlStore) -> bool:

@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import secrets as pyrandom
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
-from azure.core.exceptions import HttpResponseError
-
-from shared.control import batch_index, transitions
+from shared.control import batch_index, cursors, transitions
 from shared.control.batch_state import STATES, BatchState, RecordType, StagedPartition, StateName
 from shared.control.store import ControlStore, LeaseHeld, PreconditionFailed
 from shared.errors import Conflict, NotFound, ValidationFailed
@@ -262,62 +260,49 @@ def public_status(batch: BatchState) -> dict[str, Any]:
     }
 
 
-# Storage continuation tokens are opaque but plain ASCII ("2!96!MDAw..." in Azure, a blob name in Azurite).
-CONTINUATION = re.compile(r"^[A-Za-z0-9!*+/=._~-]{1,2048}$")
-
-
-def _bad_continuation() -> ValidationFailed:
-    message = "next must be the 'next' value of an earlier page, passed back unchanged"
-    return ValidationFailed(message, details=[{"field": "next", "message": message}])
-
-
-def check_continuation(continuation: str | None) -> str | None:
-    """The caller's page token, or None for the first page; anything a listing never gave out is a 422
-    (passed on, storage would answer it with an error of its own, which is not the caller's to read)."""
-    if not continuation:
-        return None
-    if not CONTINUATION.match(continuation):
-        raise _bad_continuation()
-    return continuation
-
-
 def list_batches(
     control: ControlStore, *, state: str | None, destination_id: str | None, limit: int, continuation: str | None
 ) -> dict[str, Any]:
-    """A page of batches, newest ids last (ids sort by creation time), filtered by listing metadata.
+    """A page of batches, newest first (by creation time), with the cursor of the next page (None: the last).
 
-    A filter reads the batch index (`shared.control.batch_index`): one destination's or one state's markers,
-    not every state; until the index covers the states written before it existed, every state is read."""
+    Reads the batch index (`shared.control.batch_index`): all batches' markers, or one destination's, or one
+    state's, never every state. Until the index covers the states written before it existed, the states
+    themselves are read (in id order, filtered on their listing metadata).
+    """
     if state is not None and state not in STATES:
         raise ValidationFailed(
             f"state must be one of {', '.join(STATES)}",
             details=[{"field": "state", "message": f"must be one of {', '.join(STATES)}"}],
         )
-    found: list[dict[str, Any]] = []
-    token = check_continuation(continuation)
-    prefix = STATES_PREFIX
+    listing = f"batches?{urlencode({'state': state or '', 'destination_id': destination_id or ''})}"
+    place = cursors.unseal(control, continuation, listing)
     if destination_id and "/" in destination_id:
-        return {"batches": found, "next": None}  # no destination id has one
-    if (state or destination_id) and batch_index.is_complete(control):
-        prefix = batch_index.listing_prefix(state=state, destination_id=destination_id)
+        return {"batches": [], "next": None}  # no destination id has one
+    if place is not None:
+        prefix, token = place.prefix, place.token
+    else:
+        indexed = batch_index.is_complete(control)
+        prefix = batch_index.listing_prefix(state=state, destination_id=destination_id) if indexed else STATES_PREFIX
+        token = None
+    found: list[dict[str, Any]] = []
     while len(found) < limit:
-        try:
-            items, token = control.list_page(prefix, page_size=limit, continuation=token)
-        except HttpResponseError as exc:  # a 4xx: storage refused the token the caller passed on
-            if not (continuation and exc.status_code and 400 <= exc.status_code < 500):
-                raise
-            raise _bad_continuation() from None
+        items, token = control.list_page(prefix, page_size=limit - len(found), continuation=token)
         for item in items:
             meta = item.metadata
             if (state and meta.get("state") != state) or (destination_id and meta.get("destination") != destination_id):
                 continue
-            batch_id = item.name.rsplit("/", 1)[1].removesuffix(".json")
-            found.append({"batch_id": batch_id, "state": meta.get("state"), "type": meta.get("type"),
-                          "destination_id": meta.get("destination"), "created_at": meta.get("created"),
-                          "status_url": f"/api/batches/{batch_id}"})
+            found.append(_listed(item.name, meta, prefix == STATES_PREFIX))
         if not token:
             break
-    return {"batches": found, "next": token}
+    return {"batches": found, "next": cursors.seal(control, cursors.Place(prefix, token) if token else None, listing)}
+
+
+def _listed(name: str, meta: dict[str, str], state_blob_name: bool) -> dict[str, Any]:
+    leaf = name.rsplit("/", 1)[1]
+    batch_id = leaf.removesuffix(".json") if state_blob_name else batch_index.batch_id_of(leaf)
+    return {"batch_id": batch_id, "state": meta.get("state"), "type": meta.get("type"),
+            "destination_id": meta.get("destination"), "created_at": meta.get("created"),
+            "status_url": f"/api/batches/{batch_id}"}
 
 
 def retry_batch(control: ControlStore, batch_id: str, moment: datetime | None = None) -> BatchState:

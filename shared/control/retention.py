@@ -154,7 +154,7 @@ def _state(control: ControlStore, batch_id: str, started: datetime, now: datetim
     state, _ = found
     delete_staged_records(control, batch_id)
     control.delete(state_blob(batch_id))
-    batch_index.forget(control, batch_id, state.destination_id)
+    batch_index.forget(control, state)
     control.delete(failed_marker(state.destination_id, batch_id))
     control.delete(due_marker(batch_id))
     log_event(log, "batch state deleted", batch_id=batch_id, destination_id=state.destination_id,
@@ -174,9 +174,12 @@ def backfill(control: ControlStore, *, max_states: int) -> tuple[int, bool]:
 
     Reads the states' listing only (its metadata is what the markers carry). A finished one enters the
     retention queue with its blob's last write as its clock (a landed or failed state is last written then).
+    Once complete, what the former index kept is deleted, up to `max_states` blobs a run.
     """
     progress = control.get(batch_index.BACKFILL)
     if progress is not None and progress.data.get("complete") is True:
+        if not progress.data.get("former_deleted") and _delete_former_index(control, max_states):
+            control.put(batch_index.BACKFILL, {**progress.data, "former_deleted": True})
         return 0, True
     token = progress.data.get("next") if progress is not None else None
     items, token = control.list_page(STATES_PREFIX, page_size=max_states, continuation=token)
@@ -189,14 +192,30 @@ def backfill(control: ControlStore, *, max_states: int) -> tuple[int, bool]:
     return len(items), token is None
 
 
+def _delete_former_index(control: ControlStore, limit: int) -> bool:
+    """Delete up to `limit` blobs of the former index; True once none is left."""
+    for prefix in batch_index.FORMER:
+        items, more = control.list_page(prefix, page_size=limit, continuation=None)
+        for item in items:
+            control.delete(item.name)
+        limit -= len(items)
+        if more or limit <= 0:
+            return False
+    return True
+
+
 def _index_listed(control: ControlStore, item: Listed) -> None:
     meta = item.metadata
     batch_id = item.name[len(STATES_PREFIX):].removesuffix(".json")
     state, destination_id = meta.get("state", ""), meta.get("destination", "")
     if not (state and destination_id):
         return
-    control.put_bytes(batch_index.state_marker(state, batch_id), b"", metadata=meta)
-    control.put_bytes(batch_index.destination_marker(destination_id, batch_id), b"", metadata=meta)
+    try:
+        created = datetime.fromisoformat(meta.get("created", ""))
+    except ValueError:
+        created = item.modified or now_utc()  # a state from before listing metadata had its creation time
+    for marker in batch_index.markers(batch_id, destination_id, state, created):
+        control.put_bytes(marker, b"", metadata=meta)
     if state in {"landed", "failed"} and item.modified is not None:
         queue: RetentionQueue = "staged" if state == "landed" else "failed"
         control.put_bytes(batch_index.retention_marker(queue, item.modified, batch_id), b"")

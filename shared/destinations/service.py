@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.control import destination_batches
+from shared.control import cursors, destination_batches
 from shared.control.store import ControlStore, PreconditionFailed
 from shared.destinations.connection_strings import blob_endpoint_of
 from shared.destinations.models import DestinationIn, check_destination_id, validation_details
@@ -234,13 +234,18 @@ class DestinationService:
     def get(self, destination_id: str) -> dict[str, Any]:
         return self.view(self.get_record(destination_id))
 
-    def list(self) -> list[dict[str, Any]]:
+    def list(self, *, limit: int = 100, cursor: str | None = None) -> dict[str, Any]:
+        """A page of destinations in id order, with the cursor of the next page (None: the last)."""
+        place = cursors.unseal(self.control, cursor, "destinations")
+        items, token = self.control.list_page(DESTINATIONS_PREFIX, page_size=limit,
+                                              continuation=place.token if place is not None else None)
         views = []
-        for item in self.control.list(DESTINATIONS_PREFIX):
+        for item in items:
             doc = self.control.get(item.name)
-            if doc is not None:
+            if doc is not None:  # deleted since the listing
                 views.append(self.view(DestinationRecord.from_json(doc.data)))
-        return views
+        next_place = cursors.Place(DESTINATIONS_PREFIX, token) if token else None
+        return {"destinations": views, "next": cursors.seal(self.control, next_place, "destinations")}
 
     def delete(self, destination_id: str, *, force: bool = False) -> None:
         """Delete the destination, its own secret, and (only with `force`) what it has not landed yet.

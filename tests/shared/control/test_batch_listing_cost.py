@@ -18,7 +18,7 @@ import orjson
 import pytest
 from azure.storage.blob import ContainerClient
 
-from shared.control import batches
+from shared.control import batch_index, batches, cursors
 from shared.control.batch_state import BatchState, iso
 from shared.control.store import ControlStore
 from tests.support.azurite import Azurite
@@ -69,7 +69,8 @@ def crowded(azurite: Azurite) -> Iterator[str]:
         batch_id, meta = entry
         client.upload_blob(f"states/{batch_id}.json", b"{}", metadata=meta, overwrite=True)
         if meta["destination"] == "other-007":  # its marker, as shared.control.batch_index lays them out
-            client.upload_blob(f"index/by-destination/other-007/{batch_id}", b"", metadata=meta, overwrite=True)
+            marker = batch_index.markers(batch_id, "other-007", "landed", created)[1]
+            client.upload_blob(marker, b"", metadata=meta, overwrite=True)
 
     with ThreadPoolExecutor(32) as pool:
         list(pool.map(write, _old_landed_batches(created)))
@@ -80,7 +81,8 @@ def crowded(azurite: Azurite) -> Iterator[str]:
 @pytest.fixture
 def control(azurite: Azurite, crowded: str) -> Iterator[CountingControl]:
     counting = CountingControl(azurite, crowded)
-    counting.client.upload_blob("index/backfill.json", orjson.dumps({"complete": True}), overwrite=True)
+    counting.client.upload_blob(batch_index.BACKFILL, orjson.dumps({"complete": True}), overwrite=True)
+    cursors.seal(counting.store, cursors.Place("any", "any"), "any")  # the cursor key: read once per process
     # Three batches of 'acme' saved by the app itself: pending, failed, landed.
     saved = []
     for name in ("pending_staged_events", "failed_sas_expired", "landed_profiles"):

@@ -1,0 +1,127 @@
+"""Listings through the real HTTP API (issue 12, item 3): batches newest first, destinations in id order, each
+paged with an opaque cursor bound to its listing; a cursor the listing never gave out is a 422, not a silent
+restart from the first page."""
+
+from __future__ import annotations
+
+import base64
+import time
+from itertools import chain
+from typing import Any
+
+import httpx
+import pytest
+from azure.storage.blob import ContainerClient
+
+from shared.control import retention
+from shared.services import Services
+from tests.support.azurite import Azurite
+from tests.support.sas import container_sas, sas_destination
+
+EVENT = b'{"event":"signup","ts":1700000000}\n'
+
+
+def destination(api: httpx.Client, azurite: Azurite, container: ContainerClient, name: str) -> None:
+    body = sas_destination(azurite.account_url, container.container_name, container_sas(container.container_name))
+    assert api.put(f"/api/destinations/{name}?verify=false", json=body).status_code == 201
+
+
+def post_batches(api: httpx.Client, name: str, count: int) -> list[str]:
+    """`count` batches, every other one with an Idempotency-Key (its id does not sort by time): ids in the
+    order they were created."""
+    ids = []
+    for n in range(count):
+        headers = {"content-type": "application/x-ndjson"}
+        if n % 2:
+            headers["idempotency-key"] = f"order-{n}-{time.time_ns()}"
+        posted = api.post(f"/api/destinations/{name}/batches?type=events", content=EVENT, headers=headers)
+        assert posted.status_code == 202, posted.text
+        ids.append(posted.json()["batch_id"])
+        time.sleep(0.002)  # creation times a few milliseconds apart
+    return ids
+
+
+def pages(api: httpx.Client, path: str, key: str, **query: Any) -> tuple[list[list[str]], list[str]]:
+    """Every page of a listing, followed by its cursors: (the ids of each page, the cursors given out)."""
+    ids: list[list[str]] = []
+    cursors: list[str] = []
+    params = dict(query)
+    while True:
+        answer = api.get(path, params=params)
+        assert answer.status_code == 200, answer.text
+        page = answer.json()
+        ids.append([item["batch_id" if key == "batches" else "id"] for item in page[key]])
+        if page["next"] is None:
+            return ids, cursors
+        cursors.append(page["next"])
+        params = {**query, "next": page["next"]}
+
+
+@pytest.fixture
+def indexed(services: Services) -> Services:
+    """The batch index marked complete, as the timer's first run leaves it (control storage starts empty)."""
+    assert retention.backfill(services.control, max_states=100) == (0, True)
+    return services
+
+
+def test_batches_are_listed_newest_first_page_after_page(
+    api: httpx.Client, azurite: Azurite, fresh_container: ContainerClient, indexed: Services
+) -> None:
+    destination(api, azurite, fresh_container, "acme")
+    destination(api, azurite, fresh_container, "globex")
+    acme = post_batches(api, "acme", 7)
+    globex = post_batches(api, "globex", 2)
+
+    acme_pages, _ = pages(api, "/api/batches", "batches", destination_id="acme", limit=3)
+    assert acme_pages == [acme[::-1][:3], acme[::-1][3:6], acme[::-1][6:]]
+    every, _ = pages(api, "/api/batches", "batches", limit=4)
+    assert list(chain.from_iterable(every)) == globex[::-1] + acme[::-1]
+    pending, _ = pages(api, "/api/batches", "batches", state="pending", limit=5)
+    assert list(chain.from_iterable(pending)) == globex[::-1] + acme[::-1]
+    assert pages(api, "/api/batches", "batches", state="landed")[0] == [[]]
+
+
+def test_a_cursor_is_opaque_and_only_its_own_listing_takes_it(
+    api: httpx.Client, azurite: Azurite, fresh_container: ContainerClient, indexed: Services
+) -> None:
+    destination(api, azurite, fresh_container, "acme")
+    destination(api, azurite, fresh_container, "globex")
+    ids = post_batches(api, "acme", 3)
+    _, cursors = pages(api, "/api/batches", "batches", destination_id="acme", limit=1)
+    cursor = cursors[0]
+    decoded = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    for storage_word in (b"index", b"states", b"acme", ids[1].encode(), b"devstoreaccount1"):
+        assert storage_word not in decoded and storage_word.decode() not in cursor
+
+    tampered = cursor[:20] + ("A" if cursor[20] != "A" else "B") + cursor[21:]
+    _, destination_cursors = pages(api, "/api/destinations", "destinations", limit=1)
+    refused = {
+        "edited": {"destination_id": "acme", "next": tampered},
+        "other filters": {"destination_id": "globex", "next": cursor},
+        "no filters": {"next": cursor},
+        "another listing's": {"destination_id": "acme", "next": destination_cursors[0]},
+        "made up": {"destination_id": "acme", "next": "states/b20261201"},
+        "too long": {"destination_id": "acme", "next": "A" * 5000},
+    }
+    for why, params in refused.items():
+        answer = api.get("/api/batches", params=params)
+        assert answer.status_code == 422, (why, answer.text)
+        error = answer.json()["error"]
+        assert error["details"][0]["field"] == "next", why
+        assert "earlier page of this same listing" in error["message"], why
+    assert api.get("/api/destinations", params={"next": cursor}).status_code == 422
+    assert api.get("/api/batches", params={"destination_id": "acme", "next": cursor}).status_code == 200
+
+
+def test_destinations_are_paged_in_id_order(
+    api: httpx.Client, azurite: Azurite, fresh_container: ContainerClient, services: Services
+) -> None:
+    names = [f"customer-{n:02d}" for n in range(7)]
+    for name in reversed(names):
+        destination(api, azurite, fresh_container, name)
+    listed, cursors = pages(api, "/api/destinations", "destinations", limit=3)
+    assert listed == [names[:3], names[3:6], names[6:]] and len(cursors) == 2
+    assert pages(api, "/api/destinations", "destinations")[0] == [names]
+    for limit in (0, 1001, -1):
+        answer = api.get("/api/destinations", params={"limit": limit})
+        assert answer.status_code == 422 and answer.json()["error"]["details"][0]["field"] == "limit"
