@@ -1,13 +1,23 @@
 # Two commands set everything up on a fresh machine: `make demo` and `make test`.
 # Each installs what it needs (.venv, Azurite from package-lock.json) and is idempotent.
+# `make` alone lists the targets (each target's `## ` comment is its line in `make help`).
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# The local ports: Azurite's (demo, serve, bench, scripts.azurite_sas) and `make serve`'s API.
 AZURITE_PORT ?= 10000
-AZURITE_DIR := .local/azurite
+PORT ?= 7071
+# Each port's Azurite keeps its data in $(AZURITE_DIR)/<port>, beside its pid file.
+AZURITE_DIR ?= .local/azurite
+export AZURITE_PORT AZURITE_DIR
 
-.PHONY: test demo serve bench lint install azurite-start azurite-stop clean
+.DEFAULT_GOAL := help
+.PHONY: help test demo serve bench lint install azurite-start azurite-stop azurite-status clean
+
+help: ## list the targets, one line each (what `make` alone does)
+	@echo "make <target>   (ports: AZURITE_PORT=$(AZURITE_PORT) for Azurite, PORT=$(PORT) for make serve)"
+	@awk 'BEGIN { FS = ":[^#]*## " } /^[a-z][a-z-]*:[^#]*## / { printf "  %-15s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,43 +29,38 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(VENV)/.installed node_modules/.installed
+install: $(VENV)/.installed node_modules/.installed ## create .venv and install Azurite (npm ci); nothing if up to date
 
 # Lint first: ruff and mypy are part of green, as the house style asks.
-test: install lint
+test: install lint ## lint, then the whole test suite against its own Azurite on free ports
 	$(PY) -m pytest
 
-lint: install
+lint: install ## ruff, mypy and the import contract (import-linter)
 	$(VENV)/bin/ruff check shared tests bench scripts function_app.py
 	$(VENV)/bin/mypy shared scripts function_app.py
 	$(VENV)/bin/lint-imports --no-cache
 
-# Azurite for the demo and `make serve` (tests start their own on free ports).
-azurite-start: node_modules/.installed
-	@mkdir -p $(AZURITE_DIR)
-	@if $(PY) -c "import socket,sys; s=socket.socket(); s.settimeout(0.5); sys.exit(0 if s.connect_ex(('127.0.0.1',$(AZURITE_PORT)))==0 else 1)"; then \
-		echo "Azurite already listening on 127.0.0.1:$(AZURITE_PORT)"; \
-	else \
-		echo "Starting Azurite on 127.0.0.1:$(AZURITE_PORT) (data in $(AZURITE_DIR))"; \
-		nohup node_modules/.bin/azurite-blob --blobHost 127.0.0.1 --blobPort $(AZURITE_PORT) \
-			--location $(AZURITE_DIR) --disableTelemetry --skipApiVersionCheck --loose \
-			> $(AZURITE_DIR)/azurite.log 2>&1 & echo $$! > $(AZURITE_DIR)/azurite.pid; \
-		for i in $$(seq 1 100); do \
-			$(PY) -c "import socket,sys; s=socket.socket(); sys.exit(0 if s.connect_ex(('127.0.0.1',$(AZURITE_PORT)))==0 else 1)" && break; sleep 0.2; \
-		done; \
-	fi
+# Azurite for the demo, `make serve` and the benchmark (tests start their own on free ports). A port held by
+# a server this checkout did not start is refused, naming the port and how to pick another.
+azurite-start: install ## start this checkout's Azurite on 127.0.0.1:AZURITE_PORT (nothing if it runs)
+	@$(PY) -m scripts.local_azurite start --for "make $(or $(lastword $(MAKECMDGOALS)),azurite-start)"
 
-azurite-stop:
-	@if [ -f $(AZURITE_DIR)/azurite.pid ]; then kill $$(cat $(AZURITE_DIR)/azurite.pid) 2>/dev/null || true; rm -f $(AZURITE_DIR)/azurite.pid; fi
+azurite-stop: ## stop this checkout's Azurite on AZURITE_PORT (never a process it did not start)
+	@if [ -x $(PY) ]; then $(PY) -m scripts.local_azurite stop; fi
 
-demo: install azurite-start
-	AZURITE_PORT=$(AZURITE_PORT) $(PY) -m scripts.demo
+azurite-status: ## say whose server listens on AZURITE_PORT
+	@$(PY) -m scripts.local_azurite status
 
-serve: install azurite-start
-	$(PY) -m scripts.serve
+demo: install azurite-start ## the product end to end on Azurite: a destination, two batches, the export pass
+	@$(PY) -m scripts.demo
 
-bench: install azurite-start
-	$(PY) -m bench.run_bench $(BENCH_ARGS)
+serve: install azurite-start ## the app on 127.0.0.1:PORT (default 7071): the HTTP API and the timer
+	$(PY) -m scripts.serve --port $(PORT) $(SERVE_ARGS)
 
-clean: azurite-stop
+bench: install azurite-start ## export throughput and memory against the floor (bench/README.md)
+	BENCH_STORAGE_CONNECTION="$${BENCH_STORAGE_CONNECTION:-$$($(PY) -m scripts.local_azurite connection-string)}" \
+		$(PY) -m bench.run_bench $(BENCH_ARGS)
+
+clean: ## stop every Azurite of this checkout; remove .local, .venv and node_modules
+	@if [ -x $(PY) ]; then $(PY) -m scripts.local_azurite stop --all; fi
 	rm -rf .local .venv node_modules

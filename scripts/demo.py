@@ -9,14 +9,17 @@
 
 Every run adds two new batches (the run number picks the sample data's seed and time window, so each run is
 deterministic); nothing is ever duplicated. Exits 1 if anything did not land.
+
+It runs against this checkout's Azurite on AZURITE_PORT (default 10000) and says so in its first line; a
+server on that port that this checkout did not start is refused (scripts.local_azurite), and nothing is
+sent to any other port. The control container and the local secret store are the ones `make serve` uses
+(CONTROL_CONTAINER, LOCAL_SECRETS_PATH from the environment or local.settings.json).
 """
 
 from __future__ import annotations
 
 import gzip
 import logging
-import os
-import socket
 import sys
 import time
 from collections import defaultdict
@@ -32,8 +35,9 @@ import orjson
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContainerSasPermissions, generate_container_sas
 
-from scripts import sample_data
+from scripts import local_azurite, sample_data
 from scripts.local_server import ApiServer
+from scripts.local_settings import merged_values
 from shared.api.app import create_api
 from shared.destinations.connection_strings import parse_connection_string
 from shared.export.runner import run_export_pass
@@ -42,21 +46,9 @@ from shared.settings import load_settings
 
 Out = Callable[[str], None]
 
-AZURITE_ACCOUNT = "devstoreaccount1"
-# Azurite's well-known development account key: public, documented by Microsoft, not a secret.
-AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 EVENTS_START = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 EVENT_HOURS = 3
 FIRST_LINES = 3
-
-
-def azurite_connection_string(port: int) -> str:
-    return (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-            f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};")
-
-
-def azurite_account_url(port: int) -> str:
-    return f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
 
 
 @dataclass(frozen=True)
@@ -347,7 +339,7 @@ def print_tree(container: str, names: list[tuple[str, int]], files: list[LandedF
         directories[directory + "/" if directory else ""].append((leaf, size))
     out(f"  {container}/  ({len(names)} blobs)")
     for directory in sorted(directories):
-        out(f"    {directory}")
+        out(f"    {directory or '(top level)'}")
         for leaf, size in directories[directory]:
             name = directory + leaf
             if name in by_name:
@@ -433,27 +425,38 @@ class DemoError(RuntimeError):
 
 
 def main() -> int:
-    port = int(os.environ.get("AZURITE_PORT", "10000"))
+    try:
+        port, root = local_azurite.port_from_env(), local_azurite.azurite_root()
+    except local_azurite.AzuriteError as exc:
+        print(f"demo failed: {exc}", file=sys.stderr)
+        return 1
     console = logging.StreamHandler()
     console.setLevel(logging.WARNING)  # the export progress is printed by the demo itself
     console.setFormatter(logging.Formatter("  [%(levelname)s] %(message)s"))
     logging.getLogger().addHandler(console)
     for noisy in ("azure", "urllib3", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-    except OSError:
-        print(f"demo failed: nothing listens on 127.0.0.1:{port}; start Azurite with `make azurite-start` "
-              "(`make demo` does)", file=sys.stderr)
+    azurite = local_azurite.inspect(port, root)
+    if azurite.state == "free":
+        print(f"demo failed: nothing listens on 127.0.0.1:{port} (AZURITE_PORT={port}); start this checkout's "
+              "Azurite with `make azurite-start` (`make demo` does)", file=sys.stderr)
         return 1
+    if azurite.state == "foreign":
+        print(f"demo refused: {local_azurite.foreign_message(port)}", file=sys.stderr)
+        return 1
+    print(f"Using {azurite.describe()}", flush=True)
+    settings = merged_values()
     try:
-        result = run_demo(azurite_connection_string(port), azurite_account_url(port), out=partial(print, flush=True))
+        result = run_demo(local_azurite.connection_string(port), local_azurite.account_url(port),
+                          out=partial(print, flush=True),
+                          control_container=settings.get("CONTROL_CONTAINER") or "export-control",
+                          secrets_path=Path(settings.get("LOCAL_SECRETS_PATH") or ".local/dev-secrets.json"))
     except DemoError as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
         print(f"demo failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        print(f"Is Azurite listening on 127.0.0.1:{port}? `make azurite-start` starts it.", file=sys.stderr)
+        print(f"Is Azurite still listening on 127.0.0.1:{port}? `make azurite-start` starts it.", file=sys.stderr)
         return 1
     return 0 if result.ok else 1
 

@@ -15,6 +15,16 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from scripts import demo
 from scripts.demo import DemoResult, run_demo
+from scripts.local_server import free_port
+from tests.scripts.local_env import (
+    connected_ports,
+    listening_on,
+    local_env,
+    make,
+    recording_connects,
+    script,
+    stop_azurite,
+)
 from tests.shared.export_helpers import data_files, jsonl_records, manifests, read_blob
 from tests.support import secret_watch
 from tests.support.azurite import Azurite
@@ -120,3 +130,57 @@ def test_demo_is_not_ok_when_a_batch_does_not_land(
     problems = [line for line in lines if line.startswith("PROBLEM: batch")]
     assert len(problems) == 2 and all("authentication failed" in line for line in problems)
     assert not any(line.startswith("OK:") for line in lines)
+
+
+# --- `make demo` on the ports a user picks -------------------------------------------------------------------
+
+AZURITE_DEFAULT_PORT = 10000
+
+
+def test_make_demo_on_a_free_azurite_port_sends_nothing_to_port_10000(tmp_path: Path) -> None:
+    """AZURITE_PORT=<free port> make demo: it starts this checkout's Azurite on that port, the demo succeeds
+    against it, and no process of the run connects to 10000 (a listener there counts the attempts when the port
+    is free; every Python process records its connects either way)."""
+    port = free_port()
+    env = local_env(tmp_path, AZURITE_PORT=str(port))
+    connects = recording_connects(tmp_path, env)
+    try:
+        with listening_on(AZURITE_DEFAULT_PORT) as port_10000:
+            done = make("demo", env=env)
+            assert done.returncode == 0, done.stdout + done.stderr
+            if port_10000 is not None:
+                assert port_10000.peers == [], "something connected to 127.0.0.1:10000"
+    finally:
+        stop_azurite(env)
+    assert f"Started: http://127.0.0.1:{port}/devstoreaccount1, this checkout's Azurite (pid" in done.stdout
+    assert f"Using http://127.0.0.1:{port}/devstoreaccount1, this checkout's Azurite (pid" in done.stdout
+    assert "OK: run 1 landed 4,000 new records" in done.stdout
+    ports = connected_ports(connects)
+    assert port in ports, "the connect recorder saw nothing: it is not watching the run"
+    assert AZURITE_DEFAULT_PORT not in ports
+
+
+def test_make_demo_refuses_an_azurite_this_checkout_did_not_start(
+    azurite: Azurite, blob_service: BlobServiceClient, tmp_path: Path
+) -> None:
+    """The session's Azurite is a real one that `make azurite-start` did not start: `make demo` on its port says
+    so, names the port and how to pick another, and writes nothing into it; so does the demo run on its own,
+    even with a pid file that names that very Azurite process (its data folder is not this checkout's)."""
+    env = local_env(tmp_path, AZURITE_PORT=str(azurite.port))
+    before = {c.name for c in blob_service.list_containers()}
+    done = make("demo", env=env)
+    assert done.returncode != 0
+    assert f"127.0.0.1:{azurite.port} (AZURITE_PORT={azurite.port}) is held by" in done.stderr
+    assert "not by this checkout's Azurite" in done.stderr
+    assert re.search(r"`AZURITE_PORT=(\d+) make demo` \(\1 is free now\)", done.stderr), done.stderr
+    assert "OK:" not in done.stdout
+
+    assert azurite.process is not None
+    pid_file = tmp_path / "azurite" / str(azurite.port) / "azurite.pid"
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(f"{azurite.process.pid}\n")
+    alone = script("scripts.demo", env=env)
+    assert alone.returncode == 1
+    assert alone.stderr.startswith(f"demo refused: 127.0.0.1:{azurite.port} (AZURITE_PORT={azurite.port})")
+    assert {c.name for c in blob_service.list_containers()} == before, "the refused demo wrote into that Azurite"
+    assert azurite.process.poll() is None, "a refusal must never stop the other Azurite"

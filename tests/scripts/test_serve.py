@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -23,8 +25,9 @@ from scripts.ncrontab import parse_schedule
 from scripts.sample_data import events, ndjson
 from scripts.scheduler import ScheduledJob
 from shared.settings import Settings
+from tests.scripts.local_env import NO_INSTALL, local_env, stop_azurite
 from tests.support import secret_watch
-from tests.support.azurite import Azurite
+from tests.support.azurite import ACCOUNT_KEY, Azurite
 from tests.support.sas import container_sas, sas_destination
 
 
@@ -82,7 +85,7 @@ def serving(azurite: Azurite, tmp_path: Path, **settings: str) -> Iterator[tuple
     port = free_port()
     log = tmp_path / "serve.log"
     env = {
-        **os.environ,
+        **{name: value for name, value in os.environ.items() if name != "AZURITE_PORT"},  # `make test` sets it
         "AzureWebJobsStorage": azurite.connection_string,
         "CONTROL_CONTAINER": f"ctl-{uuid.uuid4().hex[:16]}",
         "LOCAL_SECRETS_PATH": str(tmp_path / "dev-secrets.json"),
@@ -202,3 +205,84 @@ def test_serve_with_local_keys_asks_each_request_for_its_own_functions_key(
         assert intake_key not in text and admin_key not in text
     finally:
         container.delete_container()
+
+
+# --- ports: AZURITE_PORT and PORT, and a banner that names control storage without a key ----------------------
+
+
+def test_serve_reads_development_storage_as_the_azurite_on_azurite_port_and_names_it_without_a_key(
+    azurite: Azurite, tmp_path: Path
+) -> None:
+    """UseDevelopmentStorage=true is port 10000 to the storage SDK; `make serve` reads it as the Azurite on
+    AZURITE_PORT, and its banner names that endpoint (and whose Azurite it is), never the account key."""
+    with serving(azurite, tmp_path, AzureWebJobsStorage="UseDevelopmentStorage=true",
+                 AZURITE_PORT=str(azurite.port)) as (base_url, _, log), httpx.Client(base_url=base_url) as api:
+        assert api.get("/api/destinations").status_code == 200  # control storage answered, on AZURITE_PORT
+    banner = log.read_text()
+    control = re.search(r"^Control storage: (\S+) \((.*)\)$", banner, re.MULTILINE)
+    assert control, banner
+    assert re.fullmatch(rf"http://127\.0\.0\.1:{azurite.port}/devstoreaccount1/ctl-[0-9a-f]{{16}}", control[1])
+    assert azurite.process is not None
+    # The listener's pid, where the system tells whose socket it is.
+    assert re.fullmatch(rf"AzureWebJobsStorage=UseDevelopmentStorage=true, read as the Azurite on "
+                        rf"AZURITE_PORT={azurite.port}: NOT this checkout's Azurite \((pid {azurite.process.pid} "
+                        r"\(node\)|a process this checkout did not start) listens there\)", control[2]), control[2]
+    assert ACCOUNT_KEY not in banner and "AccountKey" not in banner
+
+
+def test_serve_banner_names_an_explicit_control_storage_without_its_key(azurite: Azurite, tmp_path: Path) -> None:
+    with serving(azurite, tmp_path) as (_, _, log):
+        banner = log.read_text()
+    assert re.search(rf"^Control storage: http://127\.0\.0\.1:{azurite.port}/devstoreaccount1/ctl-[0-9a-f]{{16}} "
+                     r"\(from AzureWebJobsStorage\)$", banner, re.MULTILINE), banner
+    assert ACCOUNT_KEY not in banner and "AccountKey" not in banner
+
+
+def test_serve_refuses_a_connection_string_for_another_local_port_than_azurite_port(
+    azurite: Azurite, tmp_path: Path
+) -> None:
+    """A local.settings.json written for one Azurite and AZURITE_PORT naming another: refused, not crossed."""
+    other = free_port()
+    env = {**local_env(tmp_path), "AzureWebJobsStorage": azurite.connection_string, "AZURITE_PORT": str(other)}
+    done = subprocess.run([sys.executable, "-m", "scripts.serve", "--port", str(free_port())], cwd=REPO_ROOT,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert (f"AZURITE_PORT={other}, but control storage is http://127.0.0.1:{azurite.port}/devstoreaccount1/"
+            in done.stderr)
+    assert f"or run with AZURITE_PORT={azurite.port}" in done.stderr
+    assert ACCOUNT_KEY not in done.stderr + done.stdout
+
+
+def test_make_serve_uses_port_for_the_api_and_this_checkouts_azurite_on_azurite_port(tmp_path: Path) -> None:
+    """`AZURITE_PORT=a make serve PORT=b`: the API on b, control storage on this checkout's Azurite on a (started
+    by the make target), and the banner says both."""
+    api_port, azurite_port = free_port(), free_port()
+    env = local_env(tmp_path, AZURITE_PORT=str(azurite_port), AzureWebJobsStorage="UseDevelopmentStorage=true",
+                    EXPORT_SCHEDULE="0 0 0 1 1 *")
+    out = tmp_path / "make-serve.log"
+    with open(out, "w") as log:
+        process = subprocess.Popen(["make", "--no-print-directory", *NO_INSTALL, "serve", f"PORT={api_port}"],
+                                   cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{api_port}/api/destinations", timeout=2)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError("make serve did not start:\n" + out.read_text()) from None
+                time.sleep(0.2)
+        assert answer.status_code == 200
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)  # make and the server it runs (Azurite has its own session)
+        process.wait(timeout=30)
+        stop_azurite(env)
+    text = out.read_text()
+    assert f"Started: http://127.0.0.1:{azurite_port}/devstoreaccount1, this checkout's Azurite (pid" in text
+    assert (f"Control storage: http://127.0.0.1:{azurite_port}/devstoreaccount1/export-control "
+            f"(AzureWebJobsStorage=UseDevelopmentStorage=true, read as the Azurite on AZURITE_PORT={azurite_port}: "
+            "this checkout's Azurite (pid") in text
+    assert f"API: http://127.0.0.1:{api_port}/api/" in text
+    assert ACCOUNT_KEY not in text and "AccountKey" not in text
