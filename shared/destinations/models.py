@@ -7,7 +7,7 @@ import re
 import socket
 import unicodedata
 from typing import Annotated, Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
@@ -112,7 +112,8 @@ def check_endpoint(url: str, *, allow_http_loopback: bool) -> str:
     Checked without any DNS lookup, on the address the HTTP stack would actually use: a trailing dot
     ("localhost."), legacy IPv4 forms resolvers still accept (2130706433, 0x7f000001, 0177.0.0.1,
     127.1) and IPv4 addresses inside IPv6 ones (::ffff:10.0.0.1, 64:ff9b::a9fe:a9fe) are seen
-    through. A public-looking name whose DNS answer is private cannot be caught here.
+    through. A public-looking name whose DNS answer is private cannot be caught here. The endpoint is the
+    account's: a container's URL pasted here is refused with the parts it should have been given as.
     """
     if len(url) > MAX_ENDPOINT or not url.isascii() or any(not ch.isprintable() or ch.isspace() for ch in url):
         raise ValueError(
@@ -123,8 +124,8 @@ def check_endpoint(url: str, *, allow_http_loopback: bool) -> str:
     host = (parts.hostname or "").rstrip(".")
     if parts.scheme not in {"https", "http"} or not host:
         raise ValueError("must be an https:// URL such as https://myaccount.blob.core.windows.net")
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise ValueError("must not contain a query, fragment or user info (put a SAS token in auth.sas_token)")
+    if parts.fragment or parts.username or parts.password:
+        raise ValueError("must not contain a fragment ('#...') or user info ('name@')")
     try:
         parts.port  # noqa: B018  # urlsplit checks the port only when asked
     except ValueError:
@@ -135,8 +136,16 @@ def check_endpoint(url: str, *, allow_http_loopback: bool) -> str:
         raise ValueError("loopback endpoints are refused (set ALLOW_HTTP_LOOPBACK=true for local development)")
     if parts.scheme == "http" and not loopback:
         raise ValueError("must use https (plain http is only allowed for a loopback emulator in development)")
-    if loopback:
-        return url.rstrip("/")
+    if not loopback:
+        _check_public_host(host, address)
+    _refuse_container_url(parts, loopback)
+    if parts.query:
+        raise ValueError("must not contain a query: the text after '?' looks like a SAS token, which goes in "
+                         "auth.sas_token")
+    return url.rstrip("/")
+
+
+def _check_public_host(host: str, address: IPAddress | None) -> None:
     if address is not None:
         if not _is_public(address):
             raise ValueError("must not point at a private, link-local or reserved address")
@@ -146,7 +155,30 @@ def check_endpoint(url: str, *, allow_http_loopback: bool) -> str:
         )
     elif host.endswith(PRIVATE_SUFFIXES):
         raise ValueError("must not point at a private, link-local or reserved address")
-    return url.rstrip("/")
+
+
+def _refuse_container_url(parts: SplitResult, loopback: bool) -> None:
+    """Refuse a path beyond the account's: the portal's container URL (``https://acct.blob.core.windows.net/
+    mycontainer``, perhaps with ``?sv=...``) pasted as the endpoint would make every blob land under the wrong
+    name, or nowhere. A loopback emulator's endpoint holds the account name as its one path segment
+    (``http://127.0.0.1:10000/devstoreaccount1``); a public one has no path. The message quotes the host and a
+    path segment only when it is a valid container name: never the query, which may hold a SAS signature."""
+    segments = [segment for segment in parts.path.split("/") if segment]
+    own = 1 if loopback else 0  # the segments that belong to the account's endpoint
+    if len(segments) <= own:
+        return
+    account = segments[0] if own and ACCOUNT_NAME.match(segments[0]) else "devstoreaccount1"
+    endpoint = f"{parts.scheme}://{parts.netloc}" + (f"/{account}" if own else "")
+    container = segments[own]
+    where = "the path's first segment after the account" if own else "the path's first segment"
+    likely = (f"'{container}', {where}, is likely the container" if CONTAINER_NAME.match(container)
+              else f"{where} would be the container")
+    rest = "; a folder after the container goes in 'prefix'" if len(segments) > own + 1 else ""
+    sas = "; the SAS token (the text after '?') goes in auth.sas_token" if parts.query else ""
+    raise ValueError(
+        f"must be the storage account's endpoint, not a container's URL: give the account endpoint ({endpoint}) "
+        f"and the container separately, the container in 'container'; {likely}{rest}{sas}"
+    )
 
 
 MAX_ENDPOINT = 2048
@@ -216,7 +248,10 @@ def check_prefix(value: str) -> str:
 
 
 class DestinationIn(BaseModel):
-    """The body of PUT /api/destinations/{id}. Validation context: {"allow_http_loopback": bool}."""
+    """The body of PUT /api/destinations/{id}."""
+
+    # Validate with context={"allow_http_loopback": bool} (ALLOW_HTTP_LOOPBACK): whether an http or loopback
+    # endpoint (a local emulator such as Azurite) is allowed. Not in the docstring: that is public (OpenAPI).
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
