@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from http import HTTPStatus
+from urllib.parse import urlsplit
 
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -23,6 +24,7 @@ from azure.storage.blob._generated.models import StorageErrorCode as GeneratedEr
 from shared.destinations.clients import ForeignAudienceRefused
 from shared.destinations.record import DestinationRecord
 from shared.destinations.sas import expired_message
+from shared.destinations.token_endpoints import TOKEN_AUTH_TYPES
 from shared.errors import DestinationProblem
 from shared.formats.exact_json import RecordError
 from shared.secrets.store import (
@@ -54,8 +56,6 @@ def status_text(status: int | None) -> str:
         return str(status)
 
 
-
-
 def describe_failure(exc: BaseException, record: DestinationRecord, now: datetime) -> DestinationProblem:
     """Classify `exc` (raised while exporting to or probing `record`) into a DestinationProblem."""
     if isinstance(exc, DestinationProblem):
@@ -69,6 +69,8 @@ def describe_failure(exc: BaseException, record: DestinationRecord, now: datetim
             "source and post it again, or set the destination's format to jsonl and retry the batch",
             code="record_not_writable",
         )
+    if isinstance(exc, ValueError) and (over_http := _token_over_http(record)) is not None:
+        return over_http
     if isinstance(exc, ForeignAudienceRefused):
         return DestinationProblem(
             f"the endpoint {record.account_url or ''} asked for a token for another service, and the app "
@@ -137,13 +139,7 @@ def _auth_problem(record: DestinationRecord, now: datetime, error_code: str = ""
                 "the SAS token does not allow this operation on the container; generate a container SAS "
                 "with read and write", code="sas_permission",
             )
-        return DestinationProblem(
-            f"authentication failed: the storage account rejected the SAS token ({error_code or 'forbidden'}); "
-            f"the likely causes, in order: it was made for another container than '{record.container}', or "
-            "for another storage account, or it was revoked (account key rotated, stored access policy "
-            f"changed); generate a container SAS with read and write for '{record.container}' on this account",
-            code="authentication_failed",
-        )
+        return DestinationProblem(_sas_refused(record), code="authentication_failed")
     if kind == "service_principal":
         if error_code.startswith("Authorization"):
             return DestinationProblem(
@@ -166,6 +162,37 @@ def _auth_problem(record: DestinationRecord, now: datetime, error_code: str = ""
         "authentication failed: the storage account rejected the connection string's key "
         f"({error_code or 'forbidden'})",
         code="authentication_failed",
+    )
+
+
+def _sas_refused(record: DestinationRecord) -> str:
+    """Why a storage account refuses a SAS token it cannot tell us more about, most likely cause first. A container
+    SAS pasted with another container's name is the usual mistake, then one made on another account (a test
+    account's); last, one that no longer holds (expired under a stored access policy, whose expiry the token does
+    not carry; revoked by a key rotation or a policy change) or was copied incompletely. Azure's error code
+    (AuthenticationFailed, AuthorizationFailure) does not tell these apart, and is not quoted."""
+    container = record.container
+    account = f"account '{record.account_name}'" if record.account_name else f"the account at {record.account_url}"
+    return (
+        "authentication failed: the storage account refused the SAS token. The likely causes, in order: "
+        f"1) it was made for another container than '{container}' (a container SAS is valid for one container "
+        f"only); 2) it was made for another storage account than {account}; 3) it has expired or was revoked "
+        "(the account key that signed it was rotated, or its stored access policy changed or expired), or its "
+        "signature is wrong (the token was copied incompletely). Generate a container SAS with read and write "
+        f"for container '{container}' on {account}, and save the destination with it"
+    )
+
+
+def _token_over_http(record: DestinationRecord) -> DestinationProblem | None:
+    """A destination saved before token auth was refused over http (the storage SDK then raises ValueError for
+    every export): said once, in words, and not retried; saving it again with its https endpoint fixes it."""
+    if record.auth.type not in TOKEN_AUTH_TYPES or urlsplit(record.account_url or "").scheme != "http":
+        return None
+    return DestinationProblem(
+        f"the destination's endpoint {record.account_url} is plain http, and bearer tokens ({record.auth.type}) "
+        "are only sent over HTTPS: update the destination with its https endpoint (for a local emulator, use a "
+        "SAS token or a connection string)",
+        code="endpoint_not_https",
     )
 
 
