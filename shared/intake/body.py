@@ -12,6 +12,7 @@ BodyKind = Literal["ndjson", "json"]
 NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines",
                 "application/jsonlines"}
 JSON_TYPES = {"application/json"}
+_HEAD_BYTES = 16
 
 
 def body_kind(content_type: str | None) -> BodyKind:
@@ -54,6 +55,7 @@ class GunzipStream:
         self._inflater: Any = zlib.decompressobj(wbits=31)  # the member being inflated; None between members
         self._between = b""  # NUL bytes after a member so far: padding, unless another member follows
         self._members = 0
+        self._head = b""  # the body's first bytes: if they are not gzip, what they look like says why
 
     def feed(self, data: bytes | bytearray) -> bytearray:
         """What ``data`` inflates to, in one piece."""
@@ -63,6 +65,8 @@ class GunzipStream:
         """What ``data`` inflates to, in pieces of at most 1 MiB: a caller that takes each piece in turn never
         holds all that a piece of the body inflates to (8 MiB for 1 MiB at level 1: issue 11, intake memory)."""
         rest = bytes(data)
+        if len(self._head) < _HEAD_BYTES:
+            self._head += rest[: _HEAD_BYTES - len(self._head)]
         try:
             while rest:
                 if self._inflater is None:
@@ -86,6 +90,11 @@ class GunzipStream:
                 else:
                     rest = self._inflater.unconsumed_tail
         except zlib.error as exc:
+            if self._members == 0 and self._head.lstrip()[:1] in {b"{", b"["}:
+                raise BadRequest(
+                    "the body is not valid gzip: it starts like uncompressed JSON, but was sent with "
+                    "'Content-Encoding: gzip'; send it without that header, or compress it"
+                ) from None
             raise BadRequest(f"the body is not valid gzip: {exc}") from None
 
     def finish(self) -> None:

@@ -14,7 +14,7 @@ import orjson
 
 from shared.formats.gc_pause import cyclic_gc_paused
 from shared.intake.array_elements import ArrayScanner, ArrayShapeError, containers_over, element_line
-from shared.intake.json_errors import error_position, json_error_reason, json_kind
+from shared.intake.json_errors import error_position, json_error_reason, json_kind, likely_mistake
 
 if TYPE_CHECKING:  # records calls this module; it hands over its checker
     from shared.intake.records import _Intake
@@ -148,9 +148,14 @@ class JsonArrayText:
             self._refuse(*self._misshapen)
 
     def _refuse(self, line: int, message: str) -> None:
+        # No "[" where the body starts: ``_text`` is its start (after any blanks), and may show the likely mistake.
+        mistake = None if self._scanner.opened else likely_mistake(self._text, whole=False)
         self._misshapen = None
         self._text = bytearray()
-        self._intake.refuse_body(line, f"line {line}", message)
+        if mistake is not None:
+            self._intake.refuse_body(0, "body", mistake)
+        else:
+            self._intake.refuse_body(line, f"line {line}", message)
 
 
 def _characters(text: bytes | bytearray, start: int, end: int) -> int:
@@ -169,6 +174,10 @@ def _read_whole_json(body: bytes, intake: _Intake) -> None:
         try:
             elements = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
+            mistake = likely_mistake(body, whole=True)
+            if mistake is not None:
+                intake.refuse_body(0, "body", mistake)
+                return
             line, column = error_position(exc, body)
             reason = json_error_reason(exc, body, ndjson=False)
             intake.refuse_body(line, f"line {line}", f"malformed JSON on line {line}, column {column}: {reason}")

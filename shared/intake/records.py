@@ -35,7 +35,7 @@ from shared.intake.event_time import (
     partition_key_for_microseconds,
 )
 from shared.intake.json_array import JsonArrayText
-from shared.intake.json_errors import error_position, json_error_reason, json_kind
+from shared.intake.json_errors import GZIP_TEXT, GZIPPED_LINE, error_position, json_error_reason, json_kind
 
 _BOM = b"\xef\xbb\xbf"
 _LOOKED_FOR_NAME = ", ".join(EVENT_NAME_KEYS)
@@ -268,6 +268,9 @@ class _Intake:
 
     def malformed(self, number: int, column: int, reason: str) -> None:
         self.records += 1
+        if self.records == 1 and reason == GZIPPED_LINE:  # gzip from the first line on: the whole body is
+            self.refuse_body(0, "body", GZIP_TEXT)
+            return
         self._invalid(number, [(None, f"malformed JSON at column {column}: {reason}")])
 
     def refuse_body(self, line: int, where: str, message: str) -> None:

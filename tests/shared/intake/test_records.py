@@ -513,7 +513,7 @@ BODY_REFUSALS: list[tuple[str, bytes, str, str]] = [
         "NDJSON sent as JSON",
         ndjson(GOOD, GOOD),
         "json",
-        "malformed JSON on line 2, column 1: there is more text after the end",
+        "the body holds one JSON object per line (NDJSON), but its Content-Type is application/json",
     ),
 ]
 
