@@ -60,8 +60,8 @@ def read_value(name: str) -> str:
 def open_store(settings: dict[str, str]) -> LocalSecretStore:
     if (settings.get("KEY_VAULT_URL") or "").strip():
         raise SecretCommandError(
-            "KEY_VAULT_URL is set, so the app reads secrets from Key Vault, not the local store: put the secret "
-            "there (`az keyvault secret set --vault-name <vault> --name <name> --file /dev/stdin`)"
+            f"KEY_VAULT_URL is set, so the app reads secrets from Key Vault ({settings['KEY_VAULT_URL'].strip()}), "
+            "not the local store: put the secret there (`az keyvault secret set`, or the portal)"
         )
     return LocalSecretStore(Path(settings.get("LOCAL_SECRETS_PATH") or DEFAULT_PATH))
 

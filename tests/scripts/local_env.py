@@ -3,6 +3,7 @@ data folder and secret store, none of the developer's local settings, no enclosi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -11,6 +12,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import psutil
 
 from scripts.local_settings import REPO_ROOT
 
@@ -75,11 +78,12 @@ def connected_ports(log: Path) -> list[int]:
 
 
 class Listener:
-    """A TCP listener that records every connection it is offered (and closes it)."""
+    """A TCP listener that records every connection it is offered, with the connecting process when the
+    system can tell (the machine is shared: someone else's `make demo` may knock on 10000 too)."""
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
-        self.peers: list[tuple[str, int]] = []
+        self.peers: list[tuple[int, int | None]] = []  # (peer port, peer pid or None)
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
 
@@ -89,8 +93,26 @@ class Listener:
                 connection, peer = self.sock.accept()
             except OSError:
                 return
-            self.peers.append(peer)
+            self.peers.append((peer[1], _pid_of(peer[1], self.sock.getsockname()[1])))
             connection.close()
+
+    def connections_from(self, root_pid: int) -> list[tuple[int, int | None]]:
+        """The connections made by `root_pid`'s process tree, or by a process the system would not name."""
+        return [(port, pid) for port, pid in self.peers if pid is None or _descends_from(pid, root_pid)]
+
+
+def _pid_of(local_port: int, remote_port: int) -> int | None:
+    with contextlib.suppress(psutil.Error):
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.laddr and conn.laddr.port == local_port and conn.raddr and conn.raddr.port == remote_port:
+                return conn.pid
+    return None
+
+
+def _descends_from(pid: int, root_pid: int) -> bool:
+    with contextlib.suppress(psutil.Error):
+        return pid == root_pid or any(parent.pid == root_pid for parent in psutil.Process(pid).parents())
+    return True  # gone already: it may have been ours
 
 
 @contextmanager

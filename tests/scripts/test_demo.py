@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+import subprocess
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +17,9 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 from scripts import demo
 from scripts.demo import DemoResult, run_demo
 from scripts.local_server import free_port
+from scripts.local_settings import REPO_ROOT
 from tests.scripts.local_env import (
+    NO_INSTALL,
     connected_ports,
     listening_on,
     local_env,
@@ -25,6 +28,7 @@ from tests.scripts.local_env import (
     script,
     stop_azurite,
 )
+from tests.scripts.readme_text import demo_excerpt, shape
 from tests.shared.export_helpers import data_files, jsonl_records, manifests, read_blob
 from tests.support import secret_watch
 from tests.support.azurite import Azurite
@@ -146,18 +150,24 @@ def test_make_demo_on_a_free_azurite_port_sends_nothing_to_port_10000(tmp_path: 
     connects = recording_connects(tmp_path, env)
     try:
         with listening_on(AZURITE_DEFAULT_PORT) as port_10000:
-            done = make("demo", env=env)
-            assert done.returncode == 0, done.stdout + done.stderr
+            process = subprocess.Popen(["make", "--no-print-directory", *NO_INSTALL, "demo"], cwd=REPO_ROOT, env=env,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdout, stderr = process.communicate(timeout=240)
+            assert process.returncode == 0, stdout + stderr
             if port_10000 is not None:
-                assert port_10000.peers == [], "something connected to 127.0.0.1:10000"
+                assert port_10000.connections_from(process.pid) == [], "the run connected to 127.0.0.1:10000"
     finally:
         stop_azurite(env)
-    assert f"Started: http://127.0.0.1:{port}/devstoreaccount1, this checkout's Azurite (pid" in done.stdout
-    assert f"Using http://127.0.0.1:{port}/devstoreaccount1, this checkout's Azurite (pid" in done.stdout
-    assert "OK: run 1 landed 4,000 new records" in done.stdout
+    assert f"Started: http://127.0.0.1:{port}/devstoreaccount1, this checkout's Azurite (pid" in stdout
+    assert f"Using http://127.0.0.1:{port}/devstoreaccount1, this checkout's Azurite (pid" in stdout
+    assert "OK: run 1 landed 4,000 new records" in stdout
     ports = connected_ports(connects)
     assert port in ports, "the connect recorder saw nothing: it is not watching the run"
-    assert AZURITE_DEFAULT_PORT not in ports
+    assert AZURITE_DEFAULT_PORT not in ports, stdout
+
+    # The README's excerpt is what a first run prints (ids, numbers, folders and spacing aside).
+    printed = {shape(line) for line in (stdout + stderr).splitlines()}  # as a terminal shows it
+    assert [line for line in demo_excerpt() if shape(line) not in printed] == [], stdout + stderr
 
 
 def test_make_demo_refuses_an_azurite_this_checkout_did_not_start(

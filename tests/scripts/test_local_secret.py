@@ -40,7 +40,7 @@ def test_put_reads_the_value_from_stdin_stores_it_0600_and_never_prints_it(tmp_p
     ("export-dest-acme-0123456789ab", {}, "x", "names starting 'export-dest-' are the secrets the app writes"),
     ("bad_name", {}, "x", "is not a valid Key Vault secret name"),
     ("acme-sas", {"CUSTOMER_SECRET_PREFIX": "cust-"}, "x", "e.g. 'cust-acme-sas'"),
-    ("acme-sas", {"KEY_VAULT_URL": "https://acme.vault.azure.net"}, "x", "az keyvault secret set"),
+    ("acme-sas", {"KEY_VAULT_URL": "https://acme.vault.azure.net"}, "x", "reads secrets from Key Vault (https://acme.vault.azure.net)"),
     ("acme-sas", {}, "\n", "the value read from stdin is empty"),
 ])
 def test_put_refuses_what_a_destination_could_not_use_saying_why(
