@@ -20,7 +20,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from scripts.local_server import free_port
-from scripts.local_settings import REPO_ROOT, apply_values, find_settings_file, read_values
+from scripts.local_settings import REPO_ROOT, apply_values, find_settings_file, init, read_values
 from scripts.ncrontab import parse_schedule
 from scripts.sample_data import events, ndjson
 from scripts.scheduler import ScheduledJob
@@ -286,3 +286,19 @@ def test_make_serve_uses_port_for_the_api_and_this_checkouts_azurite_on_azurite_
             "this checkout's Azurite (pid") in text
     assert f"API: http://127.0.0.1:{api_port}/api/" in text
     assert ACCOUNT_KEY not in text and "AccountKey" not in text
+
+
+def test_local_settings_init_writes_the_explicit_azurite_of_azurite_port_for_func_start(tmp_path: Path) -> None:
+    """`func start` reads UseDevelopmentStorage=true as port 10000: init writes the chosen port's connection
+    string instead, which `make serve` then reads as it is; it never overwrites a file."""
+    (tmp_path / "local.settings.json.example").write_text((REPO_ROOT / "local.settings.json.example").read_text())
+    assert "10500" in init(tmp_path, {"AZURITE_PORT": "10500"})
+    values = read_values(tmp_path / "local.settings.json")
+    assert values["AzureWebJobsStorage"].endswith(";BlobEndpoint=http://127.0.0.1:10500/devstoreaccount1;")
+    assert values == {**read_values(tmp_path / "local.settings.json.example"),
+                      "AzureWebJobsStorage": values["AzureWebJobsStorage"]}
+    with pytest.raises(FileExistsError, match=r"local\.settings\.json exists already"):
+        init(tmp_path, {})
+    (tmp_path / "local.settings.json").unlink()
+    init(tmp_path, {})
+    assert read_values(tmp_path / "local.settings.json")["AzureWebJobsStorage"] == "UseDevelopmentStorage=true"
