@@ -55,7 +55,7 @@ demo: install azurite-start ## the product end to end on Azurite: a destination,
 	@$(PY) -m scripts.demo
 
 serve: install azurite-start ## the app on 127.0.0.1:PORT (default 7071): the HTTP API and the timer
-	$(PY) -m scripts.serve --port $(PORT) $(SERVE_ARGS)
+	@$(PY) -m scripts.serve --port $(PORT) $(SERVE_ARGS)
 
 bench: install azurite-start ## export throughput and memory against the floor (bench/README.md)
 	BENCH_STORAGE_CONNECTION="$${BENCH_STORAGE_CONNECTION:-$$($(PY) -m scripts.local_azurite connection-string)}" \
