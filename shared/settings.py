@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     )
     upload_concurrency: int = Field(default=4, ge=1, le=64, validation_alias=AliasChoices("UPLOAD_CONCURRENCY"))
     export_concurrency: int = Field(default=2, ge=1, le=16, validation_alias=AliasChoices("EXPORT_CONCURRENCY"))
+    file_concurrency: int = Field(
+        default=8, ge=1, le=64, validation_alias=AliasChoices("FILE_CONCURRENCY"),
+        description="Small files (at most one block of staged records) one export writes at once.",
+    )
     gzip_level: int = Field(default=6, ge=1, le=9, validation_alias=AliasChoices("GZIP_LEVEL"))
     pass_time_budget_seconds: float = Field(
         default=240, gt=0, validation_alias=AliasChoices("PASS_TIME_BUDGET_SECONDS")

@@ -1,7 +1,7 @@
 """Every change of a batch's state, as a named function with its precondition.
 
     staged: pending ──start_attempt──> running ──land──> landed
-              ^  ^                     │ │  ↺ record_part; start_attempt again when a worker died mid-attempt
+              ^  ^                     │ │  ↺ record_parts; start_attempt again when a worker died mid-attempt
               │  └──────back_off───────┘ │
               │                          └──fail, give_up_after_crashes──> failed
               └─retry, requeue_for_new_credentials─┘  (from failed, or from pending)
@@ -87,15 +87,16 @@ def give_up_after_crashes(state: BatchState, moment: datetime, *, max_attempts: 
                          next_attempt_at=None, updated_at=moment)
 
 
-def record_part(state: BatchState, name: str, moment: datetime) -> BatchState:
-    """Note a part about to be committed, so that a crash right after its commit still knows it exists.
+def record_parts(state: BatchState, names: Sequence[str], moment: datetime) -> BatchState:
+    """Note parts about to be committed, so that a crash right after a commit still knows the part exists.
 
-    Only while running. A part already noted leaves the state as it is (the same object).
+    Only while running. Parts all already noted leave the state as it is (the same object).
     """
-    _require(state, {"running"}, "record_part")
-    if name in state.written_blobs:
+    _require(state, {"running"}, "record_parts")
+    new = [name for name in dict.fromkeys(names) if name not in state.written_blobs]
+    if not new:
         return state
-    return state.changed(written_blobs=(*state.written_blobs, name), updated_at=moment)
+    return state.changed(written_blobs=(*state.written_blobs, *new), updated_at=moment)
 
 
 def land(state: BatchState, moment: datetime, *, files: Sequence[LandedFile], output_bytes: int, manifest: str,

@@ -47,6 +47,13 @@ class StoredAuth(_Stored):
     client_id: str | None = None  # service principal, or a user-assigned managed identity
 
 
+class CoalesceSettings(_Stored):
+    """Batches of one destination and record type due together are exported as one run (issue 13)."""
+
+    max_delay_seconds: int  # how long a small batch may wait for others to join its run (0: what is due now)
+    target_file_mb: int  # a run closes once its staged records reach this size
+
+
 class DestinationRecord(_Stored):
     id: str
     account_name: str | None = None
@@ -61,6 +68,10 @@ class DestinationRecord(_Stored):
     # New at each creation (absent from records created before issue 11): a destination deleted and created
     # again under the same id is another destination, and never exports the earlier one's batches (`owns`).
     generation: str | None = None
+    # The destination partition of events: "hour" (date=/hour=) or "day" (date= only). Absent: "hour".
+    partition: Literal["hour", "day"] = "hour"
+    # Absent or None: every batch is its own run (one manifest, files named by the batch's id).
+    coalesce: CoalesceSettings | None = None
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> DestinationRecord:

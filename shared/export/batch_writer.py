@@ -1,19 +1,28 @@
-"""Export one staged batch into a destination container: partitions -> parts -> manifest.
+"""Export one run (one batch, or several coalesced) into a destination container: partitions -> parts ->
+manifest.
 
-Layout (all names deterministic, so a re-run overwrites rather than duplicates):
-  {prefix}{type}/date=YYYY-MM-DD/hour=HH/{batch_id}-{part:04d}.{ext}     events (UTC event-time hour)
-  {prefix}profiles/date=YYYY-MM-DD/{batch_id}-{part:04d}.{ext}           profiles (export date)
-  {prefix}{type}/_manifests/{batch_id}.json                              written after every data file
+Layout (all names deterministic, so a re-run overwrites rather than duplicates; a run of one batch is named
+by the batch's id):
+  {prefix}{type}/date=YYYY-MM-DD/hour=HH/{run_id}-{part:04d}.{ext}     events (UTC event-time hour)
+  {prefix}{type}/date=YYYY-MM-DD/{run_id}-{part:04d}.{ext}             events, `partition: "day"`
+  {prefix}profiles/date=YYYY-MM-DD/{run_id}-{part:04d}.{ext}           profiles (export date)
+  {prefix}{type}/_manifests/{run_id}.json                              written after every data file
+
+An output partition gathers the staged partitions that land in it (an hour of each batch of the run, or the
+hours of a day). Partitions whose staged records fit in one block are written several at once, each file
+with a single Put Blob; larger ones one at a time, as staged blocks and a commit (their blocks are uploaded
+several at once already).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from itertools import chain
+from typing import Any, Literal
 
 import orjson
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -38,25 +47,61 @@ log = logging.getLogger(__name__)
 FEED_LINES = 10_000
 
 
+Granularity = Literal["hour", "day"]
+
+
 def partition_dir(prefix: str, record_type: str, partition_key: str, export_date: str) -> str:
     if record_type == "profiles":
         return f"{prefix}profiles/date={export_date}/"
     return f"{prefix}{record_type}/{partition_key}/"
 
 
-def part_name(directory: str, batch_id: str, part: int, extension: str) -> str:
-    return f"{directory}{batch_id}-{part:04d}.{extension}"
+def part_name(directory: str, run_id: str, part: int, extension: str) -> str:
+    return f"{directory}{run_id}-{part:04d}.{extension}"
 
 
-def manifest_name(prefix: str, record_type: str, batch_id: str) -> str:
-    return f"{prefix}{record_type}/_manifests/{batch_id}.json"
+def manifest_name(prefix: str, record_type: str, run_id: str) -> str:
+    return f"{prefix}{record_type}/_manifests/{run_id}.json"
+
+
+def output_key(staged_key: str, granularity: Granularity) -> str:
+    """The destination partition a staged partition lands in: its hour, or with "day" the hour's date."""
+    return staged_key.split("/hour=", 1)[0] if granularity == "day" else staged_key
+
+
+@dataclass(frozen=True)
+class OutputPartition:
+    """One destination partition of a run: the staged partitions written into its files, in order."""
+
+    key: str
+    sources: tuple[StagedPartition, ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The CSV header: every column of every source, sorted."""
+        if len(self.sources) == 1:
+            return self.sources[0].columns
+        return tuple(sorted({column for source in self.sources for column in source.columns}))
+
+    @property
+    def staged_bytes(self) -> int:
+        return sum(source.bytes for source in self.sources)
+
+
+def output_partitions(staged: Sequence[StagedPartition], granularity: Granularity) -> list[OutputPartition]:
+    """The run's staged partitions (of one batch, or of several in run order) grouped by destination partition,
+    in key order."""
+    grouped: dict[str, list[StagedPartition]] = {}
+    for partition in staged:
+        grouped.setdefault(output_key(partition.key, granularity), []).append(partition)
+    return [OutputPartition(key, tuple(sources)) for key, sources in sorted(grouped.items())]
 
 
 @dataclass(frozen=True)
 class ExportPlan:
     """What to write, independent of how the bytes are fetched."""
 
-    batch_id: str
+    run_id: str  # names the files and the manifest: the batch's id for a run of one batch
     destination_id: str
     record_type: str
     prefix: str
@@ -68,6 +113,13 @@ class ExportPlan:
     max_in_flight: int
     gzip_level: int = 6
     attempt_tag: str = field(default_factory=new_attempt_tag)  # names this attempt's blocks (block_upload)
+    file_concurrency: int = 8  # small output partitions written at once
+
+    def first_part_names(self, outputs: Sequence[OutputPartition]) -> list[str]:
+        """The first file of every output partition: each partition has one, whatever its size."""
+        extension = file_extension(self.fmt, self.compression)  # type: ignore[arg-type]
+        return [part_name(partition_dir(self.prefix, self.record_type, o.key, self.export_date), self.run_id, 0,
+                          extension) for o in outputs]
 
 
 @dataclass
@@ -93,10 +145,10 @@ def _content_settings(plan: ExportPlan) -> ContentSettings:
 
 
 class PartitionWriter:
-    """Streams one partition's staged lines into as many parts as the size limit asks for."""
+    """Streams one output partition's staged lines into as many parts as the size limit asks for."""
 
     def __init__(self, container: ContainerClient, plan: ExportPlan, pool: ThreadPoolExecutor,
-                 partition: StagedPartition, before_commit: BeforeCommit):
+                 partition: OutputPartition, before_commit: BeforeCommit):
         self.container, self.plan, self.pool = container, plan, pool
         self.partition = partition
         self.before_commit = before_commit
@@ -107,7 +159,7 @@ class PartitionWriter:
         self._uploader: BlockUploader | None = None
 
     def _open(self) -> tuple[PartEncoder, BlockUploader]:
-        name = part_name(self.directory, self.plan.batch_id, len(self.files), self.extension)
+        name = part_name(self.directory, self.plan.run_id, len(self.files), self.extension)
         columns = self.partition.columns if self.plan.fmt == "csv" else None
         self._encoder = PartEncoder(self.plan.fmt, self.plan.compression, columns, level=self.plan.gzip_level)  # type: ignore[arg-type]
         self._uploader = BlockUploader(self.container, name, block_bytes=self.plan.block_bytes, pool=self.pool,
@@ -118,7 +170,7 @@ class PartitionWriter:
         encoder, uploader = self._encoder, self._uploader
         assert encoder is not None and uploader is not None
         uploader.write(encoder.close().data)
-        uploader.flush()  # the last block uploads while the part is recorded
+        uploader.flush()  # a file of several blocks: its last block uploads while the part is recorded
         self.before_commit(uploader.name)
         written: WrittenFile = uploader.commit(_content_settings(self.plan))
         self.files.append(LandedFile(name=written.name, records=encoder.records, bytes=written.bytes,
@@ -168,25 +220,48 @@ class PartitionWriter:
                 block = block[end:]
 
 
-def write_batch(
+ReadStaged = Callable[[StagedPartition], Iterator[bytes]]
+
+
+def write_run(
     container: ContainerClient,
     plan: ExportPlan,
-    partitions: Sequence[StagedPartition],
-    read_staged: Callable[[str], Iterator[bytes]],
+    outputs: Sequence[OutputPartition],
+    read_staged: ReadStaged,
     before_commit: BeforeCommit,
 ) -> ExportResult:
-    """Write every partition's parts; the caller writes the manifest after this returns."""
-    result = ExportResult()
-    with ThreadPoolExecutor(max_workers=plan.max_in_flight, thread_name_prefix="upload") as pool:
-        for partition in sorted(partitions, key=lambda p: p.key):
-            writer = PartitionWriter(container, plan, pool, partition, before_commit)
-            result.files.extend(writer.write(read_staged(partition.blob)))
-    return result
+    """Write every output partition's parts; the caller writes the manifest after this returns.
+
+    Partitions of at most one block of staged records are written `file_concurrency` at once (a small file is
+    one Put Blob: its cost is round trips, which overlap); larger ones one after another, each uploading
+    `max_in_flight` blocks at once. Files are listed in partition order whatever order they finished in.
+    """
+    small = [o for o in outputs if o.staged_bytes <= plan.block_bytes]
+    large = [o for o in outputs if o.staged_bytes > plan.block_bytes]
+    written: dict[str, list[LandedFile]] = {}
+    with ThreadPoolExecutor(max_workers=plan.max_in_flight, thread_name_prefix="upload") as blocks, \
+            ThreadPoolExecutor(max_workers=max(1, plan.file_concurrency), thread_name_prefix="file") as files:
+
+        def write(partition: OutputPartition) -> list[LandedFile]:
+            writer = PartitionWriter(container, plan, blocks, partition, before_commit)
+            return writer.write(chain.from_iterable(read_staged(source) for source in partition.sources))
+
+        pending = {files.submit(write, partition): partition.key for partition in small}
+        try:
+            for partition in large:
+                written[partition.key] = write(partition)
+            for future in as_completed(pending):
+                written[pending[future]] = future.result()
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+    return ExportResult(files=[f for o in outputs for f in written[o.key]])
 
 
 def build_manifest(plan: ExportPlan, result: ExportResult, created_at: str, moment: datetime) -> dict[str, Any]:
     return {
-        "batch_id": plan.batch_id,
+        "batch_id": plan.run_id,
         "destination_id": plan.destination_id,
         "type": plan.record_type,
         "format": plan.fmt,
@@ -200,7 +275,7 @@ def build_manifest(plan: ExportPlan, result: ExportResult, created_at: str, mome
 
 
 def write_manifest(container: ContainerClient, plan: ExportPlan, manifest: dict[str, Any]) -> str:
-    name = manifest_name(plan.prefix, plan.record_type, plan.batch_id)
+    name = manifest_name(plan.prefix, plan.record_type, plan.run_id)
     container.upload_blob(name, orjson.dumps(manifest, option=orjson.OPT_INDENT_2), overwrite=True,
                           content_settings=ContentSettings(content_type="application/json"))
     return name

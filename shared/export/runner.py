@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -31,7 +32,14 @@ from shared.destinations.access import with_destination
 from shared.destinations.failures import describe_failure
 from shared.destinations.record import DestinationRecord
 from shared.errors import AppError, DestinationProblem, NotFound
-from shared.export.batch_writer import ExportPlan, build_manifest, delete_stale, write_batch, write_manifest
+from shared.export.batch_writer import (
+    ExportPlan,
+    build_manifest,
+    delete_stale,
+    output_partitions,
+    write_manifest,
+    write_run,
+)
 from shared.export.block_upload import new_attempt_tag
 from shared.logging_setup import log_event
 
@@ -245,25 +253,31 @@ def _write(services: Services, container: Any, record: DestinationRecord, held: 
     settings, control, lease, state = services.settings, services.control, held.lease, held.state
     assert state.export_date is not None  # start_attempt fixed it
     plan = ExportPlan(
-        batch_id=state.batch_id, destination_id=state.destination_id, record_type=state.type,
+        run_id=state.batch_id, destination_id=state.destination_id, record_type=state.type,
         prefix=record.prefix, fmt=record.format, compression=record.compression,
         export_date=state.export_date, part_max_bytes=settings.part_max_bytes,
         block_bytes=settings.block_bytes, max_in_flight=settings.upload_concurrency, gzip_level=settings.gzip_level,
         attempt_tag=new_attempt_tag(),  # unique per attempt: a commit names only its own blocks
+        file_concurrency=settings.file_concurrency,
     )
+    outputs = output_partitions(state.partitions, record.partition)
     previous = set(state.written_blobs) | {b.name for b in state.blobs}
+    # Every partition's first part on record in one change, before any is written (a crash after a commit
+    # still knows the part exists); only the further parts of a large partition are recorded one by one.
+    held.save(transitions.record_parts(held.state, plan.first_part_names(outputs), now_utc()))
+    recording = threading.Lock()  # small partitions are written several at once
 
     def before_commit(name: str) -> None:
         lease.check()
-        # Recorded before the commit, so a crash right after it still knows this part exists.
-        recorded = transitions.record_part(held.state, name, now_utc())
-        if recorded is not held.state:  # not already on record from an earlier attempt
-            held.save(recorded)
+        with recording:
+            recorded = transitions.record_parts(held.state, [name], now_utc())
+            if recorded is not held.state:  # not already on record
+                held.save(recorded)
         if hooks.before_commit is not None:
             hooks.before_commit(name)
 
-    result = write_batch(container, plan, state.partitions, checked_reader(control.stream, state.partitions),
-                         before_commit)
+    reader = checked_reader(control.stream, state.partitions)
+    result = write_run(container, plan, outputs, lambda partition: reader(partition.blob), before_commit)
     lease.check()
     manifest = build_manifest(plan, result, iso(state.created_at), clock())
     manifest_name = write_manifest(container, plan, manifest)

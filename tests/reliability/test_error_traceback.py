@@ -38,7 +38,7 @@ def test_an_unexpected_export_error_is_logged_with_its_traceback_and_no_signatur
     secret_watch.register(SIGNATURE, "a SAS signature inside an exception")
     dest = make_destination(api, azurite, fresh_container)
     bid = post_batch(api, dest, list(sample_data.events(20, hours=1)))["batch_id"]
-    monkeypatch.setattr(runner, "write_batch", broken_export)
+    monkeypatch.setattr(runner, "write_run", broken_export)
 
     with caplog.at_level(logging.INFO, logger="shared"):
         summary = runner.run_export_pass(services)

@@ -62,8 +62,10 @@ def test_worker_killed_mid_upload_is_finished_by_a_later_pass(
         wait_for(marker, worker)
         stalled_on = marker.read_text(encoding="utf-8")
         running = state(services, bid)
-        assert running["state"] == "running" and running["written_blobs"][-1] == stalled_on
-        assert len(data_files(fresh_container)) == 2 and manifests(fresh_container) == []
+        assert running["state"] == "running" and stalled_on in running["written_blobs"]
+        # Two commits came before the stalled one; the other partition's writer may go on meanwhile (small
+        # partitions are written at once), but no manifest is written while a file is missing.
+        assert len(data_files(fresh_container)) >= 2 and manifests(fresh_container) == []
     finally:
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait()

@@ -76,24 +76,31 @@ def test_failed_to_running_is_refused_until_a_retry() -> None:
         transitions.start_attempt(fixture("failed_sas_expired"), MOMENT)
 
 
-# --- record_part ----------------------------------------------------------------------------------------
+# --- record_parts ---------------------------------------------------------------------------------------
 
 
-def test_record_part_notes_a_part_before_its_commit_as_the_previous_code_did() -> None:
+def test_record_parts_notes_a_part_before_its_commit_as_the_previous_code_did() -> None:
     after = fixture("running_part_recorded_before_commit")
-    state = transitions.record_part(fixture("running_first_attempt"), after.written_blobs[0], after.updated_at)
+    state = transitions.record_parts(fixture("running_first_attempt"), after.written_blobs, after.updated_at)
     assert written(state) == stored("running_part_recorded_before_commit")
 
 
-def test_record_part_leaves_a_part_already_on_record_as_it_is() -> None:
+def test_record_parts_notes_many_parts_in_one_change_each_once() -> None:
+    names = ["events/a-0000.jsonl.gz", "events/b-0000.jsonl.gz", "events/a-0000.jsonl.gz"]
+    state = transitions.record_parts(fixture("running_first_attempt"), names, MOMENT)
+    assert state.written_blobs == ("events/a-0000.jsonl.gz", "events/b-0000.jsonl.gz")
+    assert transitions.record_parts(state, names[:2], MOMENT) is state
+
+
+def test_record_parts_leaves_parts_already_on_record_as_they_are() -> None:
     before = fixture("running_part_recorded_before_commit")
-    assert transitions.record_part(before, before.written_blobs[0], MOMENT) is before
+    assert transitions.record_parts(before, before.written_blobs, MOMENT) is before
 
 
 @pytest.mark.parametrize("name", ["pending_staged_events", "landed_events", "failed_sas_expired"])
-def test_record_part_is_refused_unless_running(name: str) -> None:
-    with pytest.raises(TransitionRefused, match="'record_part' starts only from running"):
-        transitions.record_part(fixture(name), "events/part.jsonl", MOMENT)
+def test_record_parts_is_refused_unless_running(name: str) -> None:
+    with pytest.raises(TransitionRefused, match="'record_parts' starts only from running"):
+        transitions.record_parts(fixture(name), ["events/part.jsonl"], MOMENT)
 
 
 # --- land -----------------------------------------------------------------------------------------------
