@@ -11,6 +11,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
+from shared.destinations.record import CoalesceSettings
 from shared.secrets.names import SECRET_NAME
 
 DESTINATION_ID = re.compile(r"^[a-z0-9-]{3,63}$")
@@ -262,6 +263,10 @@ class DestinationIn(BaseModel):
     format: Literal["jsonl", "csv"] = "jsonl"
     compression: Literal["gzip", "none"] = "gzip"
     auth: Auth
+    # Events land under date=/hour= ("hour") or date= only ("day": a six-month backfill is 180 files, not 4,300).
+    partition: Literal["hour", "day"] = "hour"
+    # Absent or null: every batch is exported on its own, one manifest and its own files per batch.
+    coalesce: CoalesceSettings | None = None
 
     @field_validator("account_name")
     @classmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.control.batch_state import BatchState
 from shared.destinations.sas import SasInfo
@@ -48,10 +48,14 @@ class StoredAuth(_Stored):
 
 
 class CoalesceSettings(_Stored):
-    """Batches of one destination and record type due together are exported as one run (issue 13)."""
+    """Batches of one destination and record type due together are exported as one run: one file per
+    partition and one manifest for all of them."""
 
-    max_delay_seconds: int  # how long a small batch may wait for others to join its run (0: what is due now)
-    target_file_mb: int  # a run closes once its staged records reach this size
+    max_delay_seconds: int = Field(
+        default=300, ge=0, le=86_400,
+        description="How long a batch may wait for others to join its run; 0 exports what is due at once.")
+    target_file_mb: int = Field(
+        default=128, ge=1, le=4096, description="A run closes once its batches' staged records reach this size.")
 
 
 class DestinationRecord(_Stored):
