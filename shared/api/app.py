@@ -15,22 +15,33 @@ from fastapi.routing import APIRoute
 
 from shared.api.batch_routes import add_batch_routes
 from shared.api.destination_routes import add_destination_routes
-from shared.api.docs import FunctionKey, Operation, document_api
+from shared.api.docs import FunctionKey, Operation, add_docs_page, document_api
 from shared.api.export_routes import add_export_routes
 from shared.api.intake_routes import add_intake_routes
 from shared.api.responses import ServicesProvider, install_error_handlers
 
+TAGS = [
+    {"name": "destinations", "description": "Where batches land: a customer's container and the credentials for it."},
+    {"name": "batches", "description": "Records posted by the platform, staged, then exported by a pass."},
+    {"name": "exports", "description": "Export passes: the timer runs them; run one now."},
+]
+
 
 def new_app(*, docs: bool) -> FastAPI:
+    """An app with the error handlers; with `docs`, the OpenAPI document and the docs page (Swagger UI served
+    from the app: shared.api.docs), whose `?code=` is the admin function's key in Azure."""
     api = FastAPI(
         title="Azure Blob export",
         version="1.0.0",
         description="Exports analytics events and profiles into customers' Azure Blob Storage containers.",
-        docs_url="/api/docs" if docs else None,
+        openapi_tags=TAGS,
+        docs_url=None,
         openapi_url="/api/openapi.json" if docs else None,
         redoc_url=None,
     )
     install_error_handlers(api)
+    if docs:
+        add_docs_page(api, ADMIN.key)
     return api
 
 

@@ -6,17 +6,20 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from shared.api import schemas
 from shared.api.responses import ServicesProvider, check_page_limit, json_response
 from shared.control import batches
 
 
 def add_batch_routes(api: FastAPI, services: ServicesProvider) -> None:
-    @api.get("/api/batches/{batch_id}", tags=["batches"])
+    @api.get("/api/batches/{batch_id}", tags=["batches"], operation_id="getBatch", summary="A batch's status",
+             responses={200: {"model": schemas.BatchStatus, "description": "The batch's status"}})
     async def get_batch(batch_id: str) -> Response:
         state = await run_in_threadpool(batches.get_state, services().control, batch_id)
         return json_response(batches.public_status(state))
 
-    @api.get("/api/batches", tags=["batches"])
+    @api.get("/api/batches", tags=["batches"], operation_id="listBatches", summary="List batches",
+             responses={200: {"model": schemas.BatchList, "description": "A page of batches, newest first"}})
     async def list_batches(state: str | None = None, destination_id: str | None = None, limit: int = 100,
                            next: str | None = None) -> Response:
         """Batches newest first (by creation time), `limit` a page, filtered by state and/or destination; pass
@@ -27,7 +30,9 @@ def add_batch_routes(api: FastAPI, services: ServicesProvider) -> None:
         )
         return json_response(page)
 
-    @api.post("/api/batches/{batch_id}/retry", tags=["batches"])
+    @api.post("/api/batches/{batch_id}/retry", tags=["batches"], operation_id="retryBatch",
+              summary="Retry a failed batch now", responses={200: {"model": schemas.BatchStatus,
+                                                              "description": "The batch, due now"}})
     async def retry_batch(batch_id: str) -> Response:
         state = await run_in_threadpool(batches.retry_batch, services().control, batch_id)
         return json_response(batches.public_status(state))

@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from shared.api import schemas
 from shared.api.responses import ServicesProvider, check_page_limit, json_response, read_json_body
-from shared.destinations.models import DestinationIn
-
-
-def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
-    """A pydantic schema with its $defs inlined, so it stands alone inside the OpenAPI document."""
-    defs = schema.pop("$defs", {})
-
-    def resolve(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref", "")
-            if ref.startswith("#/$defs/"):
-                return resolve(dict(defs[ref.split("/")[-1]]))
-            return {key: resolve(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [resolve(item) for item in node]
-        return node
-
-    return dict(resolve(schema))
-
 
 DESTINATION_EXAMPLE = {"account_name": "mystorageaccount", "container": "analytics-export", "prefix": "clevertap/",
                        "format": "jsonl", "compression": "gzip", "auth": {"type": "managed_identity"}}
 DESTINATION_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": inline_refs(DestinationIn.model_json_schema()),
+        "content": {"application/json": {"schema": {"$ref": schemas.COMPONENTS + "DestinationIn"},
                                          "example": DESTINATION_EXAMPLE}},
     }
 }
@@ -42,7 +22,9 @@ DESTINATION_BODY = {
 
 def add_destination_routes(api: FastAPI, services: ServicesProvider) -> None:
     @api.put("/api/destinations/{destination_id}", openapi_extra=DESTINATION_BODY, tags=["destinations"],
-             responses={201: {"description": "Created"}})
+             operation_id="putDestination", summary="Create or replace a destination",
+             responses={200: {"model": schemas.DestinationView, "description": "Replaced"},
+                        201: {"model": schemas.DestinationView, "description": "Created"}})
     async def put_destination(destination_id: str, request: Request, verify: bool = True) -> Response:
         """Create or replace a destination. Unless `verify=false`, the credentials are first proven by
         writing, reading back and deleting a probe blob; a destination that fails is not saved."""
@@ -53,26 +35,32 @@ def add_destination_routes(api: FastAPI, services: ServicesProvider) -> None:
             await run_in_threadpool(svc.on_credentials_changed, destination_id)
         return json_response(result.view, 201 if result.created else 200)
 
-    @api.get("/api/destinations/{destination_id}", tags=["destinations"])
+    @api.get("/api/destinations/{destination_id}", tags=["destinations"], operation_id="getDestination",
+             summary="A destination", responses={200: {"model": schemas.DestinationView,
+                                                        "description": "The destination"}})
     async def get_destination(destination_id: str) -> Response:
         return json_response(await run_in_threadpool(services().destinations.get, destination_id))
 
-    @api.get("/api/destinations", tags=["destinations"])
+    @api.get("/api/destinations", tags=["destinations"], operation_id="listDestinations",
+             summary="List destinations", responses={200: {"model": schemas.DestinationList,
+                                                              "description": "A page of destinations"}})
     async def list_destinations(limit: int = 100, next: str | None = None) -> Response:
         """Destinations in id order, `limit` a page; pass a page's `next` back for the one after it."""
         page = await run_in_threadpool(services().destinations.list, limit=check_page_limit(limit), cursor=next)
         return json_response(page)
 
     @api.delete("/api/destinations/{destination_id}", tags=["destinations"], status_code=204,
-                responses={409: {"description": "The destination has batches not yet landed (see force)"}})
+                operation_id="deleteDestination", summary="Delete a destination",
+                responses={204: {"description": "Deleted"},
+                           409: {"description": "The destination has batches not yet landed (see force)"}})
     async def delete_destination(destination_id: str, force: bool = False) -> Response:
         """Delete a destination. With batches not yet landed it answers 409 saying how many, unless
         `force=true`, which fails them with the reason "destination deleted" and deletes their records."""
         await run_in_threadpool(services().destinations.delete, destination_id, force=force)
         return Response(status_code=204)
 
-    # The name and operation id FastAPI derived from the handler's old name, kept so the document is stable.
-    @api.post("/api/destinations/{destination_id}/test", tags=["destinations"], summary="Test Destination",
-              operation_id="test_destination_api_destinations__destination_id__test_post")
+    @api.post("/api/destinations/{destination_id}/test", tags=["destinations"], operation_id="testDestination",
+              summary="Prove a saved destination's credentials",
+              responses={200: {"model": schemas.ProbeResult, "description": "The probe passed"}})
     async def probe_saved_destination(destination_id: str) -> Response:
         return json_response(await run_in_threadpool(services().check_destination, destination_id))

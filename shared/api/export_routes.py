@@ -11,12 +11,14 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from shared.api import schemas
 from shared.api.responses import ServicesProvider, json_response
 from shared.export.runner import run_export_pass
 
 
 def add_export_routes(api: FastAPI, services: ServicesProvider) -> None:
-    @api.post("/api/exports/run", tags=["exports"])
+    @api.post("/api/exports/run", tags=["exports"], operation_id="runExportPass", summary="Run an export pass now",
+              responses={200: {"model": schemas.PassSummary, "description": "What the pass did"}})
     async def run_now() -> Response:
         svc = services()
         # Its own budget, not the timer's: the answer must come within Azure's HTTP limit (230 s).

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from shared.api import schemas
 from shared.api.responses import ServicesProvider, json_response
 from shared.intake.accept import BodyIntake, IntakeRequest, accepted_body, stage_parsed
 from shared.intake.body import too_large
@@ -36,6 +37,15 @@ INTAKE_BODY = {
         },
     },
 }
+
+
+ACCEPTED_HEADERS = {
+    "Location": {"description": "The batch's status URL", "schema": {"type": "string"}},
+    "Idempotent-Replayed": {"description": "`true` when an earlier POST with this Idempotency-Key made the batch",
+                            "schema": {"type": "string", "enum": ["true"]}},
+}
+RETRY_AFTER_HEADER = {"description": "Seconds to wait before sending the same request again",
+                      "schema": {"type": "integer"}}
 
 
 # How long a client told "busy" should wait: about the time one large body takes to read, parse and stage.
@@ -66,7 +76,11 @@ def add_intake_routes(api: FastAPI, services: ServicesProvider) -> None:
     gate = IntakeGate()
 
     @api.post("/api/destinations/{destination_id}/batches", openapi_extra=INTAKE_BODY, status_code=202,
-              tags=["batches"])
+              tags=["batches"], operation_id="postBatch", summary="Post a batch of records",
+              responses={202: {"model": schemas.BatchAccepted, "headers": ACCEPTED_HEADERS,
+                               "description": "Durably staged: it lands at the next export pass"},
+                         503: {"headers": {"Retry-After": RETRY_AFTER_HEADER},
+                               "description": "Busy (`intake_busy`), or a dependency is unavailable"}})
     async def post_batch(destination_id: str, request: Request) -> Response:
         svc = services()
         limit = svc.settings.max_concurrent_intake

@@ -1,0 +1,305 @@
+"""The shapes of the API's answers, for the OpenAPI document only: routes still answer with `json_response`.
+
+Each model here describes what a route sends (the dictionaries built by shared.destinations.service,
+shared.control.batches, shared.intake.accept, shared.export.runner and shared.destinations.probe), so that
+client generators and API gateways read the same contract the API keeps. tests/shared/api/test_openapi.py
+checks real answers against these schemas, with every undocumented field refused, so the two cannot drift.
+
+The request body of PUT /api/destinations/{id} is `DestinationIn` itself (shared.destinations.models): its
+schema goes into the document's components here, with public words in place of its docstrings.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from shared.api.responses import MAX_PAGE
+from shared.control.batch_state import STATES, RecordType, StateName
+from shared.destinations.models import DestinationIn
+from shared.destinations.record import AuthType
+
+NEXT_PAGE = ("The cursor of the following page: pass it back unchanged as `next` (with the same filters) to "
+             "get that page; null on the last page. Opaque: its content is not part of the contract.")
+
+
+# --- Destinations ------------------------------------------------------------------------------------------
+
+
+class SasFacts(BaseModel):
+    """The non-secret facts of the destination's SAS token (everything but its signature)."""
+
+    permissions: str = Field(description="The token's `sp` letters, such as `rwdl`.")
+    permission_names: list[str] = Field(description="The permissions in words: read, write, delete, ...")
+    expiry: str | None = Field(description="When the token expires (UTC, as the token gives it); null if never.")
+    start: str | None = Field(description="When the token starts being valid (UTC); null if at once.")
+    protocol: str | None = Field(description="The token's `spr`, such as `https` or `https,http`.")
+    resource: str | None = Field(description="The token's `sr`: `c` for a container SAS; null for an account SAS.")
+    account_sas: bool = Field(description="Whether it is an account SAS rather than a container SAS.")
+
+
+class DestinationAuthView(BaseModel):
+    """How the app authenticates to the destination: never a secret, only the name it is stored under."""
+
+    type: AuthType
+    secret_name: str | None = Field(
+        None, description="The name of the secret in the app's secret store (absent for managed_identity).")
+    sas: SasFacts | None = Field(None, description="For `sas`: the token's non-secret facts.")
+    tenant_id: str | None = Field(None, description="For `service_principal`: its Entra ID tenant.")
+    client_id: str | None = Field(
+        None, description="For `service_principal`, its client id; for `managed_identity`, a user-assigned "
+                          "identity's client id (absent for the app's system-assigned identity).")
+
+
+class CoalesceView(BaseModel):
+    """Batches of one destination and record type due together are exported as one run: one file per
+    partition and one manifest for all of them."""
+
+    max_delay_seconds: int = Field(description="How long a batch may wait for others to join its run.")
+    target_file_mb: int = Field(description="A run closes once its batches' staged records reach this size.")
+
+
+class DestinationView(BaseModel):
+    """A destination as the API shows it: no secret, a SAS token's facts, and warnings to act on."""
+
+    id: str = Field(description="The destination's id, as given in the path.")
+    account_name: str | None = Field(description="The storage account, when it was given by name.")
+    endpoint: str | None = Field(
+        description="The blob endpoint the app writes to; null only for a connection string whose endpoint the "
+                    "Azure SDK derives itself.")
+    container: str
+    prefix: str = Field(description="Prepended to every blob name; empty, or ending with '/'.")
+    format: Literal["jsonl", "csv"]
+    compression: Literal["gzip", "none"]
+    partition: Literal["hour", "day"] = Field(
+        description="Events land under date=YYYY-MM-DD/hour=HH/ (`hour`) or date=YYYY-MM-DD/ (`day`).")
+    coalesce: CoalesceView | None = Field(
+        description="null: every batch is exported on its own, with its own files and manifest.")
+    auth: DestinationAuthView
+    warnings: list[str] = Field(
+        description="What needs attention soon, in words: a SAS token expiring within 7 days or never, "
+                    "missing delete permission.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class DestinationList(BaseModel):
+    """A page of destinations, in id order."""
+
+    destinations: list[DestinationView]
+    next: str | None = Field(description=NEXT_PAGE)
+
+
+class ProbeChecks(BaseModel):
+    write: bool = Field(description="The probe blob was written.")
+    read: bool = Field(description="It was read back, unchanged.")
+    delete: bool = Field(description="It was deleted (false: the credentials cannot delete; it was left).")
+
+
+class ProbeResult(BaseModel):
+    """The destination's credentials proven: a probe blob written, read back and, where allowed, deleted."""
+
+    ok: bool = Field(description="Always true: a failed probe answers an error instead.")
+    destination_id: str
+    probe_blob: str = Field(description="The probe blob's name in the container: `{prefix}_export_probe.txt`.")
+    checks: ProbeChecks
+    warnings: list[str]
+
+
+# --- Batches ------------------------------------------------------------------------------------------------
+
+
+class BatchAccepted(BaseModel):
+    """A batch durably staged: it lands at the next export pass."""
+
+    batch_id: str
+    records: int = Field(description="How many records the batch holds.")
+    state: StateName = Field(description="`pending` when new; the batch's current state when replayed.")
+    status_url: str = Field(description="Where its status is: GET it (the Location header says the same).")
+
+
+class LandedFile(BaseModel):
+    """A data file the batch wrote into the destination container."""
+
+    name: str = Field(description="The blob's name in the destination container.")
+    records: int
+    bytes: int
+    md5: str = Field(description="MD5 of the blob's content, in hex.")
+    content_md5: str = Field(description="The same MD5 in base64, as the blob's Content-MD5 property holds it.")
+    partition: str = Field(
+        description="`date=YYYY-MM-DD/hour=HH` for events; `date=YYYY-MM-DD`, the export date, for profiles.")
+
+
+class LastError(BaseModel):
+    """Why the latest attempt did not land."""
+
+    code: str = Field(description="A stable code, such as `container_not_found` or `authentication_failed`.")
+    message: str = Field(description="What went wrong and what to do, in words.")
+    at: datetime
+    attempt: int = Field(description="Which attempt (since the last retry) failed.")
+
+
+class BatchStatus(BaseModel):
+    """A batch's state, counts, timestamps, the files it landed and its last error."""
+
+    batch_id: str
+    state: StateName
+    type: RecordType
+    destination_id: str
+    records: int
+    bytes: int = Field(description="The staged size of its records.")
+    output_bytes: int = Field(description="What it wrote into the destination.")
+    attempts: int = Field(description="Attempts since the last retry (the attempt budget counts these).")
+    total_attempts: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = Field(description="When its latest attempt started.")
+    finished_at: datetime | None = Field(description="When it landed or failed.")
+    next_attempt_at: datetime | None = Field(description="While pending: when it is due.")
+    blobs: list[LandedFile] = Field(description="The data files it landed (empty until it lands).")
+    manifest: str | None = Field(description="Its manifest blob in the destination, once landed.")
+    last_error: LastError | None
+    notes: list[str]
+
+
+class BatchListItem(BaseModel):
+    batch_id: str
+    state: StateName
+    type: RecordType
+    destination_id: str
+    created_at: datetime
+    status_url: str
+
+
+class BatchList(BaseModel):
+    """A page of batches, newest first (by creation time)."""
+
+    batches: list[BatchListItem]
+    next: str | None = Field(description=NEXT_PAGE)
+
+
+# --- Export passes --------------------------------------------------------------------------------------------
+
+
+class PassOutcome(BaseModel):
+    batch_id: str
+    outcome: Literal["landed", "failed", "retried", "skipped"]
+
+
+class PassSummary(BaseModel):
+    """What one export pass did."""
+
+    landed: int
+    failed: int
+    retried: int = Field(description="Failed this time; due again after a backoff.")
+    skipped: int = Field(
+        description="Held by another worker, not due yet, or left for the next pass when the time budget ran out.")
+    duration_seconds: float
+    batches: list[PassOutcome]
+
+
+# --- The request body of PUT /api/destinations/{id} ------------------------------------------------------------
+
+# Public words for DestinationIn and its auth types (their docstrings are for the code's readers). A name
+# here that the schema no longer has fails the document's generation.
+REQUEST_WORDS: dict[str, dict[str, str]] = {
+    "DestinationIn": {
+        "": "A destination: where batches land (an account or an endpoint, a container, a prefix), in which "
+            "format, and how the app authenticates.",
+        "account_name": "The storage account: the endpoint is then https://{account_name}.blob.core.windows.net. "
+                        "Give this or `endpoint`.",
+        "endpoint": "The account's blob endpoint (a custom https:// domain), without the container. Give this or "
+                    "`account_name` (or neither, with a connection string).",
+        "container": "The container batches land in: 3-63 lowercase letters, digits and single hyphens.",
+        "prefix": "Prepended to every blob name (a '/' is added at its end).",
+        "format": "jsonl: one JSON record a line; csv: one column a flattened key.",
+        "compression": "gzip, or none.",
+        "auth": "How the app authenticates: one of the four types, chosen by `type`.",
+        "partition": "Events land under date=YYYY-MM-DD/hour=HH/ (`hour`, the default) or date=YYYY-MM-DD/ "
+                     "(`day`: fewer, larger files, as for a backfill).",
+        "coalesce": "Export batches due together as one run (one file per partition, one manifest); absent or "
+                    "null: every batch on its own.",
+    },
+    "SasAuth": {
+        "": "A SAS token (container or account SAS) with read and write permission; delete is recommended. "
+            "Give exactly one of `sas_token` and `secret_name`.",
+        "sas_token": "The token (never shown again: the app stores it in its secret store).",
+        "secret_name": "The name of a secret already in the app's secret store that holds the token.",
+    },
+    "ServicePrincipalAuth": {
+        "": "An Entra ID app registration with a role on the account (Storage Blob Data Contributor). Give "
+            "exactly one of `client_secret` and `secret_name`.",
+        "tenant_id": "The tenant's GUID.",
+        "client_id": "The app registration's client id (a GUID).",
+        "client_secret": "Its client secret (never shown again: the app stores it in its secret store).",
+        "secret_name": "The name of a secret already in the app's secret store that holds the client secret.",
+    },
+    "ManagedIdentityAuth": {
+        "": "The function app's managed identity, with a role on the account (the account must be one the "
+            "operator allowed).",
+        "client_id": "A user-assigned identity's client id; leave out for the system-assigned identity.",
+    },
+    "ConnectionStringAuth": {
+        "": "A storage connection string. Give exactly one of `connection_string` and `secret_name`.",
+        "connection_string": "The connection string (never shown again: the app stores it in its secret store).",
+        "secret_name": "The name of a secret already in the app's secret store that holds the connection string.",
+    },
+}
+
+COMPONENTS = "#/components/schemas/"
+
+
+def request_schemas() -> dict[str, dict[str, Any]]:
+    """DestinationIn and its auth types as document components, referring to each other under
+    #/components/schemas/ (the `auth` union's discriminator mapping included), with the public words above."""
+    schema = DestinationIn.model_json_schema(ref_template=COMPONENTS + "{model}")
+    found: dict[str, dict[str, Any]] = {**schema.pop("$defs", {}), "DestinationIn": schema}
+    for name, words in REQUEST_WORDS.items():
+        model = found[name]
+        model.pop("description", None)
+        for field, text in words.items():
+            (model["properties"][field] if field else model)["description"] = text
+    return found
+
+
+# --- Parameters ------------------------------------------------------------------------------------------------
+
+# Words (and bounds the routes check themselves) for the parameters FastAPI documents from the route signatures,
+# by where they are and their name: `description` is set, `schema` is merged into the generated one.
+PARAMETER_WORDS: dict[tuple[str, str], dict[str, Any]] = {
+    ("path", "destination_id"): {
+        "description": "The destination's id: 3-63 lowercase letters, digits and '-'.",
+        "schema": {"pattern": "^[a-z0-9-]{3,63}$"}},
+    ("path", "batch_id"): {"description": "The batch's id, as posting it answered."},
+    ("query", "verify"): {
+        "description": "false: save without first proving the credentials (a container not created yet, a "
+                       "network the app cannot reach yet); POST .../test proves them later."},
+    ("query", "force"): {
+        "description": "true: delete even with batches not landed yet; they fail with the reason "
+                       "'destination deleted' and their staged records are deleted."},
+    ("query", "limit"): {"description": f"Items a page, 1 to {MAX_PAGE}.",
+                         "schema": {"minimum": 1, "maximum": MAX_PAGE}},
+    ("query", "next"): {"description": "The `next` of the page before, unchanged (with the same filters); "
+                                       "leave it out for the first page."},
+    ("query", "state"): {"description": "Only batches in this state.",
+                         "schema": {"type": "string", "enum": list(STATES)}},
+    ("query", "destination_id"): {"description": "Only this destination's batches."},
+    ("query", "type"): {"description": "What the records are: events (name and time) or profiles (identity)."},
+    ("header", "Idempotency-Key"): {
+        "description": "Makes a retried POST answer the batch the first one made (with `Idempotent-Replayed: "
+                       "true`) instead of making another; the same key with another body is a 409."},
+}
+
+
+def describe_parameter(parameter: dict[str, Any]) -> None:
+    """Add PARAMETER_WORDS to one of the document's parameters."""
+    words = PARAMETER_WORDS.get((parameter["in"], parameter["name"]))
+    if words is None:
+        return
+    parameter["description"] = words["description"]
+    schema = parameter.setdefault("schema", {})
+    schema.update(words.get("schema", {}))
+    if "type" in words.get("schema", {}):  # a type of its own: no longer "or null"
+        schema.pop("anyOf", None)
