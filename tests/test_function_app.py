@@ -69,7 +69,7 @@ def test_the_timer_function_exports_what_the_http_function_staged(
     from scripts.local_server import ApiServer
     from shared import services as services_module
     from shared.api.app import create_api
-    from shared.control import batch_index
+    from shared.control import batch_index, batches
 
     with ApiServer(create_api(services_module.get_services)) as server, httpx.Client(
         base_url=server.base_url, timeout=60
@@ -80,7 +80,7 @@ def test_the_timer_function_exports_what_the_http_function_staged(
         timer_function(TimerRequest(past_due=True))
         assert api.get(batch["status_url"]).json()["state"] == "landed"
         # Then the retention sweep ran: its first run indexes the states written before the index.
-        assert batch_index.is_complete(services_module.get_services().control)
+        assert batch_index.is_complete(services_module.get_services().control, batches.STATES_PREFIX)
     assert len(jsonl_records(fresh_container)) == 7
 
 

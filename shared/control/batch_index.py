@@ -24,11 +24,13 @@ Listing is by name, so a page costs one storage call whatever the number of othe
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from shared.control.batch_state import STATES, BatchState, StateName
-from shared.control.store import ControlStore
+from shared.control.store import ControlStore, Listed
+from shared.logging_setup import log_event
 
 BATCHES = "index/batches/"
 ALL = f"{BATCHES}all/"
@@ -41,6 +43,7 @@ BACKFILL = f"{BATCHES}backfill.json"
 FORMER = ("index/by-destination/", "index/by-state/", "index/backfill.json")
 
 RetentionQueue = Literal["staged", "failed", "state"]
+LISTING_BACKFILL_STATES = 500
 _STAMP = "%Y%m%dT%H%M%S"
 _KEY_DIGITS = 17
 _LAST_MICROSECOND = 10**_KEY_DIGITS - 1  # year 5138: the key of every creation time before it is positive
@@ -48,6 +51,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # The states a save can come from, by the state it goes to (shared.control.transitions): the markers to remove
 # when the caller does not say which state the batch left.
+log = logging.getLogger(__name__)
+
 _CAME_FROM: dict[str, tuple[StateName, ...]] = {
     "pending": ("running", "failed"), "running": ("pending",), "landed": ("running",),
     "failed": ("running", "pending"),
@@ -132,7 +137,63 @@ def forget(control: ControlStore, state: BatchState) -> None:
         control.delete(f"{BY_STATE}{name}/{key}")
 
 
-def is_complete(control: ControlStore) -> bool:
-    """Whether every state is indexed (states written before the index existed included)."""
+def is_complete(control: ControlStore, states_prefix: str) -> bool:
+    """Whether every state is indexed (states written before the index existed included). A listing that finds
+    it incomplete indexes up to LISTING_BACKFILL_STATES states itself first: a fresh deployment's few states at
+    once (its first listing is newest first too), a large backlog over the timer's runs."""
     progress = control.get(BACKFILL)
-    return progress is not None and progress.data.get("complete") is True
+    if progress is not None and progress.data.get("complete") is True:
+        return True
+    return backfill(control, states_prefix, max_states=LISTING_BACKFILL_STATES)[1]
+
+
+def backfill(control: ControlStore, states_prefix: str, *, max_states: int) -> tuple[int, bool]:
+    """Index up to `max_states` states written before the index existed; returns (indexed, complete).
+
+    Reads the states' listing only (its metadata is what the markers carry). A finished one enters the
+    retention queue with its blob's last write as its clock (a landed or failed state is last written then).
+    Once complete, what the former index kept is deleted, up to `max_states` blobs a run.
+    """
+    progress = control.get(BACKFILL)
+    if progress is not None and progress.data.get("complete") is True:
+        if not progress.data.get("former_deleted") and _delete_former_index(control, max_states):
+            control.put(BACKFILL, {**progress.data, "former_deleted": True})
+        return 0, True
+    token = progress.data.get("next") if progress is not None else None
+    items, token = control.list_page(states_prefix, page_size=max_states, continuation=token)
+    for item in items:
+        _index_listed(control, item, states_prefix)
+    done = (progress.data.get("indexed", 0) if progress is not None else 0) + len(items)
+    control.put(BACKFILL, {"complete": token is None, "next": token, "indexed": done})
+    if token is None:
+        log_event(log, "batch index complete", states=done)
+    return len(items), token is None
+
+
+def _delete_former_index(control: ControlStore, limit: int) -> bool:
+    """Delete up to `limit` blobs of the former index; True once none is left."""
+    for prefix in FORMER:
+        items, more = control.list_page(prefix, page_size=limit, continuation=None)
+        for item in items:
+            control.delete(item.name)
+        limit -= len(items)
+        if more or limit <= 0:
+            return False
+    return True
+
+
+def _index_listed(control: ControlStore, item: Listed, states_prefix: str) -> None:
+    meta = item.metadata
+    batch_id = item.name[len(states_prefix):].removesuffix(".json")
+    state, destination_id = meta.get("state", ""), meta.get("destination", "")
+    if not (state and destination_id):
+        return
+    try:
+        created = datetime.fromisoformat(meta.get("created", ""))
+    except ValueError:
+        created = item.modified or datetime.now(UTC)  # a state from before listing metadata had its creation time
+    for marker in markers(batch_id, destination_id, state, created):
+        control.put_bytes(marker, b"", metadata=meta)
+    if state in {"landed", "failed"} and item.modified is not None:
+        queue: RetentionQueue = "staged" if state == "landed" else "failed"
+        control.put_bytes(retention_marker(queue, item.modified, batch_id), b"")

@@ -281,7 +281,7 @@ def list_batches(
     if place is not None:
         prefix, token = place.prefix, place.token
     else:
-        indexed = batch_index.is_complete(control)
+        indexed = batch_index.is_complete(control, STATES_PREFIX)
         prefix = batch_index.listing_prefix(state=state, destination_id=destination_id) if indexed else STATES_PREFIX
         token = None
     found: list[dict[str, Any]] = []

@@ -35,7 +35,7 @@ from shared.control.batches import (
     save_state,
     state_blob,
 )
-from shared.control.store import ControlStore, Listed, PreconditionFailed
+from shared.control.store import ControlStore, PreconditionFailed
 from shared.logging_setup import log_event
 from shared.settings import Settings
 
@@ -83,7 +83,8 @@ def sweep(control: ControlStore, settings: Settings, *, moment: datetime | None 
     """One bounded run of retention (and of indexing older states); returns what it did."""
     now = moment or now_utc()
     summary = RetentionSummary()
-    summary.indexed, summary.index_complete = backfill(control, max_states=BACKFILL_STATES_PER_RUN)
+    summary.indexed, summary.index_complete = batch_index.backfill(control, STATES_PREFIX,
+                                                                   max_states=BACKFILL_STATES_PER_RUN)
     ages: dict[RetentionQueue, timedelta] = {
         "staged": timedelta(hours=settings.staged_retention_hours),
         "failed": timedelta(days=settings.failed_retention_days),
@@ -167,55 +168,3 @@ _STEPS: dict[RetentionQueue, Callable[[ControlStore, str, datetime, datetime, Se
 }
 _COUNTED: dict[RetentionQueue, str] = {"staged": "staged_deleted", "failed": "failed_expired",
                                        "state": "states_deleted"}
-
-
-def backfill(control: ControlStore, *, max_states: int) -> tuple[int, bool]:
-    """Index up to `max_states` states written before the index existed; returns (indexed, complete).
-
-    Reads the states' listing only (its metadata is what the markers carry). A finished one enters the
-    retention queue with its blob's last write as its clock (a landed or failed state is last written then).
-    Once complete, what the former index kept is deleted, up to `max_states` blobs a run.
-    """
-    progress = control.get(batch_index.BACKFILL)
-    if progress is not None and progress.data.get("complete") is True:
-        if not progress.data.get("former_deleted") and _delete_former_index(control, max_states):
-            control.put(batch_index.BACKFILL, {**progress.data, "former_deleted": True})
-        return 0, True
-    token = progress.data.get("next") if progress is not None else None
-    items, token = control.list_page(STATES_PREFIX, page_size=max_states, continuation=token)
-    for item in items:
-        _index_listed(control, item)
-    done = (progress.data.get("indexed", 0) if progress is not None else 0) + len(items)
-    control.put(batch_index.BACKFILL, {"complete": token is None, "next": token, "indexed": done})
-    if token is None:
-        log_event(log, "batch index complete", states=done)
-    return len(items), token is None
-
-
-def _delete_former_index(control: ControlStore, limit: int) -> bool:
-    """Delete up to `limit` blobs of the former index; True once none is left."""
-    for prefix in batch_index.FORMER:
-        items, more = control.list_page(prefix, page_size=limit, continuation=None)
-        for item in items:
-            control.delete(item.name)
-        limit -= len(items)
-        if more or limit <= 0:
-            return False
-    return True
-
-
-def _index_listed(control: ControlStore, item: Listed) -> None:
-    meta = item.metadata
-    batch_id = item.name[len(STATES_PREFIX):].removesuffix(".json")
-    state, destination_id = meta.get("state", ""), meta.get("destination", "")
-    if not (state and destination_id):
-        return
-    try:
-        created = datetime.fromisoformat(meta.get("created", ""))
-    except ValueError:
-        created = item.modified or now_utc()  # a state from before listing metadata had its creation time
-    for marker in batch_index.markers(batch_id, destination_id, state, created):
-        control.put_bytes(marker, b"", metadata=meta)
-    if state in {"landed", "failed"} and item.modified is not None:
-        queue: RetentionQueue = "staged" if state == "landed" else "failed"
-        control.put_bytes(batch_index.retention_marker(queue, item.modified, batch_id), b"")

@@ -11,6 +11,7 @@ import json
 import os
 from typing import Any
 
+from shared.control import batch_index, cursors
 from shared.services import Services
 
 SCALE = float(os.environ.get("RELIABILITY_SCALE", "1"))
@@ -21,12 +22,16 @@ def examples(base: int) -> int:
     return max(1, round(base * SCALE))
 
 
+# The app's own bookkeeping, written by reading requests too: how far the batch index has got, the cursor key.
+BOOKKEEPING = {batch_index.BACKFILL, cursors.KEY_BLOB}
+
+
 def control_blobs(services: Services) -> list[str]:
-    """Every blob name in the test's control container."""
+    """Every blob name in the test's control container, but the app's bookkeeping."""
     container = services.control.container
     if not container.exists():
         return []
-    return sorted(blob.name for blob in container.list_blobs())
+    return sorted(blob.name for blob in container.list_blobs() if blob.name not in BOOKKEEPING)
 
 
 def staged_or_state_blobs(services: Services) -> list[str]:

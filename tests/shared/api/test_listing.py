@@ -10,10 +10,9 @@ from itertools import chain
 from typing import Any
 
 import httpx
-import pytest
 from azure.storage.blob import ContainerClient
 
-from shared.control import retention
+from shared.control import batch_index, batches
 from shared.services import Services
 from tests.support.azurite import Azurite
 from tests.support.sas import container_sas, sas_destination
@@ -57,15 +56,14 @@ def pages(api: httpx.Client, path: str, key: str, **query: Any) -> tuple[list[li
         params = {**query, "next": page["next"]}
 
 
-@pytest.fixture
-def indexed(services: Services) -> Services:
-    """The batch index marked complete, as the timer's first run leaves it (control storage starts empty)."""
-    assert retention.backfill(services.control, max_states=100) == (0, True)
-    return services
+def test_empty_control_storage_lists_from_the_index_at_once(services: Services) -> None:
+    assert services.control.get(batch_index.BACKFILL) is None
+    assert batch_index.is_complete(services.control, batches.STATES_PREFIX)
+    assert services.control.get(batch_index.BACKFILL).data["complete"] is True  # type: ignore[union-attr]
 
 
 def test_batches_are_listed_newest_first_page_after_page(
-    api: httpx.Client, azurite: Azurite, fresh_container: ContainerClient, indexed: Services
+    api: httpx.Client, azurite: Azurite, fresh_container: ContainerClient, services: Services
 ) -> None:
     destination(api, azurite, fresh_container, "acme")
     destination(api, azurite, fresh_container, "globex")
@@ -82,7 +80,7 @@ def test_batches_are_listed_newest_first_page_after_page(
 
 
 def test_a_cursor_is_opaque_and_only_its_own_listing_takes_it(
-    api: httpx.Client, azurite: Azurite, fresh_container: ContainerClient, indexed: Services
+    api: httpx.Client, azurite: Azurite, fresh_container: ContainerClient, services: Services
 ) -> None:
     destination(api, azurite, fresh_container, "acme")
     destination(api, azurite, fresh_container, "globex")

@@ -12,7 +12,7 @@ import orjson
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from scripts import sample_data
-from shared.control import batches, retention
+from shared.control import batch_index, batches, retention
 from shared.control.batch_state import BatchState
 from shared.export.runner import run_export_pass
 from shared.services import Services, build_services
@@ -118,9 +118,17 @@ def test_states_written_before_the_index_are_indexed_then_listed_and_retained(
     old = BatchState.from_json(orjson.loads((FIXTURES / "landed_events.json").read_bytes()))
     # As the code before the index wrote it: the state blob with its listing metadata, nothing else.
     services.control.put(batches.state_blob(old.batch_id), old.to_json(), metadata=old.metadata())
-    assert listed(api, state="landed") == [old.batch_id]  # the index is not complete: every state is read
+    assert batch_index.backfill(services.control, batches.STATES_PREFIX, max_states=500) == (1, True)
     summary = retention.sweep(services.control, services.settings)
-    assert (summary.indexed, summary.index_complete) == (1, True)
+    assert (summary.indexed, summary.index_complete) == (0, True)
     assert listed(api, state="landed") == [old.batch_id] == listed(api, destination_id=old.destination_id)
+
+
+def test_a_listing_indexes_the_states_written_before_the_index_itself(api: httpx.Client, services: Services) -> None:
+    """A fresh deployment's first listing, or one over states the former index kept: newest first at once."""
+    old = BatchState.from_json(orjson.loads((FIXTURES / "landed_events.json").read_bytes()))
+    services.control.put(batches.state_blob(old.batch_id), old.to_json(), metadata=old.metadata())
+    assert listed(api, state="landed") == [old.batch_id] == listed(api, destination_id=old.destination_id)
+    assert batch_index.is_complete(services.control, batches.STATES_PREFIX)
     assert retention.sweep(services.control, services.settings, moment=later(days=31)).states_deleted == 1
     assert listed(api, state="landed") == []
