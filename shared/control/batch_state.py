@@ -60,15 +60,22 @@ class StagedPartition(_Stored):
     """One partition's staged records: what intake wrote, what the export pass reads."""
 
     key: str  # "date=YYYY-MM-DD/hour=HH" for events, "" for profiles
-    blob: str  # the staged blob in control storage, one JSON record per line
+    blob: str  # the staged blob in control storage (one JSON record per line) that holds the records
     records: int
-    bytes: int
+    bytes: int  # the records' size: the whole blob, or with `offset` the length of their range in it
     columns: tuple[str, ...]  # the partition's flattened keys, sorted (the CSV header)
-    # The staged blob's SHA-256 as intake wrote it: the export checks it reads exactly these bytes.
+    # The records' SHA-256 as intake wrote them: the export checks it reads exactly these bytes.
     # None in documents staged before issue 11 (their blobs are read unchecked).
     sha256: str | None = None
+    # Where the records start in `blob`: since issue 13 a batch's partitions share one staged blob, each a
+    # range of it (`bytes` long). None in documents staged before, whose blob is the partition's alone.
+    offset: int | None = None
 
-    _added_later = ("sha256",)
+    _added_later = ("sha256", "offset")
+
+    def byte_range(self) -> tuple[int | None, int | None]:
+        """(offset, length) to read: the partition's range of a shared blob, or (None, None) for a whole blob."""
+        return (None, None) if self.offset is None else (self.offset, self.bytes)
 
 
 class LandedFile(_Stored):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import builtins
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,6 +24,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings, ExponentialRetry
 
+from shared.control.buffer_upload import upload_buffers
 from shared.errors import ServiceUnavailable
 from shared.settings import Settings
 
@@ -35,6 +36,13 @@ JSON_CONTENT = ContentSettings(content_type="application/json")
 # while it downloads it); its default later GETs of 4 MiB cost Azurite twice the CPU of 8-16 MiB ones for
 # the same bytes (about 50 ms per GET, whatever its size). 8 MiB measured as fast as 16 MiB, in 60 MB less.
 STREAM_CHUNK_BYTES = 8 * 1024 * 1024
+# A batch's staged blob is uploaded in blocks of this size, this many at once (`put_buffers`), whatever the
+# number of partitions. Measured with a 13 MB POST of 50,000 events through the API on Azurite: 2, 4, 8 and
+# 16 MiB blocks, 2 to 8 at once, all cost Azurite about 0.1 s of CPU and the app about 0.35 s per POST (the
+# wall times were within the machine's noise); 4 MiB x 4 keeps a large body's blocks in flight together on
+# Azure, where they are uploaded in parallel, in 13 calls per POST against 10 with 16 MiB blocks.
+STAGE_BLOCK_BYTES = 4 * 1024 * 1024
+STAGE_CONCURRENCY = 4
 
 
 class PreconditionFailed(Exception):
@@ -166,6 +174,16 @@ class ControlStore:
         except (ServiceRequestError, ServiceResponseError, HttpResponseError) as exc:
             raise as_unavailable(exc) from None
 
+    def put_buffers(self, name: str, buffers: Sequence[bytes]) -> int:
+        """Write the buffers end to end as one blob, without joining them (`shared.control.buffer_upload`);
+        return the storage calls it took. The blob appears whole, or not at all."""
+        self.ensure_container()
+        try:
+            return upload_buffers(self.container.get_blob_client(name), buffers, block_bytes=STAGE_BLOCK_BYTES,
+                                  concurrency=STAGE_CONCURRENCY)
+        except (ServiceRequestError, ServiceResponseError, HttpResponseError) as exc:
+            raise as_unavailable(exc) from None
+
     def delete(self, name: str, *, lease: str | None = None) -> bool:
         self.ensure_container()
         try:
@@ -201,7 +219,14 @@ class ControlStore:
             raise as_unavailable(exc) from None
         return items, pages.continuation_token  # type: ignore[attr-defined]
 
-    def stream(self, name: str) -> Iterator[bytes]:
-        """Download a blob as a stream of chunks (memory bounded by the client's STREAM_CHUNK_BYTES)."""
-        downloader = self.container.download_blob(name, max_concurrency=1)
+    def stream(self, name: str, offset: int | None = None, length: int | None = None) -> Iterator[bytes]:
+        """Download a blob, or `length` bytes of it from `offset`, as a stream of chunks (memory bounded by the
+        client's STREAM_CHUNK_BYTES). A range that starts past the blob's end is no bytes, not an error: the
+        caller checks what it read against what it expected."""
+        try:
+            downloader = self.container.download_blob(name, offset=offset, length=length, max_concurrency=1)
+        except HttpResponseError as exc:
+            if offset is not None and exc.status_code == 416:  # InvalidRange: the blob is shorter than that
+                return
+            raise
         yield from downloader.chunks()

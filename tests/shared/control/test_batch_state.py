@@ -38,6 +38,16 @@ def test_the_fixtures_cover_every_state_and_every_optional_part() -> None:
     assert any(s.last_error and s.state == "pending" for s in states)  # backing off
     assert any(s.last_error and s.state == "running" for s in states)  # the attempt after
     assert any(s.notes for s in states) and any(s.written_blobs and s.blobs for s in states)
+    partitions = [p for s in states for p in s.partitions]
+    assert any(p.offset is None for p in partitions) and any(p.offset is not None for p in partitions)
+
+
+def test_a_partition_is_a_byte_range_of_the_batchs_blob_or_a_blob_of_its_own_if_staged_before() -> None:
+    one_blob = fixture("pending_staged_with_byte_ranges").partitions
+    assert len({p.blob for p in one_blob}) == 1 and [p.byte_range() for p in one_blob] == [(0, 4197), (4197, 4133)]
+    blob_each = fixture("pending_staged_with_staging_ids").partitions
+    assert len({p.blob for p in blob_each}) == 2 and [p.byte_range() for p in blob_each] == [(None, None)] * 2
+    assert [(p.key, p.records, p.sha256) for p in one_blob] == [(p.key, p.records, p.sha256) for p in blob_each]
 
 
 @pytest.mark.parametrize("name", ["landed_with_notes", "pending_backing_off_after_busy_destination",
