@@ -160,6 +160,8 @@ class BatchStatus(BaseModel):
     next_attempt_at: datetime | None = Field(description="While pending: when it is due.")
     blobs: list[LandedFile] = Field(description="The data files it landed (empty until it lands).")
     manifest: str | None = Field(description="Its manifest blob in the destination, once landed.")
+    run_id: str | None = Field(description="The coalesced run it is exported in (its manifest names the run); "
+                                           "null for a batch exported on its own.")
     last_error: LastError | None
     notes: list[str]
 

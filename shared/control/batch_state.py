@@ -129,8 +129,10 @@ class BatchState(_Stored):
     destination_generation: str | None = None
     # When retention (or a forced delete of the destination) removed the staged records: no retry after that.
     staged_deleted_at: Timestamp | None = None
+    # The coalesced run the batch joined (`shared.control.runs`); None: the batch is exported on its own.
+    run_id: str | None = None
 
-    _added_later = ("crashes", "destination_generation", "staged_deleted_at")
+    _added_later = ("crashes", "destination_generation", "staged_deleted_at", "run_id")
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> BatchState:

@@ -5,8 +5,10 @@ The state document is a `BatchState` (`shared.control.batch_state`); every chang
 
 Layout in the control container:
   states/{batch_id}.json        the batch's state document (leased while a worker exports it)
-  staged/{batch_id}/{s}/{n}.jsonl  staged records, one blob per partition, one JSON record per line, under
-                                a staging id {s} new to each intake request (the state names its blobs)
+  staged/{batch_id}/{s}/records.jsonl  staged records, one JSON record per line, partition after partition
+                                in key order (the state names each partition's byte range), under a staging
+                                id {s} new to each intake request; before issue 13, {n}.jsonl: one blob per
+                                partition, which states staged then still name
   index/due/{batch_id}          marker: the batch still needs exporting (metadata: destination, due_at)
   index/failed/{dest}/{id}      marker: the batch failed and waits for a fix or a retry
 """
@@ -57,8 +59,9 @@ def new_staging_id() -> str:
     return pyrandom.token_hex(8)
 
 
-def staged_blob(batch_id: str, staging_id: str, index: int) -> str:
-    return f"{STAGED_PREFIX}{batch_id}/{staging_id}/{index:05d}.jsonl"
+def staged_blob(batch_id: str, staging_id: str) -> str:
+    """The one blob an intake request stages its batch in: every partition's records, one after another."""
+    return f"{STAGED_PREFIX}{batch_id}/{staging_id}/records.jsonl"
 
 
 def discard_staged_attempt(control: ControlStore, batch_id: str, staging_id: str) -> None:
@@ -91,8 +94,8 @@ def check_batch_id(batch_id: str) -> str:
 
 @dataclass(frozen=True)
 class StagedPart:
-    """One staged partition as intake hands it over: ``text`` is its blob's content as it will be stored (one
-    JSON record a line, each ending with a newline), uploaded and hashed as it is, never copied."""
+    """One staged partition as intake hands it over: ``text`` is its records as they will be stored (one JSON
+    record a line, each ending with a newline), uploaded and hashed as it is, never copied."""
 
     key: str
     text: bytes
@@ -117,13 +120,16 @@ class NewBatch:
 def stage_batch(control: ControlStore, batch: NewBatch) -> tuple[BatchState, bool]:
     """Durably stage a batch; return (state, created). The state document is written last: it is the commit.
 
-    Order: due marker -> staged records -> state. A crash before the state leaves only garbage that the
-    export pass collects (a marker without a state); a crash after it leaves a complete, due batch. A failure
-    that raises is cleaned up at once where possible (`_after_failed_staging`).
+    Order: due marker -> staged records -> state. The staged records are one blob whatever the number of
+    partitions (each partition a byte range of it, which the state records), written as blocks and one
+    commit: a crash before that commit leaves uncommitted blocks, which no listing shows and the service
+    discards; a crash after it and before the state leaves garbage that the export pass collects (a marker
+    without a state, and the blob under the batch's staged/ prefix); a crash after the state leaves a
+    complete, due batch. A failure that raises is cleaned up at once where possible (`_after_failed_staging`).
 
     Staged records go under a staging id of this request's own, and the state names them: a concurrent
-    request with the same Idempotency-Key and another body writes elsewhere, so the committed state's blobs
-    hold exactly the body it was committed for. The loser of that race removes its own staged records.
+    request with the same Idempotency-Key and another body writes elsewhere, so the committed state's blob
+    holds exactly the body it was committed for. The loser of that race removes its own staged records.
     """
     existing = control.get(state_blob(batch.batch_id))
     if existing is not None:
@@ -142,13 +148,9 @@ def _stage_new(control: ControlStore, batch: NewBatch, staging_id: str) -> tuple
     batch_id, destination_id, moment = batch.batch_id, batch.destination_id, batch.moment
     # The marker first: whatever a failure leaves behind, the export pass can find it and collect it.
     set_due(control, batch_id, destination_id, moment)
-    partitions = []
-    for index, part in enumerate(batch.parts):
-        data = part.text
-        name = staged_blob(batch_id, staging_id, index)
-        control.put_bytes(name, data)
-        partitions.append(StagedPartition(key=part.key, blob=name, records=part.records, bytes=len(data),
-                                          columns=tuple(part.columns), sha256=hashlib.sha256(data).hexdigest()))
+    name = staged_blob(batch_id, staging_id)
+    control.put_buffers(name, [part.text for part in batch.parts])
+    partitions = staged_ranges(name, batch.parts)
     total = sum(p.bytes for p in partitions)
     state = transitions.staged(
         batch_id=batch_id, destination_id=destination_id, record_type=batch.record_type, records=batch.records,
@@ -167,6 +169,17 @@ def _stage_new(control: ControlStore, batch: NewBatch, staging_id: str) -> tuple
     log_event(log, "batch staged", batch_id=batch_id, destination_id=destination_id, records=batch.records,
               bytes=total)
     return state, True
+
+
+def staged_ranges(blob: str, parts: list[StagedPart]) -> list[StagedPartition]:
+    """Each part's place in the staged blob that holds the parts' texts end to end, in their order."""
+    partitions, offset = [], 0
+    for part in parts:
+        partitions.append(StagedPartition(
+            key=part.key, blob=blob, records=part.records, bytes=len(part.text), columns=tuple(part.columns),
+            sha256=hashlib.sha256(part.text).hexdigest(), offset=offset))
+        offset += len(part.text)
+    return partitions
 
 
 def _after_failed_staging(control: ControlStore, batch_id: str, staging_id: str) -> BatchState | None:
@@ -255,6 +268,7 @@ def public_status(batch: BatchState) -> dict[str, Any]:
         "next_attempt_at": state["next_attempt_at"] if state["state"] == "pending" else None,
         "blobs": state["blobs"],
         "manifest": state["manifest"],
+        "run_id": batch.run_id,
         "last_error": state["last_error"],
         "notes": state["notes"],
     }

@@ -6,6 +6,7 @@
               │                          └──fail, give_up_after_crashes──> failed
               └─retry, requeue_for_new_credentials─┘  (from failed, or from pending)
 
+    pending ──join_run, leave_closed_run──> pending   (coalesced runs: shared.control.runs)
     pending, failed ──fail_for_deleted_destination──> failed   (DELETE /api/destinations/{id}?force=true)
     landed, failed ──staged_records_deleted──> the same state   (retention; a retry is refused after it)
 
@@ -47,6 +48,25 @@ def staged(*, batch_id: str, destination_id: str, record_type: RecordType, recor
         finished_at=None, export_date=None, blobs=(), written_blobs=(), output_bytes=0, manifest=None,
         last_error=None, notes=(), destination_generation=destination_generation,
     )
+
+
+def join_run(state: BatchState, run_id: str, moment: datetime) -> BatchState:
+    """pending -> pending, a member of a coalesced run from now on (`shared.control.runs`).
+
+    Only a pending batch in no run, or already in this one (joining again is the same change): a batch is in at
+    most one run until that run is closed.
+    """
+    _require(state, {"pending"}, "join_run")
+    if state.run_id not in (None, run_id):
+        raise TransitionRefused(f"batch '{state.batch_id}' is already in run '{state.run_id}'")
+    return state.changed(run_id=run_id, updated_at=moment)
+
+
+def leave_closed_run(state: BatchState, moment: datetime) -> BatchState:
+    """pending -> pending, out of a run that was closed without it (it failed, was retried on its own, and its
+    run went on without it): the batch joins a new run."""
+    _require(state, {"pending"}, "leave_closed_run")
+    return state.changed(run_id=None, updated_at=moment)
 
 
 def start_attempt(state: BatchState, moment: datetime) -> BatchState:

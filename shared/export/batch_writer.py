@@ -259,9 +259,14 @@ def write_run(
     return ExportResult(files=[f for o in outputs for f in written[o.key]])
 
 
-def build_manifest(plan: ExportPlan, result: ExportResult, created_at: str, moment: datetime) -> dict[str, Any]:
+def build_manifest(plan: ExportPlan, result: ExportResult, created_at: str, moment: datetime,
+                   batches: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The manifest: a batch's, or with `batches` (their ids and record counts) a coalesced run's, which names
+    the run instead of a batch."""
+    head: dict[str, Any] = {"batch_id": plan.run_id} if batches is None else {"run_id": plan.run_id,
+                                                                                "batches": batches}
     return {
-        "batch_id": plan.run_id,
+        **head,
         "destination_id": plan.destination_id,
         "type": plan.record_type,
         "format": plan.fmt,
@@ -269,7 +274,7 @@ def build_manifest(plan: ExportPlan, result: ExportResult, created_at: str, mome
         "records": result.records,
         "bytes": result.bytes,
         "files": [f.model_dump() for f in result.files],
-        "batch_created_at": created_at,
+        "batch_created_at" if batches is None else "run_created_at": created_at,
         "exported_at": moment.astimezone(UTC).isoformat().replace("+00:00", "Z"),
     }
 

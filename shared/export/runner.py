@@ -7,7 +7,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -41,6 +41,7 @@ from shared.export.batch_writer import (
     write_run,
 )
 from shared.export.block_upload import new_attempt_tag
+from shared.export.runs import export_destination_runs
 from shared.logging_setup import log_event
 
 if TYPE_CHECKING:  # the composition root sits above every package
@@ -86,14 +87,14 @@ class _Held:
         save_state(self.control, state, lease=self.lease.id, previous=previous)
 
 
-def due_batches(services: Services, moment: datetime) -> list[str]:
-    """Ids whose due time has come, oldest due first."""
-    due: list[tuple[float, str]] = []
+def due_batches(services: Services, moment: datetime) -> list[tuple[str, str]]:
+    """(batch id, destination id) of the batches whose due time has come, oldest due first."""
+    due: list[tuple[float, str, str]] = []
     for item in services.control.list(DUE_PREFIX, with_metadata=True):
         due_at = float(item.metadata.get("due_at", "0"))
         if due_at <= moment.timestamp():
-            due.append((due_at, item.name[len(DUE_PREFIX):]))
-    return [batch_id for _, batch_id in sorted(due)]
+            due.append((due_at, item.name[len(DUE_PREFIX):], item.metadata.get("destination", "")))
+    return [(batch_id, destination_id) for _, batch_id, destination_id in sorted(due)]
 
 
 def run_export_pass(
@@ -105,31 +106,38 @@ def run_export_pass(
 ) -> PassSummary:
     """Export every due batch until the time budget is nearly spent; return what happened.
 
-    Up to EXPORT_CONCURRENCY batches are exported at once, each under its own lease, so that one
-    batch's round trips to control storage and the destination overlap another's work.
+    Up to EXPORT_CONCURRENCY tasks run at once: a batch exported on its own under its lease, or a destination
+    whose batches are coalesced into runs (`shared.export.runs`, one task per destination), so that one
+    task's round trips to control storage and the destination overlap another's work.
     """
     started = time.monotonic()
     budget = budget_seconds if budget_seconds is not None else services.settings.pass_time_budget_seconds
     summary = PassSummary()
-    candidates = due_batches(services, clock())
-    log_event(log, "export pass started", due=len(candidates))
+    due = due_batches(services, clock())
+    log_event(log, "export pass started", due=len(due))
+    tasks = _tasks(services, due, hooks or Hooks(), clock)
     outcomes: dict[str, str] = {}
-    workers = max(1, min(services.settings.export_concurrency, len(candidates)))
+    workers = max(1, min(services.settings.export_concurrency, len(tasks)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export") as pool:
-        running: dict[Future[str], str] = {}
-        for index, batch_id in enumerate(candidates):
+        running: dict[Future[dict[str, str]], Task] = {}
+        for index, task in enumerate(tasks):
             if len(running) >= workers:
                 _collect(running, outcomes, wait(running, return_when=FIRST_COMPLETED).done)
-            # Stop taking new batches with a margin left for those in hand to finish (lease + commit).
+            # Stop taking new work with a margin left for what is in hand to finish (lease + commit).
             if time.monotonic() - started > budget * 0.8:
-                summary.skipped += len(candidates) - index
-                log_event(log, "export pass stopping: time budget nearly spent", left=len(candidates) - index)
+                left = sum(len(t.batch_ids) for t in tasks[index:])
+                summary.skipped += left
+                log_event(log, "export pass stopping: time budget nearly spent", left=left)
                 break
-            running[pool.submit(_export_or_skip, services, batch_id, hooks or Hooks(), clock)] = batch_id
+            running[pool.submit(task.run)] = task
         _collect(running, outcomes, list(running))
-    for batch_id in candidates:
+        in_runs = sorted({t.destination_id for t in tasks if any(outcomes.get(b) == IN_RUN for b in t.batch_ids)})
+        for destination_id in in_runs:  # batches of an open run whose destination stopped coalescing
+            ids = [b for b, d in due if d == destination_id]
+            outcomes.update(_runs_task(services, destination_id, ids, hooks or Hooks(), clock).run())
+    for batch_id, _ in due:
         if batch_id in outcomes:
-            outcome = outcomes[batch_id]
+            outcome = outcomes[batch_id] if outcomes[batch_id] != IN_RUN else "skipped"
             setattr(summary, outcome, getattr(summary, outcome) + 1)
             summary.batches.append({"batch_id": batch_id, "outcome": outcome})
     summary.duration_seconds = round(time.monotonic() - started, 3)
@@ -137,9 +145,64 @@ def run_export_pass(
     return summary
 
 
-def _collect(running: dict[Future[str], str], outcomes: dict[str, str], done: Iterable[Future[str]]) -> None:
+IN_RUN = "in_run"  # export_one's answer for a batch that belongs to a coalesced run
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of a pass: a batch on its own, or a destination's batches coalesced into runs."""
+
+    destination_id: str
+    batch_ids: tuple[str, ...]
+    run: Callable[[], dict[str, str]]
+
+
+def _tasks(services: Services, due: list[tuple[str, str]], hooks: Hooks,
+           clock: Callable[[], datetime]) -> list[Task]:
+    """Batches of destinations that coalesce become one task per destination; the others one task each."""
+    coalescing: dict[str, list[str]] = {}
+    tasks: list[Task] = []
+    for batch_id, destination_id in due:
+        if _coalesces(services, destination_id):
+            coalescing.setdefault(destination_id, []).append(batch_id)
+        else:
+            tasks.append(Task(destination_id, (batch_id,), _single(services, batch_id, hooks, clock)))
+    tasks.extend(_runs_task(services, destination_id, ids, hooks, clock) for destination_id, ids in coalescing.items())
+    return tasks
+
+
+def _coalesces(services: Services, destination_id: str) -> bool:
+    try:
+        return bool(destination_id) and services.destinations.get_record(destination_id).coalesce is not None
+    except Exception:  # missing or unreadable: each batch on its own says why
+        return False
+
+
+def _single(services: Services, batch_id: str, hooks: Hooks,
+            clock: Callable[[], datetime]) -> Callable[[], dict[str, str]]:
+    return lambda: {batch_id: _export_or_skip(services, batch_id, hooks, clock)}
+
+
+def _runs_task(services: Services, destination_id: str, batch_ids: list[str], hooks: Hooks,
+               clock: Callable[[], datetime]) -> Task:
+    def run() -> dict[str, str]:
+        try:
+            record = services.destinations.get_record(destination_id)
+            return export_destination_runs(services, record, batch_ids, hooks, clock)
+        except Exception as exc:  # one destination's trouble must not stop the pass
+            log_event(log, "run export interrupted; its batches stay due", logging.WARNING,
+                      destination_id=destination_id, error=type(exc).__name__,
+                      exc_info=None if isinstance(exc, AppError) else exc)
+            return dict.fromkeys(batch_ids, "skipped")
+
+    return Task(destination_id, tuple(batch_ids), run)
+
+
+def _collect(running: dict[Future[dict[str, str]], Task], outcomes: dict[str, str],
+             done: Iterable[Future[dict[str, str]]]) -> None:
     for future in done:
-        outcomes[running.pop(future)] = future.result()  # re-raises what ended a worker (only a BaseException can)
+        running.pop(future)
+        outcomes.update(future.result())  # re-raises what ended a worker (only a BaseException can)
 
 
 def _export_or_skip(services: Services, batch_id: str, hooks: Hooks, clock: Callable[[], datetime]) -> str:
@@ -164,6 +227,8 @@ def export_one(services: Services, batch_id: str, *, hooks: Hooks, clock: Callab
         if doc is None:
             return "skipped"
         state = BatchState.from_json(doc.data)
+        if state.run_id is not None and not state.finished:
+            return IN_RUN  # a member of a coalesced run: exported with its run (shared.export.runs)
         # Re-check under the lease: the index can lag behind the state.
         if state.finished:
             control.delete(due_marker(batch_id))
@@ -276,8 +341,7 @@ def _write(services: Services, container: Any, record: DestinationRecord, held: 
         if hooks.before_commit is not None:
             hooks.before_commit(name)
 
-    reader = checked_reader(control.stream, state.partitions)
-    result = write_run(container, plan, outputs, lambda partition: reader(partition.blob), before_commit)
+    result = write_run(container, plan, outputs, checked_reader(control.stream), before_commit)
     lease.check()
     manifest = build_manifest(plan, result, iso(state.created_at), clock())
     manifest_name = write_manifest(container, plan, manifest)
@@ -286,19 +350,22 @@ def _write(services: Services, container: Any, record: DestinationRecord, held: 
     return result, manifest_name, kept
 
 
-def checked_reader(read: Callable[[str], Iterator[bytes]],
-                   partitions: Sequence[StagedPartition]) -> Callable[[str], Iterator[bytes]]:
-    """`read`, checking that each staged blob holds the bytes its state committed (the SHA-256 intake
-    recorded). A mismatch ends the stream with a failure before the partition's last part is committed."""
-    expected = {p.blob: p.sha256 for p in partitions if p.sha256 is not None}
+def checked_reader(
+    read: Callable[[str, int | None, int | None], Iterator[bytes]],
+) -> Callable[[StagedPartition], Iterator[bytes]]:
+    """`read` (name, offset, length) of one staged partition: its byte range of the batch's staged blob, or
+    the whole blob of a batch staged before issue 13, checking that it holds the bytes the state committed
+    (the SHA-256 intake recorded). A mismatch ends the stream with a failure before the partition's last part
+    is committed."""
 
-    def read_checked(name: str) -> Iterator[bytes]:
+    def read_checked(partition: StagedPartition) -> Iterator[bytes]:
         digest = hashlib.sha256()
-        for chunk in read(name):
+        for chunk in read(partition.blob, *partition.byte_range()):
             digest.update(chunk)
             yield chunk
-        if name in expected and digest.hexdigest() != expected[name]:
-            log_event(log, "staged records differ from those the batch committed", logging.ERROR, blob=name)
+        if partition.sha256 is not None and digest.hexdigest() != partition.sha256:
+            log_event(log, "staged records differ from those the batch committed", logging.ERROR,
+                      blob=partition.blob, partition=partition.key, offset=partition.offset)
             raise DestinationProblem(
                 "the batch's staged records in control storage are not the ones it was accepted with, so it was "
                 "not exported; post the records again", code="staged_data_changed")
@@ -316,7 +383,7 @@ def _give_up_after_crashes(services: Services, held: _Held, moment: datetime) ->
     return "failed"
 
 
-def _backoff(settings: Any, attempts: int) -> float:
+def backoff_delay(settings: Any, attempts: int) -> float:
     delay = min(settings.retry_max_seconds, settings.retry_base_seconds * (2 ** max(0, attempts - 1)))
     return delay * random.uniform(0.5, 1.5)
 
@@ -326,7 +393,7 @@ def _fail(services: Services, held: _Held, problem: DestinationProblem, moment: 
     context: dict[str, Any] = {"batch_id": state.batch_id, "destination_id": state.destination_id,
                                "attempt": state.attempts, "error_code": problem.code}
     if transitions.may_back_off(state, problem, settings.max_attempts):
-        due = moment + timedelta(seconds=_backoff(settings, state.attempts))
+        due = moment + timedelta(seconds=backoff_delay(settings, state.attempts))
         held.save(transitions.back_off(state, problem, moment, due=due, max_attempts=settings.max_attempts))
         set_due(control, state.batch_id, state.destination_id, due)
         log_event(log, "batch will be retried", logging.WARNING, **context, next_attempt_at=iso(due),

@@ -103,21 +103,24 @@ def _lines(container: ContainerClient, name: str) -> list[bytes]:
 
 
 def assert_landed_exactly_once(container: ContainerClient, accepted: dict[str, int]) -> dict[str, int]:
-    """Every accepted batch (id -> records) landed once: one manifest each, its files and nothing else,
-    and the records counted in the files equal the records accepted. Returns the counts."""
+    """Every accepted batch (id -> records) landed once: in one manifest (its own, or its coalesced run's, which
+    lists its batches), the manifests' files and nothing else, and the records counted in the files equal the
+    records accepted. Returns the counts."""
     names = [b.name for b in container.list_blobs()]
     manifest_names = [n for n in names if "/_manifests/" in n]
     data = sorted(n for n in names if "/_manifests/" not in n and not n.endswith("_export_probe.txt"))
     manifests = [orjson.loads(container.download_blob(n).readall()) for n in manifest_names]
-    by_batch = Counter(m["batch_id"] for m in manifests)
+    members = [(b["batch_id"], b["records"]) for m in manifests for b in _batches_of(m)]
+    by_batch = Counter(batch_id for batch_id, _ in members)
     assert set(by_batch) == set(accepted), "a manifest is missing, or one exists for a batch never accepted"
-    assert max(by_batch.values(), default=1) == 1, "a batch has more than one manifest"
+    assert max(by_batch.values(), default=1) == 1, "a batch is in more than one manifest"
+    assert all(records == accepted[batch_id] for batch_id, records in members)
     listed = [f["name"] for m in manifests for f in m["files"]]
     assert len(listed) == len(set(listed)), "a file is listed by two manifests"
     assert sorted(listed) == data, "data files and manifests disagree (a stale or unlisted part)"
     counted = 0
     for manifest in manifests:
-        assert manifest["records"] == accepted[manifest["batch_id"]]
+        assert manifest["records"] == sum(b["records"] for b in _batches_of(manifest))
         for entry in manifest["files"]:
             lines = len(_lines(container, entry["name"]))
             assert lines == entry["records"], f"{entry['name']}: {lines} records, manifest says {entry['records']}"
@@ -125,6 +128,13 @@ def assert_landed_exactly_once(container: ContainerClient, accepted: dict[str, i
     assert counted == sum(accepted.values())
     return {"batches": len(accepted), "records_accepted": sum(accepted.values()), "records_landed": counted,
             "data_files": len(data), "manifests": len(manifests)}
+
+
+def _batches_of(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The batches a manifest covers: a coalesced run's list, or the one batch it is named for."""
+    if "batches" in manifest:
+        return list(manifest["batches"])
+    return [{"batch_id": manifest["batch_id"], "records": manifest["records"]}]
 
 
 def control_names(services: Services, *prefixes: str) -> list[str]:

@@ -88,3 +88,45 @@ def test_worker_killed_mid_upload_is_finished_by_a_later_pass(
     assert counts["data_files"] > 3
     report("worker_killed_mid_upload", stalled_on_commit=3, taken_over_after_seconds=round(taken_over_after, 1),
            attempts=final["total_attempts"], **counts)
+
+
+def test_worker_killed_mid_run_is_redone_with_the_same_members_and_names(
+    api: httpx.Client, azurite: Azurite, fresh_container: ContainerClient, services: Services, settings: Settings,
+    tmp_path: Path,
+) -> None:
+    """A coalesced run (issue 13): the worker dies after two of its files; the next pass (once the run lease
+    has run out) redoes the same run, and the container holds exactly that run's files."""
+    dest = make_destination(api, azurite, fresh_container, compression="gzip",
+                            coalesce={"max_delay_seconds": 0, "target_file_mb": 128})
+    accepted = {}
+    for n in range(30):
+        records = list(sample_data.events(scaled(40), seed=n, hours=2))
+        accepted[post_batch(api, dest, records)["batch_id"]] = len(records)
+    marker = tmp_path / "stalled"
+
+    worker = spawn_worker(settings, "--stall-at-commit", "3", "--marker", str(marker))
+    try:
+        wait_for(marker, worker)
+        running = state(services, next(iter(accepted)))
+        run_id = running["run_id"]
+        assert running["state"] == "running" and run_id and marker.read_text(encoding="utf-8").find(run_id) > 0
+        assert manifests(fresh_container) == []
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait()
+    killed_at = time.monotonic()
+
+    during_lease = run_export_pass(services)  # the dead worker's run lease still holds
+    assert during_lease.landed == 0 and state(services, next(iter(accepted)))["state"] == "running"
+    while (summary := run_export_pass(services)).landed == 0:
+        assert time.monotonic() - killed_at < settings.lease_seconds + 15, "the run lease never expired"
+        assert summary.failed == 0
+        time.sleep(0.5)
+    assert summary.landed == len(accepted)
+
+    counts = assert_landed_exactly_once(fresh_container, accepted)
+    [manifest] = manifests(fresh_container)
+    assert manifest["run_id"] == run_id and len(manifest["batches"]) == len(accepted)
+    assert all(state(services, b)["run_id"] == run_id and state(services, b)["total_attempts"] == 2
+               for b in list(accepted)[:5])
+    report("worker_killed_mid_run", stalled_on_commit=3, **counts)

@@ -161,7 +161,7 @@ def test_intake_under_concurrent_load_loses_nothing(
     def staged_records(batch_id: str) -> tuple[int, int]:
         state = get_state(services.control, batch_id)
         lines = sum(
-            b"".join(services.control.stream(part.blob)).count(b"\n") for part in state.partitions
+            b"".join(services.control.stream(part.blob, *part.byte_range())).count(b"\n") for part in state.partitions
         )
         return state.records, lines
 

@@ -1,0 +1,351 @@
+"""Coalesced runs: the due batches of a destination with `coalesce` set, exported together as one file per
+partition and one manifest per run (`shared.control.runs` holds the run documents and says how membership is
+settled before any file is written).
+
+Under the destination's run lease (one worker per destination and record type; destinations in parallel):
+1. batches in an open run (or a failed one, retried) redo that run: the same members that are still to land,
+   the same file names; parts an earlier attempt wrote and this one did not are deleted;
+2. batches in no run form new runs, in creation order, each closing at `target_file_mb` of staged records;
+   with `max_delay_seconds`, a run too small for its target waits until its oldest batch is that old;
+3. a run that lands lands each member (its state names the run and its manifest); one that fails records the
+   reason on each member, which backs off or fails as a batch on its own would.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from shared.control import runs as run_docs
+from shared.control import transitions
+from shared.control.batch_state import BatchState, iso
+from shared.control.batches import due_marker, failed_marker, now_utc, save_state, set_due, state_blob
+from shared.control.leases import BatchLease, LeaseLost
+from shared.control.retention import delete_staged_at_landing
+from shared.control.runs import RunMember, RunState
+from shared.control.store import ControlStore, LeaseHeld, PreconditionFailed
+from shared.destinations.access import with_destination
+from shared.destinations.failures import describe_failure
+from shared.destinations.record import CoalesceSettings, DestinationRecord
+from shared.errors import DestinationProblem
+from shared.export.batch_writer import (
+    ExportPlan,
+    build_manifest,
+    delete_stale,
+    output_partitions,
+    write_manifest,
+    write_run,
+)
+from shared.export.block_upload import new_attempt_tag
+from shared.logging_setup import log_event
+
+if TYPE_CHECKING:  # the composition root sits above every package
+    from shared.export.runner import Hooks
+    from shared.services import Services
+
+log = logging.getLogger(__name__)
+MEMBER_WORKERS = 16  # member states read and saved at once: each is a round trip or a few
+T = TypeVar("T")
+
+
+@dataclass
+class _Member:
+    state: BatchState
+    etag: str
+
+
+def export_destination_runs(services: Services, record: DestinationRecord, batch_ids: Sequence[str], hooks: Hooks,
+                            clock: Callable[[], datetime]) -> dict[str, str]:
+    """Export a destination's due batches as runs; each batch's outcome ('landed', 'failed', 'retried' or
+    'skipped'). Batches of each record type are exported under that type's run lease."""
+    members = _read(services.control, batch_ids)
+    outcomes: dict[str, str] = {}
+    for record_type in sorted({m.state.type for m in members}):
+        ids = [m.state.batch_id for m in members if m.state.type == record_type]
+        lease_blob = run_docs.ensure_group_lease_blob(services.control, record.id, record_type)
+        lease = BatchLease(services.control.container, lease_blob, services.settings.lease_seconds)
+        if not lease.acquire():  # another worker is at this destination's runs
+            outcomes.update(dict.fromkeys(ids, "skipped"))
+            continue
+        with lease:
+            try:
+                outcomes.update(_export_group(services, record, ids, lease, hooks, clock))
+            except LeaseLost:
+                log_event(log, "run lease lost; leaving the runs to the next pass", logging.WARNING,
+                          destination_id=record.id, type=record_type)
+    return outcomes
+
+
+def _export_group(services: Services, record: DestinationRecord, batch_ids: Sequence[str], lease: BatchLease,
+                  hooks: Hooks, clock: Callable[[], datetime]) -> dict[str, str]:
+    control, now = services.control, clock()
+    members = [m for m in _read(control, batch_ids) if not m.state.finished and not m.state.waiting_at(now)]
+    runs: dict[str, RunState] = {}
+    free: list[_Member] = []
+    for member in members:
+        run_id = member.state.run_id
+        if run_id is not None and run_id not in runs:
+            found = run_docs.get_run(control, run_id)
+            if found is not None and found[0].state != "landed":
+                runs[run_id] = found[0]
+        if run_id is not None and run_id in runs:
+            continue
+        if member.state.state != "pending":
+            continue  # running outside any run: a batch exported on its own, taken over by export_one
+        if run_id is not None:  # its run landed without it: it starts again in a new one
+            member = _save(control, member, transitions.leave_closed_run(member.state, now))
+        free.append(member)
+    outcomes: dict[str, str] = {}
+    for run in sorted(runs.values(), key=lambda r: r.run_id):
+        outcomes.update(_redo(services, record, run, lease, hooks, clock))
+    if record.coalesce is not None:
+        for chunk in _chunks(free, record.coalesce, now):
+            outcomes.update(_form(services, record, chunk, lease, hooks, clock))
+    return {batch_id: outcomes.get(batch_id, "skipped") for batch_id in batch_ids}  # skipped: waits for others
+
+
+def _chunks(free: list[_Member], coalesce: CoalesceSettings, now: datetime) -> Iterable[list[_Member]]:
+    """Runs of batches in creation order, each closing at the target size; the last, if under its target, only
+    once its oldest batch has waited `max_delay_seconds`."""
+    target = coalesce.target_file_mb * 1024 * 1024
+    chunk: list[_Member] = []
+    size = 0
+    for member in sorted(free, key=lambda m: (m.state.created_at, m.state.batch_id)):
+        chunk.append(member)
+        size += member.state.staged_bytes
+        if size >= target:
+            yield chunk
+            chunk, size = [], 0
+    if chunk and now - chunk[0].state.created_at >= timedelta(seconds=coalesce.max_delay_seconds):
+        yield chunk
+
+
+def _form(services: Services, record: DestinationRecord, chunk: list[_Member], lease: BatchLease, hooks: Hooks,
+          clock: Callable[[], datetime]) -> dict[str, str]:
+    """A new run of `chunk`: written unsealed, joined by each batch that can, sealed with those, exported."""
+    control, now = services.control, clock()
+    run = RunState(
+        run_id=run_docs.new_run_id(now), destination_id=record.id, type=chunk[0].state.type,
+        members=tuple(RunMember(batch_id=m.state.batch_id, records=m.state.records) for m in chunk),
+        sealed=False, state="open", export_date=now.strftime("%Y-%m-%d"), created_at=now, updated_at=now,
+    )
+    etag = run_docs.create_run(control, run)
+    return _settle_and_export(services, record, run, etag, chunk, lease, hooks, clock)
+
+
+def _redo(services: Services, record: DestinationRecord, run: RunState, lease: BatchLease, hooks: Hooks,
+          clock: Callable[[], datetime]) -> dict[str, str]:
+    found = run_docs.get_run(services.control, run.run_id)
+    assert found is not None
+    run, etag = found
+    members = _read(services.control, run.batch_ids)
+    if run.sealed:
+        active = [m for m in members if m.state.run_id == run.run_id and m.state.state in {"pending", "running"}]
+        if run.state == "failed":  # a member was retried: the run is redone with the members waiting again
+            etag = run_docs.save_run(services.control, run.changed(state="open", updated_at=clock()), etag)
+        return _export_run(services, record, run, etag, active, lease, hooks, clock)
+    return _settle_and_export(services, record, run, etag, members, lease, hooks, clock)
+
+
+def _settle_and_export(services: Services, record: DestinationRecord, run: RunState, etag: str,
+                       candidates: list[_Member], lease: BatchLease, hooks: Hooks,
+                       clock: Callable[[], datetime]) -> dict[str, str]:
+    control, now = services.control, clock()
+    lease.check()
+
+    def join(member: _Member) -> _Member | None:
+        state = member.state
+        if state.run_id == run.run_id:
+            return member
+        if state.state != "pending" or state.run_id is not None:
+            return None
+        try:
+            return _save(control, member, transitions.join_run(state, run.run_id, now), conditional=True)
+        except (PreconditionFailed, LeaseHeld):  # changed since read, or a worker holds it: not in this run
+            return None
+
+    joined = [m for m in _each(join, candidates) if m is not None]
+    by_id = {m.state.batch_id: m for m in joined}
+    members = tuple(member for member in run.members if member.batch_id in by_id)
+    if not members:
+        control.delete(run_docs.run_blob(run.run_id))
+        return {}
+    run = run.changed(members=members, sealed=True, updated_at=now)
+    etag = run_docs.save_run(control, run, etag)
+    log_event(log, "run formed", run_id=run.run_id, destination_id=run.destination_id, type=run.type,
+              batches=len(members), records=sum(m.records for m in members))
+    return _export_run(services, record, run, etag, [by_id[m.batch_id] for m in members], lease, hooks, clock)
+
+
+class _RunRecorder:
+    """The run document while its files are written: parts are put on record before their commit."""
+
+    def __init__(self, control: ControlStore, run: RunState, etag: str):
+        self.control, self.run, self.etag = control, run, etag
+        self._lock = threading.Lock()
+
+    def record(self, names: Sequence[str], moment: datetime) -> None:
+        with self._lock:
+            new = [name for name in dict.fromkeys(names) if name not in self.run.written_blobs]
+            if new:
+                self.save(self.run.changed(written_blobs=(*self.run.written_blobs, *new), updated_at=moment))
+
+    def save(self, run: RunState) -> None:
+        self.etag = run_docs.save_run(self.control, run, self.etag)
+        self.run = run
+
+
+def _export_run(services: Services, record: DestinationRecord, run: RunState, etag: str, members: list[_Member],
+                lease: BatchLease, hooks: Hooks, clock: Callable[[], datetime]) -> dict[str, str]:
+    control, settings = services.control, services.settings
+    recorder = _RunRecorder(control, run, etag)
+    if not members:
+        recorder.save(run.changed(state="failed", updated_at=clock()))
+        return {}
+    if any(transitions.crashed_too_often(m.state, settings.max_attempts) for m in members):
+        return _give_up(services, recorder, members, clock())
+    started = clock()
+    try:
+        members = list(_each(lambda m: _save(control, m, transitions.start_attempt(m.state, started)), members))
+    except LeaseHeld:
+        return dict.fromkeys((m.state.batch_id for m in members), "skipped")
+    context: dict[str, Any] = {"run_id": run.run_id, "destination_id": run.destination_id, "batches": len(members)}
+    log_event(log, "run export started", **context)
+    try:
+        result, manifest_name, kept = with_destination(
+            record, services.secrets, services.clients,
+            lambda container: _write(services, container, record, recorder, members, lease, hooks, clock),
+        )
+    except LeaseLost:
+        raise
+    except Exception as exc:  # every failure is classified and recorded on each member
+        problem = describe_failure(exc, record, clock())
+        if problem.code == "internal_error":
+            log_event(log, "run export raised an unexpected error", logging.ERROR, **context,
+                      error=type(exc).__name__, exc_info=exc)
+        return _fail_members(services, recorder, members, problem, clock())
+    finished = clock()
+    lease.check()
+    recorder.save(recorder.run.changed(state="landed", files=tuple(result.files), manifest=manifest_name,
+                                       written_blobs=(), updated_at=finished))
+
+    def land(member: _Member) -> str:
+        landed = _save(control, member, transitions.land(member.state, finished, files=result.files,
+                                                          output_bytes=result.bytes, manifest=manifest_name,
+                                                          kept=kept))
+        control.delete(due_marker(landed.state.batch_id))
+
+        def save_held(state: BatchState) -> None:
+            _save(control, landed, state)
+
+        delete_staged_at_landing(settings, landed.state, save_held, control)
+        return "landed"
+
+    outcomes = dict(zip((m.state.batch_id for m in members), _each(land, members), strict=True))
+    log_event(log, "run landed", **context, records=result.records, files=len(result.files), bytes=result.bytes,
+              duration_seconds=round((finished - started).total_seconds(), 3))
+    return outcomes
+
+
+def _write(services: Services, container: Any, record: DestinationRecord, recorder: _RunRecorder,
+           members: list[_Member], lease: BatchLease, hooks: Hooks,
+           clock: Callable[[], datetime]) -> tuple[Any, str, list[str]]:
+    from shared.export.runner import checked_reader  # one reader of staged records for both paths
+
+    settings, run = services.settings, recorder.run
+    plan = ExportPlan(
+        run_id=run.run_id, destination_id=run.destination_id, record_type=run.type, prefix=record.prefix,
+        fmt=record.format, compression=record.compression, export_date=run.export_date,
+        part_max_bytes=settings.part_max_bytes, block_bytes=settings.block_bytes,
+        max_in_flight=settings.upload_concurrency, gzip_level=settings.gzip_level, attempt_tag=new_attempt_tag(),
+        file_concurrency=settings.file_concurrency,
+    )
+    order = {m.batch_id: index for index, m in enumerate(run.members)}
+    states = sorted((m.state for m in members), key=lambda s: order[s.batch_id])
+    outputs = output_partitions([p for state in states for p in state.partitions], record.partition)
+    previous = set(run.written_blobs)
+    recorder.record(plan.first_part_names(outputs), now_utc())
+
+    def before_commit(name: str) -> None:
+        lease.check()
+        recorder.record([name], now_utc())
+        if hooks.before_commit is not None:
+            hooks.before_commit(name)
+
+    result = write_run(container, plan, outputs, checked_reader(services.control.stream), before_commit)
+    lease.check()
+    batches = [{"batch_id": s.batch_id, "records": s.records} for s in states]
+    manifest = build_manifest(plan, result, iso(run.created_at), clock(), batches=batches)
+    manifest_name = write_manifest(container, plan, manifest)
+    kept = delete_stale(container, sorted(previous - {f.name for f in result.files}))
+    return result, manifest_name, kept
+
+
+def _fail_members(services: Services, recorder: _RunRecorder, members: list[_Member], problem: DestinationProblem,
+                  moment: datetime) -> dict[str, str]:
+    control, settings = services.control, services.settings
+
+    def record(member: _Member) -> str:
+        state = member.state
+        context: dict[str, Any] = {"batch_id": state.batch_id, "run_id": state.run_id,
+                                   "destination_id": state.destination_id, "attempt": state.attempts,
+                                   "error_code": problem.code}
+        if transitions.may_back_off(state, problem, settings.max_attempts):
+            from shared.export.runner import backoff_delay
+
+            due = moment + timedelta(seconds=backoff_delay(settings, state.attempts))
+            _save(control, member, transitions.back_off(state, problem, moment, due=due,
+                                                        max_attempts=settings.max_attempts))
+            set_due(control, state.batch_id, state.destination_id, due)
+            log_event(log, "batch will be retried", logging.WARNING, **context, reason=repr(problem.message))
+            return "retried"
+        _save(control, member, transitions.fail(state, problem, moment))
+        control.put_bytes(failed_marker(state.destination_id, state.batch_id), b"")
+        control.delete(due_marker(state.batch_id))
+        log_event(log, "batch failed", logging.WARNING, **context, reason=repr(problem.message))
+        return "failed"
+
+    outcomes = dict(zip((m.state.batch_id for m in members), _each(record, members), strict=True))
+    if "retried" not in outcomes.values():
+        recorder.save(recorder.run.changed(state="failed", updated_at=moment))
+    return outcomes
+
+
+def _give_up(services: Services, recorder: _RunRecorder, members: list[_Member], moment: datetime) -> dict[str, str]:
+    """A run whose export killed its worker every time: every member fails with the reason."""
+    crashes = max(m.state.crashes for m in members) + 1
+    problem = DestinationProblem(
+        f"the export of its run {recorder.run.run_id} crashed the worker {crashes} times (the process died "
+        "mid-export, for example out of memory); the batch is not tried again until it is retried",
+        code="worker_crashed")
+    started = [_save(services.control, m, transitions.start_attempt(m.state, moment)) for m in members]
+    return _fail_members(services, recorder, started, problem.__class__(problem.message, code=problem.code,
+                                                                          retryable=False), moment)
+
+
+def _read(control: ControlStore, batch_ids: Sequence[str]) -> list[_Member]:
+    def read(batch_id: str) -> _Member | None:
+        doc = control.get(state_blob(batch_id))
+        return None if doc is None else _Member(BatchState.from_json(doc.data), doc.etag)
+
+    return [m for m in _each(read, list(batch_ids)) if m is not None]
+
+
+def _save(control: ControlStore, member: _Member, state: BatchState, *, conditional: bool = False) -> _Member:
+    if state is member.state:
+        return member
+    etag = save_state(control, state, etag=member.etag if conditional else None, previous=member.state.state)
+    return _Member(state, etag)
+
+
+def _each(work: Callable[[Any], T], items: Sequence[Any]) -> list[T]:
+    """`work` on every item, MEMBER_WORKERS at once (round trips to control storage overlap)."""
+    if len(items) <= 1:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(MEMBER_WORKERS, len(items)), thread_name_prefix="run") as pool:
+        return list(pool.map(work, items))

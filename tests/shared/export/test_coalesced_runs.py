@@ -1,0 +1,144 @@
+"""Coalesced runs (issue 13, item 4): small batches of a destination with `coalesce` set land together, one file
+per partition and one manifest per run; every record once; a batch names its run; two passes at once never
+export a run twice or put a batch in two runs; a run whose destination fails fails each member, and a retry
+redoes the run under the same names."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from azure.storage.blob import BlobServiceClient, ContainerClient
+
+from scripts import sample_data
+from shared.control import runs as run_docs
+from shared.export.runner import PassSummary, run_export_pass
+from shared.services import Services
+from tests.shared.export_helpers import data_files, make_destination, manifests, post_batch, read_blob
+from tests.support.azurite import Azurite
+
+COALESCE = {"max_delay_seconds": 0, "target_file_mb": 128}
+
+
+def post_small_batches(api: httpx.Client, dest: str, count: int, size: int = 5) -> dict[str, list[bytes]]:
+    """`count` batches of `size` events over 2 hours; each batch's records as landed lines, by batch id."""
+    posted = {}
+    for n in range(count):
+        records = list(sample_data.events(size, seed=n, hours=2))
+        posted[post_batch(api, dest, records)["batch_id"]] = [orjson.dumps(r) for r in records]
+    return posted
+
+
+def landed_lines(container: ContainerClient) -> Counter[bytes]:
+    return Counter(orjson.dumps(orjson.loads(line)) for name in data_files(container)
+                   for line in read_blob(container, name).splitlines())
+
+
+def status(api: httpx.Client, batch_id: str) -> dict[str, Any]:
+    return dict(api.get(f"/api/batches/{batch_id}").json())
+
+
+def test_small_batches_coalesced_land_in_one_file_per_partition_and_one_manifest(
+    api: httpx.Client, services: Services, azurite: Azurite, fresh_container: ContainerClient
+) -> None:
+    make_destination(api, azurite, fresh_container, coalesce=COALESCE)
+    assert api.get("/api/destinations/acme").json()["coalesce"] == COALESCE
+    posted = post_small_batches(api, "acme", 200)
+
+    summary = run_export_pass(services)
+    assert summary.landed == 200 and summary.failed == summary.retried == 0
+    names = data_files(fresh_container)
+    assert len(names) == 2  # two hour partitions, one run: one file each
+    assert landed_lines(fresh_container) == Counter(line for lines in posted.values() for line in lines)
+
+    [manifest] = manifests(fresh_container)
+    assert manifest["run_id"].startswith("r") and "batch_id" not in manifest
+    assert {b["batch_id"]: b["records"] for b in manifest["batches"]} == {b: 5 for b in posted}
+    assert manifest["records"] == 1000 and sorted(f["name"] for f in manifest["files"]) == names
+    for batch_id in list(posted)[:10]:
+        batch = status(api, batch_id)
+        assert batch["state"] == "landed" and batch["run_id"] == manifest["run_id"]
+        assert batch["manifest"] == f"events/_manifests/{manifest['run_id']}.json"
+    run, _ = run_docs.get_run(services.control, manifest["run_id"]) or (None, None)
+    assert run is not None and run.state == "landed" and len(run.members) == 200
+
+
+def test_a_run_closes_at_its_target_size_and_a_small_one_waits_its_delay(
+    api: httpx.Client, services: Services, azurite: Azurite, fresh_container: ContainerClient
+) -> None:
+    make_destination(api, azurite, fresh_container, coalesce={"max_delay_seconds": 3600, "target_file_mb": 1})
+    posted = post_small_batches(api, "acme", 4, size=1500)  # about 420 KB each: three close a 1 MiB run
+    summary = run_export_pass(services)
+    assert summary.landed == 3 and summary.skipped == 1  # the fourth waits for others, up to an hour
+    assert len(manifests(fresh_container)) == 1
+    waiting = [b for b in posted if status(api, b)["state"] == "pending"]
+    assert len(waiting) == 1 and status(api, waiting[0]).get("run_id") is None
+
+
+def test_two_passes_at_once_never_export_a_run_twice_or_a_batch_in_two_runs(
+    api: httpx.Client, services: Services, azurite: Azurite, blob_service: BlobServiceClient
+) -> None:
+    containers = {}
+    for dest in ("acme", "globex", "initech"):
+        containers[dest] = blob_service.create_container(f"dest-{dest}-{threading.get_ident() % 10_000}")
+        make_destination(api, azurite, containers[dest], dest_id=dest, coalesce=COALESCE)
+    posted = {dest: post_small_batches(api, dest, 30) for dest in containers}
+
+    summaries: list[PassSummary] = []
+    passes = [threading.Thread(target=lambda: summaries.append(run_export_pass(services))) for _ in range(2)]
+    for thread in passes:
+        thread.start()
+    for thread in passes:
+        thread.join()
+    while sum(s.landed for s in summaries) < 90:  # what one pass left to the other, a later pass takes
+        summaries.append(run_export_pass(services))
+        assert len(summaries) < 6
+    for dest, container in containers.items():
+        expected = Counter(line for lines in posted[dest].values() for line in lines)
+        assert landed_lines(container) == expected  # every record once
+        found = manifests(container)
+        in_runs = [b["batch_id"] for m in found for b in m["batches"]]
+        assert sorted(in_runs) == sorted(posted[dest])  # each batch in exactly one run
+        container.delete_container()
+
+
+def test_a_failed_run_fails_every_member_and_a_retry_redoes_it_under_the_same_names(
+    api: httpx.Client, services: Services, azurite: Azurite, blob_service: BlobServiceClient
+) -> None:
+    container = blob_service.create_container(f"dest-gone-{threading.get_ident() % 10_000}")
+    make_destination(api, azurite, container, coalesce=COALESCE)
+    posted = post_small_batches(api, "acme", 4)
+    container.delete_container()  # the destination fails: every member with the reason
+    assert run_export_pass(services).failed == 4
+    failed = [status(api, b) for b in posted]
+    assert {b["state"] for b in failed} == {"failed"} and len({b["run_id"] for b in failed}) == 1
+    assert {b["last_error"]["code"] for b in failed} == {"container_not_found"}
+    run_id = failed[0]["run_id"]
+
+    container = blob_service.create_container(container.container_name)
+    first = next(iter(posted))
+    assert api.post(f"/api/batches/{first}/retry").status_code == 200
+    assert run_export_pass(services).landed == 1
+    [manifest] = manifests(container)
+    assert manifest["run_id"] == run_id and [b["batch_id"] for b in manifest["batches"]] == [first]
+    assert landed_lines(container) == Counter(posted[first])
+    for batch_id in list(posted)[1:]:  # retried after their run landed without them: a new run of their own
+        assert api.post(f"/api/batches/{batch_id}/retry").status_code == 200
+    assert run_export_pass(services).landed == 3
+    later = [m for m in manifests(container) if m["run_id"] != run_id]
+    assert len(later) == 1 and sorted(b["batch_id"] for b in later[0]["batches"]) == sorted(list(posted)[1:])
+    assert landed_lines(container) == Counter(line for lines in posted.values() for line in lines)
+
+
+@pytest.mark.parametrize("partition", ["day"])
+def test_a_coalesced_run_by_day(api: httpx.Client, services: Services, azurite: Azurite,
+                                fresh_container: ContainerClient, partition: str) -> None:
+    make_destination(api, azurite, fresh_container, coalesce=COALESCE, partition=partition)
+    posted = post_small_batches(api, "acme", 20)
+    assert run_export_pass(services).landed == 20
+    assert len(data_files(fresh_container)) == 1  # two hours, one day
+    assert landed_lines(fresh_container) == Counter(line for lines in posted.values() for line in lines)
