@@ -42,6 +42,7 @@ from shared.export.batch_writer import (
 )
 from shared.export.block_upload import new_attempt_tag
 from shared.export.runs import export_destination_runs
+from shared.export.staged_windows import StagedWindows
 from shared.logging_setup import log_event
 
 if TYPE_CHECKING:  # the composition root sits above every package
@@ -341,7 +342,7 @@ def _write(services: Services, container: Any, record: DestinationRecord, held: 
         if hooks.before_commit is not None:
             hooks.before_commit(name)
 
-    result = write_run(container, plan, outputs, checked_reader(control.stream), before_commit)
+    result = write_run(container, plan, outputs, checked_reader(StagedWindows(control.stream).read), before_commit)
     lease.check()
     manifest = build_manifest(plan, result, iso(state.created_at), clock())
     manifest_name = write_manifest(container, plan, manifest)

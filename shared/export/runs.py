@@ -42,6 +42,7 @@ from shared.export.batch_writer import (
     write_run,
 )
 from shared.export.block_upload import new_attempt_tag
+from shared.export.staged_windows import StagedWindows
 from shared.logging_setup import log_event
 
 if TYPE_CHECKING:  # the composition root sits above every package
@@ -277,7 +278,8 @@ def _write(services: Services, container: Any, record: DestinationRecord, record
         if hooks.before_commit is not None:
             hooks.before_commit(name)
 
-    result = write_run(container, plan, outputs, checked_reader(services.control.stream), before_commit)
+    reader = checked_reader(StagedWindows(services.control.stream).read)
+    result = write_run(container, plan, outputs, reader, before_commit)
     lease.check()
     batches = [{"batch_id": s.batch_id, "records": s.records} for s in states]
     manifest = build_manifest(plan, result, iso(run.created_at), clock(), batches=batches)
