@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared.control import transitions
-from shared.control.batch_state import BatchState, StagedPartition, iso
+from shared.control.batch_state import BatchState, iso
 from shared.control.batches import (
     DUE_PREFIX,
     discard_staging,
@@ -32,6 +30,7 @@ from shared.destinations.access import with_destination
 from shared.destinations.failures import describe_failure
 from shared.destinations.record import DestinationRecord
 from shared.errors import AppError, DestinationProblem, NotFound
+from shared.export.backoff import backoff_delay
 from shared.export.batch_writer import (
     ExportPlan,
     build_manifest,
@@ -42,7 +41,7 @@ from shared.export.batch_writer import (
 )
 from shared.export.block_upload import new_attempt_tag
 from shared.export.runs import export_destination_runs
-from shared.export.staged_windows import StagedWindows
+from shared.export.staged_reads import staged_reader
 from shared.logging_setup import log_event
 
 if TYPE_CHECKING:  # the composition root sits above every package
@@ -342,7 +341,7 @@ def _write(services: Services, container: Any, record: DestinationRecord, held: 
         if hooks.before_commit is not None:
             hooks.before_commit(name)
 
-    result = write_run(container, plan, outputs, checked_reader(StagedWindows(control.stream).read), before_commit)
+    result = write_run(container, plan, outputs, staged_reader(control.stream), before_commit)
     lease.check()
     manifest = build_manifest(plan, result, iso(state.created_at), clock())
     manifest_name = write_manifest(container, plan, manifest)
@@ -351,26 +350,6 @@ def _write(services: Services, container: Any, record: DestinationRecord, held: 
     return result, manifest_name, kept
 
 
-def checked_reader(
-    read: Callable[[str, int | None, int | None], Iterator[bytes]],
-) -> Callable[[StagedPartition], Iterator[bytes]]:
-    """`read` (name, offset, length) of one staged partition: its byte range of the batch's staged blob, or
-    the whole blob of a batch staged before issue 13, checking that it holds the bytes the state committed
-    (the SHA-256 intake recorded). A mismatch ends the stream with a failure before the partition's last part
-    is committed."""
-
-    def read_checked(partition: StagedPartition) -> Iterator[bytes]:
-        digest = hashlib.sha256()
-        for chunk in read(partition.blob, *partition.byte_range()):
-            digest.update(chunk)
-            yield chunk
-        if partition.sha256 is not None and digest.hexdigest() != partition.sha256:
-            log_event(log, "staged records differ from those the batch committed", logging.ERROR,
-                      blob=partition.blob, partition=partition.key, offset=partition.offset)
-            raise DestinationProblem(
-                "the batch's staged records in control storage are not the ones it was accepted with, so it was "
-                "not exported; post the records again", code="staged_data_changed")
-    return read_checked
 
 
 def _give_up_after_crashes(services: Services, held: _Held, moment: datetime) -> str:
@@ -384,9 +363,6 @@ def _give_up_after_crashes(services: Services, held: _Held, moment: datetime) ->
     return "failed"
 
 
-def backoff_delay(settings: Any, attempts: int) -> float:
-    delay = min(settings.retry_max_seconds, settings.retry_base_seconds * (2 ** max(0, attempts - 1)))
-    return delay * random.uniform(0.5, 1.5)
 
 
 def _fail(services: Services, held: _Held, problem: DestinationProblem, moment: datetime) -> str:

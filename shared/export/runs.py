@@ -33,6 +33,7 @@ from shared.destinations.access import with_destination
 from shared.destinations.failures import describe_failure
 from shared.destinations.record import CoalesceSettings, DestinationRecord
 from shared.errors import DestinationProblem
+from shared.export.backoff import backoff_delay
 from shared.export.batch_writer import (
     ExportPlan,
     build_manifest,
@@ -42,7 +43,7 @@ from shared.export.batch_writer import (
     write_run,
 )
 from shared.export.block_upload import new_attempt_tag
-from shared.export.staged_windows import StagedWindows
+from shared.export.staged_reads import staged_reader
 from shared.logging_setup import log_event
 
 if TYPE_CHECKING:  # the composition root sits above every package
@@ -256,8 +257,6 @@ def _export_run(services: Services, record: DestinationRecord, run: RunState, et
 def _write(services: Services, container: Any, record: DestinationRecord, recorder: _RunRecorder,
            members: list[_Member], lease: BatchLease, hooks: Hooks,
            clock: Callable[[], datetime]) -> tuple[Any, str, list[str]]:
-    from shared.export.runner import checked_reader  # one reader of staged records for both paths
-
     settings, run = services.settings, recorder.run
     plan = ExportPlan(
         run_id=run.run_id, destination_id=run.destination_id, record_type=run.type, prefix=record.prefix,
@@ -278,8 +277,7 @@ def _write(services: Services, container: Any, record: DestinationRecord, record
         if hooks.before_commit is not None:
             hooks.before_commit(name)
 
-    reader = checked_reader(StagedWindows(services.control.stream).read)
-    result = write_run(container, plan, outputs, reader, before_commit)
+    result = write_run(container, plan, outputs, staged_reader(services.control.stream), before_commit)
     lease.check()
     batches = [{"batch_id": s.batch_id, "records": s.records} for s in states]
     manifest = build_manifest(plan, result, iso(run.created_at), clock(), batches=batches)
@@ -298,8 +296,6 @@ def _fail_members(services: Services, recorder: _RunRecorder, members: list[_Mem
                                    "destination_id": state.destination_id, "attempt": state.attempts,
                                    "error_code": problem.code}
         if transitions.may_back_off(state, problem, settings.max_attempts):
-            from shared.export.runner import backoff_delay
-
             due = moment + timedelta(seconds=backoff_delay(settings, state.attempts))
             _save(control, member, transitions.back_off(state, problem, moment, due=due,
                                                         max_attempts=settings.max_attempts))
@@ -326,8 +322,7 @@ def _give_up(services: Services, recorder: _RunRecorder, members: list[_Member],
         "mid-export, for example out of memory); the batch is not tried again until it is retried",
         code="worker_crashed")
     started = [_save(services.control, m, transitions.start_attempt(m.state, moment)) for m in members]
-    return _fail_members(services, recorder, started, problem.__class__(problem.message, code=problem.code,
-                                                                          retryable=False), moment)
+    return _fail_members(services, recorder, started, problem, moment)
 
 
 def _read(control: ControlStore, batch_ids: Sequence[str]) -> list[_Member]:

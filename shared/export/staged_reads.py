@@ -1,4 +1,5 @@
-"""Reads of staged partitions served from windows of their staged blobs.
+"""Reading staged partitions: checked against the SHA-256 their state committed (`checked_reader`), small ones
+served from windows of their staged blob (`StagedWindows`); `staged_reader` is both, as the export uses them.
 
 A batch is staged as one blob, each partition a byte range of it (shared.control.batches). Read one range at
 a time, a backfill's 300 small partitions cost 300 downloads: as much client CPU as the 300 files they
@@ -10,15 +11,50 @@ larger than a window, and whole blobs (states staged before byte ranges), stream
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 
+from shared.control.batch_state import StagedPartition
+from shared.errors import DestinationProblem
+from shared.logging_setup import log_event
+
 WINDOW_BYTES = 4 * 1024 * 1024
 MAX_WINDOWS = 8  # 32 MiB at most: a run's writers read up to FILE_CONCURRENCY partitions at once
 
 Read = Callable[[str, int | None, int | None], Iterator[bytes]]
+log = logging.getLogger(__name__)
+
+
+def staged_reader(stream: Read) -> Callable[[StagedPartition], Iterator[bytes]]:
+    """How an export reads its staged partitions: from shared windows, each checked."""
+    return checked_reader(StagedWindows(stream).read)
+
+
+def checked_reader(
+    read: Read,
+) -> Callable[[StagedPartition], Iterator[bytes]]:
+    """`read` (name, offset, length) of one staged partition: its byte range of the batch's staged blob, or
+    the whole blob of a batch staged before issue 13, checking that it holds the bytes the state committed
+    (the SHA-256 intake recorded). A mismatch ends the stream with a failure before the partition's last part
+    is committed."""
+
+    def read_checked(partition: StagedPartition) -> Iterator[bytes]:
+        digest = hashlib.sha256()
+        for chunk in read(partition.blob, *partition.byte_range()):
+            digest.update(chunk)
+            yield chunk
+        if partition.sha256 is not None and digest.hexdigest() != partition.sha256:
+            log_event(log, "staged records differ from those the batch committed", logging.ERROR,
+                      blob=partition.blob, partition=partition.key, offset=partition.offset)
+            raise DestinationProblem(
+                "the batch's staged records in control storage are not the ones it was accepted with, so it was "
+                "not exported; post the records again", code="staged_data_changed")
+    return read_checked
+
 
 
 class StagedWindows:

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from shared.control.store import ControlStore
-from shared.export.staged_windows import StagedWindows
+from shared.export.staged_reads import StagedWindows
 from shared.services import Services
 
 
