@@ -87,7 +87,7 @@ def measure(connection_string: str, kind: str, size: int, *, code_root: Path = R
     run = uuid.uuid4().hex[:12]
     control, destination = f"intmem-{run}-ctl", f"intmem-{run}-out"
     service.create_container(destination)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(code_root), "CONTROL_STORAGE_CONNECTION": connection_string,
            "CONTROL_CONTAINER": control, "LOCAL_SECRETS_PATH": str(work_dir / f"{run}-secrets.json"),
            "ALLOW_HTTP_LOOPBACK": "true", "LOG_LEVEL": "WARNING",
@@ -96,7 +96,7 @@ def measure(connection_string: str, kind: str, size: int, *, code_root: Path = R
                               env=env, cwd=str(code_root))
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
-            _wait_until_up(client, server)
+            wait_until_up(client, server)
             account_url, token = container_sas_url(service, destination)
             response = client.put("/api/destinations/mem", json={
                 "endpoint": account_url, "container": destination, "format": "jsonl", "compression": "gzip",
@@ -130,7 +130,7 @@ def measure(connection_string: str, kind: str, size: int, *, code_root: Path = R
                 continue
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as sock:
@@ -138,7 +138,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_until_up(client: Any, server: subprocess.Popen[bytes]) -> None:
+def wait_until_up(client: Any, server: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 30
     while True:
         if server.poll() is not None:

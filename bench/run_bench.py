@@ -8,7 +8,10 @@
    destination as jsonl+gzip and as csv+gzip, then the floor again (the faster floor counts);
 3. stage one batch of `--memory-events` and one of N events and export each (peak RSS must not
    grow with the batch size);
-4. print the table and write it as JSON (default bench/results/latest.json).
+4. issue 13's shapes: the events spread over 4,000 hours against their own floor (bench.backfill),
+   and many customers' 100-event batches from 8 clients (bench.small_batches); then the intake-memory
+   rows (bench.intake_memory);
+5. print the table and write it as JSON (default bench/results/latest.json).
 
 `run_benchmark(connection_string, results_path, options)` is the entry point for tests; `main()`
 parses the command line and defaults to the Azurite of `make azurite-start` (127.0.0.1:10000).
@@ -19,27 +22,21 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import secrets
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import orjson
 import psutil
 from azure.storage.blob import BlobServiceClient
 
-from bench import intake_memory
-from bench.profiling import profiled_command, summarize
-from bench.workload import IntakeServer, Variant, container_sas_url, delete_variant, event_batches, new_variant, stage
+from bench import backfill, intake_memory, small_batches
+from bench.runs import MB, REPO_ROOT, BenchOptions, Run, run_worker, storage_process
+from bench.workload import IntakeServer, Variant, container_sas_url, event_batches, landed, stage
 from shared.settings import load_settings
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RESULTS = REPO_ROOT / "bench" / "results" / "latest.json"
 # Azurite's well-known development account (public, documented by Microsoft; not a secret).
 AZURITE_CONNECTION = (
@@ -47,117 +44,16 @@ AZURITE_CONNECTION = (
     "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
     "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
 )
-MB = 1024 * 1024
 TARGETS = {"jsonl+gzip": 0.7, "csv+gzip": 0.4}
 RSS_LIMIT_MB = 250
 RSS_GROWTH_LIMIT_MB = 50
 
 
-@dataclass
-class BenchOptions:
-    events: int = 1_000_000
-    batch_size: int = 50_000
-    memory_events: int = 100_000  # one batch this size is compared with one batch of `events`
-    hours: int = 2  # the events' time span: one partition per UTC hour
-    seed: int = 7
-    settings: dict[str, Any] = field(default_factory=dict)  # app settings for every variant (GZIP_LEVEL=1, ...)
-    profile_dir: Path | None = None  # py-spy profiles of each measured run (bench.profiling)
-    repeat: int = 1  # measure each export variant this many times (restaged each time); the best counts
-    keep: bool = False  # keep the containers (to look at what landed)
-    intake_memory_mib: float = 90  # one body of each kind for the intake-memory rows (0: skip them)
-
-
-@dataclass
-class Run:
-    """One benchmark run: its storage account, options, and everything it created (to clean up)."""
-
-    service: BlobServiceClient
-    connection_string: str
-    options: BenchOptions
-    work_dir: Path
-    say: Callable[[str], None]
-    run_id: str = field(default_factory=lambda: secrets.token_hex(3))
-    variants: list[Variant] = field(default_factory=list)
-    containers: list[str] = field(default_factory=list)
-    storage: psutil.Process | None = None
-
-    def variant(self, name: str, fmt: str, slug: str, **settings: Any) -> Variant:
-        self.variants.append(new_variant(self.service, self.connection_string, self.run_id, name, fmt,
-                                         self.work_dir, slug, **{**self.options.settings, **settings}))
-        return self.variants[-1]
-
-    def profile(self, name: str) -> Path | None:
-        return self.options.profile_dir / name if self.options.profile_dir else None
-
-    def clean_up(self) -> None:
-        for item in self.variants:
-            delete_variant(self.service, item)
-        for name in self.containers:
-            self.service.delete_container(name)
-
-
-# ---------------------------------------------------------------------------------------------
-# Measured runs, each in a fresh process
-
-
-def storage_process(account_url: str) -> psutil.Process | None:
-    """The local storage emulator's process (Azurite), to count the CPU time it spends on each run."""
-    parsed = urlparse(account_url)
-    if parsed.hostname not in {"127.0.0.1", "localhost"} or parsed.port is None:
-        return None
-    try:
-        for conn in psutil.net_connections(kind="tcp"):
-            if conn.status == psutil.CONN_LISTEN and conn.laddr.port == parsed.port and conn.pid:
-                return psutil.Process(conn.pid)
-    except (psutil.Error, OSError):
-        return None
-    return None
-
-
-def _cpu(process: psutil.Process | None) -> float | None:
-    try:
-        return sum(process.cpu_times()[:2]) if process else None
-    except psutil.Error:
-        return None
-
-
-def run_worker(job: dict[str, Any], storage: psutil.Process | None = None, profile: Path | None = None
-               ) -> dict[str, Any]:
-    """Run one measured job in a fresh Python process; return its result (with the emulator's CPU time).
-
-    With `profile` (a path without suffix), the process runs under py-spy: `profile.folded` gets the
-    collapsed stacks and `profile.txt` their summary.
-    """
-    command = [sys.executable, "-m", "bench.worker"]
-    if profile is not None:
-        command = profiled_command(command, profile.with_suffix(".folded"))
-    before = _cpu(storage)
-    done = subprocess.run(command, input=orjson.dumps(job), capture_output=True, cwd=REPO_ROOT, check=False)
-    after = _cpu(storage)
-    if profile is not None and done.returncode == 0:
-        profile.with_suffix(".txt").write_text(summarize(profile.with_suffix(".folded")))
-    if done.returncode != 0:
-        raise RuntimeError(f"benchmark worker ({job['kind']}) failed:\n{done.stderr.decode()[-4000:]}")
-    # The result is the last JSON line (py-spy, when profiling, writes its own lines too).
-    result = dict(orjson.loads(next(line for line in reversed(done.stdout.splitlines()) if line.startswith(b"{"))))
-    result["storage_cpu_seconds"] = None if before is None or after is None else round(after - before, 2)
-    return result
-
-
-def landed(variant: Variant) -> tuple[int, int]:
-    """(records, output bytes) the destination's manifests list."""
-    records = size = 0
-    for blob in variant.destination.list_blobs(name_starts_with="bench/events/_manifests/"):
-        manifest = orjson.loads(variant.destination.download_blob(blob.name).readall())
-        records += manifest["records"]
-        size += manifest["bytes"]
-    return records, size
-
-
 def measure_export(run: Run, variant: Variant, staged_bytes: int) -> dict[str, Any]:
     result = run_worker({"kind": "export", "settings": variant.settings_overrides}, run.storage,
                         run.profile(variant.destination_id))
-    records, output = landed(variant)
+    found = landed(variant.destination)
+    records, output = found.records, found.bytes
     if records != variant.intake_records or result["summary"]["landed"] != len(variant.batch_ids):
         raise RuntimeError(f"{variant.name}: {records} of {variant.intake_records} records landed "
                            f"({result['summary']})")
@@ -195,7 +91,8 @@ def _row(name: str, records: int, staged_bytes: int, output: int, result: dict[s
 # The run
 
 
-def stage_all(run: Run, bodies: list[bytes]) -> tuple[list[list[Variant]], dict[tuple[str, int], Variant]]:
+def stage_all(run: Run, server: IntakeServer, bodies: list[bytes]
+              ) -> tuple[list[list[Variant]], dict[tuple[str, int], Variant]]:
     """Stage the events for each throughput variant (batches) and each memory run (one batch each)."""
     options = run.options
     main = [[run.variant("jsonl+gzip", "jsonl", f"jsonl-{r}"), run.variant("csv+gzip", "csv", f"csv-{r}")]
@@ -204,15 +101,14 @@ def stage_all(run: Run, bodies: list[bytes]) -> tuple[list[list[Variant]], dict[
     sizes = sorted({min(options.memory_events, options.events), options.events})
     memory = {(fmt, n): run.variant(f"mem-{fmt}-{n}", fmt, f"mem-{fmt}-{n}", max_request_bytes=single_limit)
               for fmt in ("jsonl", "csv") for n in sizes}
-    with IntakeServer() as server:
-        for item in (item for group in main for item in group):
-            run.say(f"staging {options.events:,} events for {item.destination_id} through the HTTP intake ...")
-            stage(server, run.service, item, iter(bodies))
-        for (fmt, n), item in memory.items():
-            run.say(f"staging one batch of {n:,} events for the {fmt} memory run ...")
-            single = b"".join(bodies) if n == options.events else b"".join(
-                event_batches(n, n, seed=options.seed, hours=options.hours))
-            stage(server, run.service, item, iter([single]))
+    for item in (item for group in main for item in group):
+        run.say(f"staging {options.events:,} events for {item.destination_id} through the HTTP intake ...")
+        stage(server, run.service, item, iter(bodies))
+    for (fmt, n), item in memory.items():
+        run.say(f"staging one batch of {n:,} events for the {fmt} memory run ...")
+        single = b"".join(bodies) if n == options.events else b"".join(
+            event_batches(n, n, seed=options.seed, hours=options.hours))
+        stage(server, run.service, item, iter([single]))
     return main, memory
 
 
@@ -254,35 +150,63 @@ def run_benchmark(connection_string: str, results_path: Path, options: BenchOpti
     options = options or BenchOptions()
     service = BlobServiceClient.from_connection_string(connection_string)
     load_at_start = os.getloadavg()[0]
+    started = time.monotonic()
+
+    def progress(text: str) -> None:  # each step with the minutes and seconds the run has taken so far
+        elapsed = round(time.monotonic() - started)
+        say(f"[{elapsed // 60:2d}:{elapsed % 60:02d}] {text}")
+
     with tempfile.TemporaryDirectory(prefix="bench-") as work:
-        run = Run(service, connection_string, options, Path(work), say, storage=storage_process(service.url))
+        run = Run(service, connection_string, options, Path(work), progress, storage=storage_process(service.url))
         try:
-            say(f"generating {options.events:,} events in batches of {options.batch_size:,} ...")
+            progress(f"generating {options.events:,} events in batches of {options.batch_size:,} ...")
             bodies = event_batches(options.events, options.batch_size, seed=options.seed, hours=options.hours)
             body_bytes = sum(map(len, bodies))
-            main, memory = stage_all(run, bodies)
-            del bodies
+            with IntakeServer() as server:
+                main, memory = stage_all(run, server, bodies)
+                del bodies
+                staged_backfill = backfill.stage_backfill(run, server) if backfill.backfill_events(run) else None
             rows, memory_rows, staged = measure_all(run, main, memory)
             intake = intake_summary([item for group in main for item in group], body_bytes)
+            backfill_row = None if staged_backfill is None else backfill.measure_backfill(
+                run, *staged_backfill, two_hour_intake_mb_per_s=intake["mb_per_s"],
+                two_hour_events_per_s=next(row["events_per_s"] for row in rows if row["variant"] == "jsonl+gzip"))
+            small_rows = small_batches.measure_small_batches(run) if options.small_posts else []
             intake_rows = measure_intake_memory(run)
+            options_json = options_document(run)
         finally:
             if not options.keep:
                 run.clean_up()
     results = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
+        "label": options.label, "bench_seconds": round(time.monotonic() - started),
         # Other work on the machine slows every variant, unevenly: read the ratios with this in mind.
         "load_average_1min": {"start": round(load_at_start, 2), "end": round(os.getloadavg()[0], 2)},
-        "options": {"events": options.events, "batch_size": options.batch_size, "hours": options.hours,
-                    "memory_events": options.memory_events, "settings": options.settings},
+        "options": options_json,
         "dataset": {"events": options.events, "batches": len(main[0][0].batch_ids), "body_bytes": body_bytes,
                     **staged},
         "intake": intake, "variants": rows, "memory": memory_rows, "intake_memory": intake_rows,
-        "targets": targets(rows, memory_rows) + intake_targets(intake_rows),
+        # Issue 13: the 4,000-hour shape (bench.backfill) and the small-batch shape (bench.small_batches).
+        "backfill": backfill_row, "small_batches": small_rows,
+        "targets": targets(rows, memory_rows) + intake_targets(intake_rows)
+        + (backfill.targets(backfill_row, RSS_LIMIT_MB) if backfill_row else [])
+        + (small_batches.targets(small_rows, RSS_LIMIT_MB) if small_rows else []),
     }
     results_path.parent.mkdir(parents=True, exist_ok=True)
     results_path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
     say(format_results(results))
     return results
+
+
+def options_document(run: Run) -> dict[str, Any]:
+    options = run.options
+    return {"events": options.events, "batch_size": options.batch_size, "hours": options.hours,
+            "memory_events": options.memory_events, "settings": options.settings,
+            "backfill_events": backfill.backfill_events(run), "backfill_hours": options.backfill_hours,
+            "floor_concurrency": options.floor_concurrency, "small_posts": options.small_posts,
+            "small_events_per_post": options.small_events_per_post,
+            "small_destinations": options.small_destinations, "small_clients": options.small_clients,
+            "coalesce": options.coalesce}
 
 
 def measure_intake_memory(run: Run) -> list[dict[str, Any]]:
@@ -356,7 +280,7 @@ def format_results(results: dict[str, Any]) -> str:
     lines.append(f"(events/s of every run, the fastest counts: {runs})")
     load = results["load_average_1min"]
     lines.append(f"(1-minute load average at start {load['start']}, at end {load['end']}, "
-                 f"on {results['machine']['cores']} cores)")
+                 f"on {results['machine']['cores']} cores; the whole run took {results['bench_seconds']} s)")
     intake = results["intake"]
     lines.append(f"\nintake (HTTP handler -> staging): {intake['records_per_s']:,} records/s, "
                  f"{intake['mb_per_s']:.1f} MB/s over {intake['batches']} batches")
@@ -365,6 +289,9 @@ def format_results(results: dict[str, Any]) -> str:
                      f"peak RSS {row['peak_rss_mb']:.1f} MB (after imports {row['baseline_rss_mb']:.1f} MB), "
                      f"{row['events_per_s']:,} events/s")
     lines.extend(intake_memory.format_rows(results.get("intake_memory", [])))
+    if results.get("backfill"):
+        lines.extend(backfill.format_row(results["backfill"]))
+    lines.extend(small_batches.format_rows(results.get("small_batches", [])))
     lines.append("")
     for check in results["targets"]:
         lines.append(f"{'met   ' if check['met'] else 'MISSED'} {check['target']}: {check['measured']}")
@@ -388,6 +315,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the benchmark's containers")
     parser.add_argument("--intake-memory-mib", type=float, default=90,
                         help="size of the intake-memory bodies, one of each kind (default 90; 0 skips them)")
+    shapes = parser.add_argument_group("issue 13's shapes (bench/README.md, \"Backfills and small batches\")")
+    shapes.add_argument("--backfill-events", type=int, help="events of the 4,000-hour shape (default: --events; "
+                        "0 skips it)")
+    shapes.add_argument("--backfill-hours", type=int, default=4_000, help="hours they span (default 4,000)")
+    shapes.add_argument("--floor-concurrency", type=int, default=32,
+                        help="files the 4,000-hour floor writes at once (default 32)")
+    shapes.add_argument("--small-posts", type=int, default=500,
+                        help="POSTs of the small-batch shape (default 500; 0 skips it): on Azurite their export "
+                             "one batch at a time costs storage CPU as the square of their number")
+    shapes.add_argument("--small-events-per-post", type=int, default=100)
+    shapes.add_argument("--small-destinations", type=int, default=50)
+    shapes.add_argument("--small-clients", type=int, default=8, help="concurrent posting clients (default 8)")
+    shapes.add_argument("--coalesce", action="store_true",
+                        help="create the small-batch destinations with coalesce (when the product accepts it)")
+    parser.add_argument("--label", default="", help="recorded with the results, e.g. which tree of the product ran")
     return parser.parse_args(argv)
 
 
@@ -396,7 +338,12 @@ def main(argv: list[str] | None = None) -> None:
     settings = dict(item.split("=", 1) for item in args.setting)
     options = BenchOptions(events=args.events, batch_size=args.batch_size, memory_events=args.memory_events,
                            hours=args.hours, settings=settings, profile_dir=args.profile, keep=args.keep,
-                           repeat=max(1, args.repeat), intake_memory_mib=args.intake_memory_mib)
+                           repeat=max(1, args.repeat), intake_memory_mib=args.intake_memory_mib,
+                           backfill_events=args.backfill_events, backfill_hours=args.backfill_hours,
+                           floor_concurrency=args.floor_concurrency, small_posts=args.small_posts,
+                           small_events_per_post=args.small_events_per_post,
+                           small_destinations=args.small_destinations, small_clients=args.small_clients,
+                           coalesce=args.coalesce, label=args.label)
     run_benchmark(args.connection_string, args.results, options)
 
 

@@ -1,12 +1,14 @@
 """One measured run in a process of its own, so that its peak RSS belongs to it alone.
 
 `python -m bench.worker` reads a job (JSON) on stdin and prints its result (JSON) as the last line
-of stdout. Two kinds of job:
+of stdout. Three kinds of job:
 
 - ``export``: the product's export pass (``shared.export.runner.run_export_pass``) with fresh
   services built from the job's settings, exactly as a new Functions worker would run it;
 - ``floor``: the least work any exporter of this data must do: download the staged bytes, stream
-  them through one ``zlib.compressobj`` per file and upload them as staged blocks with the SDK.
+  them through one ``zlib.compressobj`` per file and upload them as staged blocks with the SDK;
+- ``files_floor``: the same least work for many small files (the 4,000-hour shape, issue 13): each
+  file's staged bytes downloaded, gzipped whole and written with one Put Blob, many files at once.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import base64
 import logging
 import resource
 import sys
+import threading
 import time
 import zlib
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -25,7 +28,10 @@ from typing import Any
 
 import orjson
 import psutil
-from azure.storage.blob import BlobBlock, BlobClient, ContainerClient
+import requests
+from azure.core.pipeline.transport import RequestsTransport
+from azure.storage.blob import BlobBlock, BlobClient, ContainerClient, ContentSettings
+from urllib3.util.retry import Retry
 
 MB = 1024 * 1024
 
@@ -119,10 +125,72 @@ def floor_copy(chunks: Iterator[bytes], blob: BlobClient, pool: ThreadPoolExecut
     return size
 
 
+def pooled_transport(connections: int) -> RequestsTransport:
+    """The SDK's transport with room for `connections` kept-alive connections (requests keeps 10 by default: a
+    thread beyond the tenth would open and drop a connection per request)."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=connections,
+                                            max_retries=Retry(total=False, redirect=False, raise_on_status=False))
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, adapter)
+    return RequestsTransport(session=session, session_owner=False)
+
+
+class StagedSource:
+    """Staged bytes read for the files floor: a blob that backs one file is read as that file's range; a blob
+    that backs several (staging one blob per batch) is read once, kept while its files use it, then dropped."""
+
+    def __init__(self, container: ContainerClient, files: list[dict[str, Any]]):
+        self.container = container
+        self.uses = Counter(item["blob"] for item in files)
+        self.kept: dict[str, bytes] = {}
+        self.locks = {name: threading.Lock() for name in self.uses}
+
+    def read(self, blob: str, offset: int, length: int) -> bytes:
+        if self.uses[blob] == 1:
+            return self.container.download_blob(blob, offset=offset, length=length, max_concurrency=1).readall()
+        with self.locks[blob]:
+            data = self.kept.get(blob)
+            if data is None:
+                data = self.kept[blob] = self.container.download_blob(blob, max_concurrency=1).readall()
+            self.uses[blob] -= 1
+            if self.uses[blob] == 0:
+                del self.kept[blob]
+        return data[offset:offset + length]
+
+
+def run_files_floor(job: dict[str, Any]) -> dict[str, Any]:
+    """Every file of `job["files"]` (name, staged blob, offset, length): read, gzip whole, one Put Blob each,
+    `concurrency` files at once. Nothing else: no state, no manifest, no checksum."""
+    connections = job["concurrency"]
+    source = StagedSource(ContainerClient.from_connection_string(
+        job["control_connection"], job["control_container"], transport=pooled_transport(connections)), job["files"])
+    target = ContainerClient.from_container_url(job["destination_url"], transport=pooled_transport(connections))
+    settings = ContentSettings(content_type="application/gzip")
+    level = job["gzip_level"]
+
+    def write(item: dict[str, Any]) -> int:
+        deflate = zlib.compressobj(level, zlib.DEFLATED, 31)
+        data = deflate.compress(source.read(item["blob"], item["offset"], item["length"])) + deflate.flush()
+        target.upload_blob(item["name"], data, length=len(data), overwrite=True, content_settings=settings)
+        return len(data)
+
+    baseline = current_rss_mb()
+    with ThreadPoolExecutor(max_workers=connections, thread_name_prefix="floor") as pool:
+        started, cpu = time.perf_counter(), cpu_seconds()
+        output = sum(pool.map(write, job["files"]))
+        seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+    return {"seconds": seconds, "cpu_seconds": cpu, "baseline_rss_mb": baseline, "output_bytes": output,
+            "files": len(job["files"])}
+
+
+JOBS = {"export": run_export, "floor": run_floor, "files_floor": run_files_floor}
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     job = orjson.loads(sys.stdin.buffer.read())
-    result = run_export(job) if job["kind"] == "export" else run_floor(job)
+    result = JOBS[job["kind"]](job)
     result["peak_rss_mb"] = peak_rss_mb()
     sys.stdout.buffer.write(orjson.dumps(result) + b"\n")
 

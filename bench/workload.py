@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import uvicorn
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContainerSasPermissions, generate_container_sas
 
@@ -32,11 +33,15 @@ SHAPES = ("clevertap", "mixpanel", "segment")
 
 def event_batches(events: int, batch_size: int, *, seed: int = 7, hours: int = 2) -> list[bytes]:
     """`events` deterministic events (nested properties, mixed types, unicode) as NDJSON bodies."""
-    source = sample_data.events(events, seed=seed, hours=hours, shapes=SHAPES)
-    bodies = []
+    return list(iter_event_batches(events, batch_size, seed=seed, hours=hours))
+
+
+def iter_event_batches(events: int, batch_size: int, *, seed: int = 7, hours: int = 2,
+                       shapes: tuple[str, ...] = SHAPES) -> Iterator[bytes]:
+    """The same NDJSON bodies one at a time, made as they are asked for (their events in time order)."""
+    source = sample_data.events(events, seed=seed, hours=hours, shapes=shapes)
     while chunk := list(islice(source, batch_size)):
-        bodies.append(sample_data.ndjson(chunk))
-    return bodies
+        yield sample_data.ndjson(chunk)
 
 
 def _free_port() -> int:
@@ -125,16 +130,21 @@ def new_variant(service: BlobServiceClient, connection_string: str, run_id: str,
     return Variant(name, fmt, overrides, services, f"bench-{slug}", destination)
 
 
+def destination_body(service: BlobServiceClient, container: str, fmt: str, **extra: Any) -> dict[str, Any]:
+    """A PUT /api/destinations body for `container` with a SAS (and any `extra` settings), prefix `bench/`."""
+    account_url, token = container_sas_url(service, container)
+    return {"endpoint": account_url, "container": container, "prefix": "bench/", "format": fmt,
+            "compression": "gzip", "auth": {"type": "sas", "sas_token": token}, **extra}
+
+
 def register_destination(client: httpx.Client, service: BlobServiceClient, variant: Variant) -> None:
-    account_url, token = container_sas_url(service, variant.destination.container_name)
-    body = {"endpoint": account_url, "container": variant.destination.container_name, "prefix": "bench/",
-            "format": variant.fmt, "compression": "gzip", "auth": {"type": "sas", "sas_token": token}}
+    body = destination_body(service, variant.destination.container_name, variant.fmt)
     response = client.put(f"/api/destinations/{variant.destination_id}", json=body)
     if response.status_code not in (200, 201):
         raise RuntimeError(f"could not create the benchmark destination: {response.text}")
 
 
-def stage(server: IntakeServer, service: BlobServiceClient, variant: Variant, bodies: Iterator[bytes]) -> None:
+def stage(server: IntakeServer, service: BlobServiceClient, variant: Variant, bodies: Iterable[bytes]) -> None:
     """Register the variant's destination and POST every body to the intake webhook; time the POSTs."""
     server.current = variant.services
     with httpx.Client(base_url=server.base_url, timeout=600) as client:
@@ -151,6 +161,29 @@ def stage(server: IntakeServer, service: BlobServiceClient, variant: Variant, bo
             variant.intake_records += accepted["records"]
             variant.batch_ids.append(accepted["batch_id"])
     server.current = None
+
+
+@dataclass(frozen=True)
+class Landed:
+    """What a destination container holds under the benchmark's prefix."""
+
+    records: int  # as its manifests list them
+    bytes: int  # the data files' bytes, as its manifests list them
+    manifests: int
+    files: int  # data files, counted by listing (whatever the manifests say)
+
+
+def landed(container: ContainerClient, prefix: str = "bench/") -> Landed:
+    records = size = manifests = files = 0
+    for blob in container.list_blobs(name_starts_with=prefix):
+        if "/_manifests/" not in blob.name:
+            files += 1
+            continue
+        manifest = orjson.loads(container.download_blob(blob.name).readall())
+        records += manifest["records"]
+        size += manifest["bytes"]
+        manifests += 1
+    return Landed(records, size, manifests, files)
 
 
 def delete_variant(service: BlobServiceClient, variant: Variant) -> None:

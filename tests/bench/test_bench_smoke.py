@@ -19,7 +19,9 @@ EVENTS = 2_000
 def test_the_benchmark_measures_every_variant_and_the_data_lands(azurite: Azurite, tmp_path: Path) -> None:
     said: list[str] = []
     results_path = tmp_path / "results" / "latest.json"
-    options = BenchOptions(events=EVENTS, batch_size=500, memory_events=500, intake_memory_mib=0.25)
+    options = BenchOptions(events=EVENTS, batch_size=500, memory_events=500, intake_memory_mib=0.25,
+                           backfill_events=200, backfill_hours=20, floor_concurrency=4, small_posts=8,
+                           small_destinations=2)
 
     results = run_benchmark(azurite.connection_string, results_path, options, say=said.append)
 
@@ -38,7 +40,16 @@ def test_the_benchmark_measures_every_variant_and_the_data_lands(azurite: Azurit
     assert {check["target"].split(" ")[0] for check in results["targets"]} >= {"jsonl+gzip", "csv+gzip", "export"}
     assert [row["kind"] for row in results["intake_memory"]] == ["ndjson", "ndjson+gzip", "json-array"]
     assert all(row["status"] == 202 and row["growth_mb"] is not None for row in results["intake_memory"])
+    # Issue 13's shapes (tests/bench/test_backfill_and_small_batches.py checks what they land).
+    backfill = results["backfill"]
+    assert (backfill["events"], backfill["export"]["events"], backfill["floor"]["events"]) == (200, 200, 200)
+    assert backfill["export"]["files"] == backfill["floor"]["files"] == backfill["staged_partitions"] >= 20
+    assert [(row["posts"], row["export"]["events"]) for row in results["small_batches"]] == [(8, 800)]
+    assert results["small_batches"][0]["coalesced"] is False  # not asked for
+    targets = " ".join(check["target"] for check in results["targets"])
+    assert "20-hour jsonl+gzip export >= 0.7x its floor" in targets and "small batches: POSTs/s" in targets
     assert "ratio to floor" in said[-1] and "intake memory: json-array" in said[-1]  # the table was printed
+    assert "20-hour jsonl+gzip" in said[-1] and "small batches, one batch at a time" in said[-1]
 
     # Nothing of the run is left behind in the storage account.
     service = BlobServiceClient.from_connection_string(azurite.connection_string)
