@@ -20,6 +20,7 @@ from shared.export.runner import PassSummary, run_export_pass
 from shared.services import Services
 from tests.shared.export_helpers import data_files, make_destination, manifests, post_batch, read_blob
 from tests.support.azurite import Azurite
+from tests.support.sas import container_sas, sas_destination
 
 COALESCE = {"max_delay_seconds": 0, "target_file_mb": 128}
 
@@ -142,3 +143,22 @@ def test_a_coalesced_run_by_day(api: httpx.Client, services: Services, azurite: 
     assert run_export_pass(services).landed == 20
     assert len(data_files(fresh_container)) == 1  # two hours, one day
     assert landed_lines(fresh_container) == Counter(line for lines in posted.values() for line in lines)
+
+
+@pytest.mark.parametrize(("extra", "field"), [
+    ({"partition": "minute"}, "partition"),
+    ({"coalesce": {"max_delay_seconds": -1, "target_file_mb": 128}}, "coalesce.max_delay_seconds"),
+    ({"coalesce": {"max_delay_seconds": 0, "target_file_mb": 0}}, "coalesce.target_file_mb"),
+    ({"coalesce": {"max_delay_seconds": 10**9}}, "coalesce.max_delay_seconds"),
+    ({"coalesce": {"target_file_mb": 128, "flush": True}}, "coalesce.flush"),
+    ({"coalesce": "yes"}, "coalesce"),
+])
+def test_a_wrong_partition_or_coalesce_setting_is_refused_and_nothing_saved(
+    api: httpx.Client, azurite: Azurite, fresh_container: ContainerClient, extra: dict[str, Any], field: str
+) -> None:
+    body = sas_destination(azurite.account_url, fresh_container.container_name,
+                           container_sas(fresh_container.container_name), **extra)
+    answer = api.put("/api/destinations/acme", json=body)
+    assert answer.status_code == 422, answer.text
+    assert field in [detail["field"] for detail in answer.json()["error"]["details"]], answer.text
+    assert api.get("/api/destinations/acme").status_code == 404
