@@ -40,7 +40,7 @@ from shared.export.batch_writer import (
     write_run,
 )
 from shared.export.block_upload import new_attempt_tag
-from shared.export.runs import export_destination_runs
+from shared.export.runs import ON_ITS_OWN, export_destination_runs
 from shared.export.staged_reads import staged_reader
 from shared.logging_setup import log_event
 
@@ -135,6 +135,9 @@ def run_export_pass(
         for destination_id in in_runs:  # batches of an open run whose destination stopped coalescing
             ids = [b for b, d in due if d == destination_id]
             outcomes.update(_runs_task(services, destination_id, ids, hooks or Hooks(), clock).run())
+        for batch_id in [b for b, outcome in outcomes.items() if outcome == ON_ITS_OWN]:
+            # begun on its own before its destination coalesced: finished the same way
+            outcomes[batch_id] = _export_or_skip(services, batch_id, hooks or Hooks(), clock)
     for batch_id, _ in due:
         if batch_id in outcomes:
             outcome = outcomes[batch_id] if outcomes[batch_id] != IN_RUN else "skipped"

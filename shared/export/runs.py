@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # the composition root sits above every package
     from shared.services import Services
 
 log = logging.getLogger(__name__)
+ON_ITS_OWN = "on_its_own"  # a batch whose export on its own was interrupted: the pass takes it over as such
 MEMBER_WORKERS = 16  # member states read and saved at once: each is a round trip or a few
 T = TypeVar("T")
 
@@ -89,6 +90,7 @@ def _export_group(services: Services, record: DestinationRecord, batch_ids: Sequ
     members = [m for m in _read(control, batch_ids) if not m.state.finished and not m.state.waiting_at(now)]
     runs: dict[str, RunState] = {}
     free: list[_Member] = []
+    on_its_own: list[str] = []
     for member in members:
         run_id = member.state.run_id
         if run_id is not None and run_id not in runs:
@@ -97,8 +99,9 @@ def _export_group(services: Services, record: DestinationRecord, batch_ids: Sequ
                 runs[run_id] = found[0]
         if run_id is not None and run_id in runs:
             continue
-        if member.state.state != "pending":
-            continue  # running outside any run: a batch exported on its own, taken over by export_one
+        if member.state.state != "pending":  # running in no run: its own export died before coalesce was set
+            on_its_own.append(member.state.batch_id)
+            continue
         if run_id is not None:  # its run landed without it: it starts again in a new one
             member = _save(control, member, transitions.leave_closed_run(member.state, now))
         free.append(member)
@@ -108,6 +111,7 @@ def _export_group(services: Services, record: DestinationRecord, batch_ids: Sequ
     if record.coalesce is not None:
         for chunk in _chunks(free, record.coalesce, now):
             outcomes.update(_form(services, record, chunk, lease, hooks, clock))
+    outcomes.update(dict.fromkeys(on_its_own, ON_ITS_OWN))  # the pass finishes each as it was begun
     return {batch_id: outcomes.get(batch_id, "skipped") for batch_id in batch_ids}  # skipped: waits for others
 
 

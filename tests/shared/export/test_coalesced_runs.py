@@ -15,6 +15,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from scripts import sample_data
+from shared.control import batches, transitions
 from shared.control import runs as run_docs
 from shared.export.runner import PassSummary, run_export_pass
 from shared.services import Services
@@ -162,3 +163,21 @@ def test_a_wrong_partition_or_coalesce_setting_is_refused_and_nothing_saved(
     assert answer.status_code == 422, answer.text
     assert field in [detail["field"] for detail in answer.json()["error"]["details"]], answer.text
     assert api.get("/api/destinations/acme").status_code == 404
+
+
+def test_a_batch_begun_on_its_own_before_coalesce_was_set_is_finished_on_its_own(
+    api: httpx.Client, services: Services, azurite: Azurite, fresh_container: ContainerClient
+) -> None:
+    make_destination(api, azurite, fresh_container)
+    alone = post_small_batches(api, "acme", 1)
+    [batch_id] = alone
+    state = batches.get_state(services.control, batch_id)  # its worker died mid-export: running, in no run
+    batches.save_state(services.control, transitions.start_attempt(state, batches.now_utc()), previous="pending")
+    make_destination(api, azurite, fresh_container, coalesce=COALESCE)
+    together = post_small_batches(api, "acme", 3)
+
+    assert run_export_pass(services).landed == 4
+    finished = status(api, batch_id)
+    assert finished["state"] == "landed" and finished["run_id"] is None and finished["total_attempts"] == 2
+    assert sorted(m.get("batch_id", m.get("run_id", ""))[0] for m in manifests(fresh_container)) == ["b", "r"]
+    assert landed_lines(fresh_container) == Counter(line for lines in (alone | together).values() for line in lines)
