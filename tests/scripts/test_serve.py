@@ -143,6 +143,10 @@ def test_serve_answers_the_api_and_its_timer_exports_without_a_run_now_call(
             assert state == "landed", log.read_text()
         assert sum(1 for b in container.list_blobs() if "/_manifests/" in b.name) == 1
         assert "Timer: EXPORT_SCHEDULE '* * * * * *' (UTC)" in log.read_text()
+        # The worker logs "batch landed" just after saving the state a GET may already have shown.
+        deadline = time.monotonic() + 10
+        while "batch landed" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert "batch landed" in log.read_text()
         assert "Function keys: none needed locally" in log.read_text()  # no local key set: every route is open
     finally:
