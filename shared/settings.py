@@ -45,6 +45,24 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("CONTROL_STORAGE_ACCOUNT_URL", "AzureWebJobsStorage__blobServiceUri"),
         description="Blob endpoint of control storage when it is reached with the app's managed identity.",
     )
+    control_queue_account_url: str | None = Field(
+        default=None,
+        # The identity-based form the Functions host's queue trigger reads (issue 14).
+        validation_alias=AliasChoices("CONTROL_QUEUE_ACCOUNT_URL", "AzureWebJobsStorage__queueServiceUri"),
+        description="Queue endpoint of control storage when it is reached with the app's managed identity.",
+    )
+    export_queue_name: str = Field(
+        default="export-units",
+        validation_alias=AliasChoices("EXPORT_QUEUE_NAME"),
+        # Its poison queue's name adds 7 characters ('-poison'): 56 leaves room within storage's 63.
+        pattern=r"^[a-z0-9][a-z0-9-]{1,54}[a-z0-9]$",
+        description="The queue in control storage that carries export units to the queue-triggered function; "
+        "its poison messages go to '<name>-poison'.",
+    )
+    queue_grace_seconds: float = Field(
+        default=120, ge=0, le=86400, validation_alias=AliasChoices("QUEUE_GRACE_SECONDS"),
+        description="How long a due unit may wait for its queue message before the timer enqueues it again.",
+    )
     control_container: str = Field(
         default="export-control",
         validation_alias=AliasChoices("CONTROL_CONTAINER"),
@@ -185,6 +203,13 @@ class Settings(BaseSettings):
         if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
         return upper
+
+    @field_validator("export_queue_name")
+    @classmethod
+    def _queue_name(cls, value: str) -> str:
+        if "--" in value:
+            raise ValueError("a queue name may not hold two hyphens in a row")
+        return value
 
     @model_validator(mode="after")
     def _control_storage_given(self) -> Settings:
