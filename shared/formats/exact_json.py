@@ -1,5 +1,6 @@
 """Exact JSON values: staged lines parsed so that every number prints as it was sent (``parse_exact``,
-``parse_chunk``), and parsed values written back as compact JSON text with their numbers exact (``json_text``)."""
+``parse_chunk``), parsed values written back as compact JSON text with their numbers exact (``json_text``), and
+what kind of JSON value a value is, in words (``json_kind``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,22 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 import orjson
+
+
+def json_kind(value: object) -> str:
+    """What a parsed JSON value is, in JSON's words ("a string", "an array", ...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "an array"
+    return "an object"
+
 
 # ---------------------------------------------------------------------------------------------
 # Parsing with exact numbers

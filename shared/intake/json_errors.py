@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import orjson
 
+from shared.formats.exact_json import json_kind as json_kind  # re-exported: the rule lives with exact JSON values
+
 ORJSON_READ_DEPTH = 1024  # orjson.loads refuses objects and arrays nested deeper than this
 GZIP_MAGIC = b"\x1f\x8b"  # the first two bytes of every gzip member (RFC 1952)
 # A body is taken for NDJSON sent as application/json from its first lines: enough to tell, on the refusal path only.
@@ -20,21 +22,6 @@ NDJSON_AS_JSON = (
     "the body holds one JSON object per line (NDJSON), but its Content-Type is application/json, which is one "
     "JSON array of records: send it with 'Content-Type: application/x-ndjson', or send the records as one array"
 )
-
-
-def json_kind(value: object) -> str:
-    """What a parsed JSON value is, in JSON's words ("a string", "an array", ...)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list | tuple):
-        return "an array"
-    return "an object"
 
 
 def error_position(exc: orjson.JSONDecodeError, doc: bytes) -> tuple[int, int]:
