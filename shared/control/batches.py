@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from shared.control import batch_index, cursors, transitions
+from shared.control import batch_index, cursors, destination_activity, transitions
 from shared.control.batch_state import STATES, BatchState, RecordType, StagedPartition, StateName
 from shared.control.store import ControlStore, LeaseHeld, PreconditionFailed
 from shared.errors import Conflict, NotFound, ValidationFailed
@@ -234,6 +234,7 @@ def save_state(control: ControlStore, state: BatchState, *, lease: str | None = 
     (`previous`: the state the batch left, when the caller knows it; the index has nothing to do if unchanged)."""
     etag = control.put(state_blob(state.batch_id), state.to_json(), lease=lease, etag=etag, metadata=state.metadata())
     _index(control, state, previous=previous)
+    destination_activity.note_saved(control, state)  # a landing or an error, for the destination's status
     return etag
 
 
