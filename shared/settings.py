@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -23,6 +25,17 @@ def _comma_list(value: object) -> object:
 
 
 CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_list)]
+
+# Set by the platform on every instance in Azure, never by the app's settings: WEBSITE_INSTANCE_ID on the plans
+# that run on App Service (Premium, Dedicated), WEBSITE_SKU on every plan. The Flex Consumption plan sets no
+# WEBSITE_INSTANCE_ID (azure-functions-host tells Flex by WEBSITE_SKU=FlexConsumption and App Service by
+# WEBSITE_INSTANCE_ID), so both are read.
+AZURE_INSTANCE_MARKERS = ("WEBSITE_INSTANCE_ID", "WEBSITE_SKU")
+
+
+def azure_instance_marker(environ: Mapping[str, str]) -> str | None:
+    """The platform variable that says the process runs in Azure, or None (locally, in tests, under Core Tools)."""
+    return next((name for name in AZURE_INSTANCE_MARKERS if environ.get(name, "").strip()), None)
 
 
 class SettingsError(RuntimeError):
@@ -219,6 +232,24 @@ class Settings(BaseSettings):
                 "connection string, or CONTROL_STORAGE_ACCOUNT_URL (or AzureWebJobsStorage__blobServiceUri) to "
                 "its blob endpoint for managed identity"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _nothing_local_in_azure(self) -> Settings:
+        """In Azure, destination secrets go to Key Vault and destinations never reach http:// loopback: the local
+        secret store and ALLOW_HTTP_LOOPBACK are for a developer's machine only."""
+        marker = azure_instance_marker(os.environ)
+        if marker is None:
+            return self
+        problems = []
+        if self.key_vault_url is None:
+            problems.append(f"KEY_VAULT_URL must be set when the app runs in Azure ({marker} is set): destination "
+                            "secrets are kept in Key Vault there, never in the local development secret store")
+        if self.allow_http_loopback:
+            problems.append(f"ALLOW_HTTP_LOOPBACK must not be true when the app runs in Azure ({marker} is set): "
+                            "it lets destinations use http:// loopback endpoints, for local tests only")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @property

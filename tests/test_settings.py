@@ -1,6 +1,14 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+from scripts.local_server import free_port
+from scripts.local_settings import REPO_ROOT, find_settings_file, read_values
 from shared.settings import SettingsError, load_settings
+from tests.scripts.local_env import local_env
 
 
 def test_missing_storage_connection_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -67,3 +75,85 @@ def test_identity_based_control_storage_needs_no_connection_string(monkeypatch: 
     monkeypatch.delenv("CONTROL_STORAGE_CONNECTION", raising=False)
     monkeypatch.setenv("AzureWebJobsStorage__blobServiceUri", "https://ctl.blob.core.windows.net")
     assert load_settings().control_storage_account_url == "https://ctl.blob.core.windows.net"
+
+
+# --- In Azure (issue 16): never the local secret store, never http:// loopback ---------------------------------
+
+AZURE = [("WEBSITE_INSTANCE_ID", "3f1a0c2e9b7d"), ("WEBSITE_SKU", "FlexConsumption")]
+
+
+@pytest.fixture
+def azure_storage(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("WEBSITE_INSTANCE_ID", "WEBSITE_SKU", "KEY_VAULT_URL", "ALLOW_HTTP_LOOPBACK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AzureWebJobsStorage__blobServiceUri", "https://ctl.blob.core.windows.net")
+
+
+@pytest.mark.parametrize(("marker", "value"), AZURE)
+@pytest.mark.parametrize("vault", [None, "", "  "])
+def test_in_azure_the_app_refuses_to_start_without_key_vault(
+    monkeypatch: pytest.MonkeyPatch, azure_storage: None, marker: str, value: str, vault: str | None
+) -> None:
+    monkeypatch.setenv(marker, value)
+    if vault is not None:
+        monkeypatch.setenv("KEY_VAULT_URL", vault)
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    assert str(refused.value) == (
+        f"invalid app settings: KEY_VAULT_URL must be set when the app runs in Azure ({marker} is set): destination "
+        "secrets are kept in Key Vault there, never in the local development secret store")
+
+
+@pytest.mark.parametrize(("marker", "value"), AZURE)
+def test_in_azure_the_app_refuses_to_start_with_http_loopback_allowed(
+    monkeypatch: pytest.MonkeyPatch, azure_storage: None, marker: str, value: str
+) -> None:
+    monkeypatch.setenv(marker, value)
+    monkeypatch.setenv("KEY_VAULT_URL", "https://acme-export-kv.vault.azure.net/")
+    monkeypatch.setenv("ALLOW_HTTP_LOOPBACK", "true")
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    message = str(refused.value)
+    assert "ALLOW_HTTP_LOOPBACK must not be true when the app runs in Azure" in message
+    assert f"({marker} is set)" in message and "KEY_VAULT_URL" not in message
+
+
+@pytest.mark.parametrize(("marker", "value"), AZURE)
+def test_in_azure_key_vault_without_loopback_starts(
+    monkeypatch: pytest.MonkeyPatch, azure_storage: None, marker: str, value: str
+) -> None:
+    monkeypatch.setenv(marker, value)
+    monkeypatch.setenv("KEY_VAULT_URL", "https://acme-export-kv.vault.azure.net/")
+    monkeypatch.setenv("ALLOW_HTTP_LOOPBACK", "false")
+    settings = load_settings()
+    assert settings.key_vault_url == "https://acme-export-kv.vault.azure.net"
+    assert not settings.allow_http_loopback and not settings.uses_local_secret_store
+
+
+def test_outside_azure_the_local_store_and_loopback_stay_allowed(
+    monkeypatch: pytest.MonkeyPatch, azure_storage: None
+) -> None:
+    monkeypatch.setenv("ALLOW_HTTP_LOOPBACK", "true")
+    settings = load_settings()
+    assert settings.uses_local_secret_store and settings.allow_http_loopback
+
+
+def test_serve_refuses_to_start_in_azure_in_the_same_words(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`python -m scripts.serve` (the real process, with local.settings.json.example's values) refuses with the
+    words the settings use, naming both settings: the example leaves KEY_VAULT_URL empty and allows loopback."""
+    env = local_env(tmp_path, WEBSITE_INSTANCE_ID="3f1a0c2e9b7d", AZURITE_PORT=str(free_port()))
+    for name in ("WEBSITE_SKU", "KEY_VAULT_URL", "ALLOW_HTTP_LOOPBACK"):
+        env.pop(name, None)
+    for name in list(os.environ):
+        monkeypatch.delenv(name)
+    for name, value in {**read_values(find_settings_file()), **env}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    assert "KEY_VAULT_URL must be set" in str(refused.value) and "ALLOW_HTTP_LOOPBACK must not" in str(refused.value)
+
+    done = subprocess.run([sys.executable, "-m", "scripts.serve", "--port", str(free_port())], cwd=REPO_ROOT,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"error: {refused.value} (from {find_settings_file().name} or the environment)" in done.stderr
+    assert "API:" not in done.stdout  # it refused before serving anything
