@@ -17,6 +17,7 @@ from shared.api.batch_routes import add_batch_routes
 from shared.api.destination_routes import add_destination_routes
 from shared.api.docs import FunctionKey, Operation, add_docs_page, document_api
 from shared.api.export_routes import add_export_routes
+from shared.api.health_routes import add_health_routes
 from shared.api.intake_routes import add_intake_routes
 from shared.api.responses import ServicesProvider, install_error_handlers
 
@@ -92,5 +93,5 @@ class ApiPart:
 # with the admin key. shared.api.functions gives each part its route in Azure.
 INTAKE = ApiPart(FunctionKey("intake", "the platform that posts batches"), (add_intake_routes,))
 ADMIN = ApiPart(FunctionKey("admin", "the operator who administers destinations and batches"),
-                (add_destination_routes, add_batch_routes, add_export_routes))
+                (add_destination_routes, add_batch_routes, add_export_routes, add_health_routes))
 API_PARTS = (INTAKE, ADMIN)
