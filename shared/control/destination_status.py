@@ -1,0 +1,224 @@
+"""How current a destination is (GET /api/destinations/{id}/status), from markers and one small document, never
+from every batch state.
+
+**Up to date** means both:
+- no batch of the destination is failed and waiting for a retry or new credentials (a failed batch whose staged
+  records retention already deleted cannot be retried, and does not count), and
+- no batch accepted more than `threshold` ago is still pending or running (DEFAULT_THRESHOLD, 15 minutes: three
+  periods of the default timer, plus the destination's `coalesce.max_delay_seconds`, the wait it asked for).
+A pending batch backing off after an error is fine until it is that old.
+
+What one answer reads (storage calls in brackets; none grows with the destination's history):
+1. `index/due/` [1 a 5,000 markers]: every destination's batches still to export, as each export pass lists
+   them; this destination's are its pending and running batches. A due marker is deleted only after the state
+   that ends the batch is saved, and a pass deletes one left behind by a crash, so a batch that has landed is
+   counted at most until the next pass, and one not landed is never missed.
+2. Only when it has such batches: `index/batches/state/running/` and `.../pending/` [1 each a 5,000]: which of
+   them are running, and when each was accepted (the markers' `created`). A batch with no such marker yet (its
+   index write lags) is taken as accepted when its due marker was written.
+3. `index/failed/{id}/` [1]: its failed batches waiting for a retry.
+4. `activity/{id}.json` [1]: its last landing, last error and landings per hour
+   (`shared.control.destination_activity`, recorded as states are saved).
+
+A destination deleted and created again is another generation: markers written before its creation (less
+CLOCK_SKEW) and batches accepted before it belong to the earlier one and do not count, and the activity is read
+for its own generation only. A batch of the earlier generation that was mid-export while the destination was
+deleted with ?force=true can fail after the re-creation, leaving a failed marker under the id: when the
+activity shows an earlier generation failing after this one's creation, the failed batches' states are read to
+keep only this generation's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.control import batch_index
+from shared.control.batch_state import BatchState, iso
+from shared.control.batches import DUE_PREFIX, FAILED_PREFIX, state_blob
+from shared.control.destination_activity import (
+    HOURS_KEPT,
+    DestinationActivity,
+    GenerationActivity,
+    generation_key,
+    hour_key,
+    read_activity,
+)
+from shared.control.store import ControlStore
+from shared.errors import ValidationFailed
+
+DEFAULT_THRESHOLD = timedelta(minutes=15)
+MAX_THRESHOLD = timedelta(days=7)
+# Markers carry the storage service's clock, a destination's creation the app's: a few seconds apart at most.
+CLOCK_SKEW = timedelta(seconds=5)
+LANDED_WINDOW_HOURS = 24
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The destination as the status needs it (from its record, which `shared.destinations` reads)."""
+
+    destination_id: str
+    generation: str | None
+    created_at: datetime  # when this generation was created: what came before is an earlier one's
+    threshold: timedelta
+
+
+def threshold_for(requested_seconds: int | None, coalesce_delay_seconds: int | None) -> timedelta:
+    """The age past which a batch not landed makes the destination not up to date: the one asked for, or
+    DEFAULT_THRESHOLD plus the wait a coalescing destination asked for."""
+    if requested_seconds is None:
+        return DEFAULT_THRESHOLD + timedelta(seconds=coalesce_delay_seconds or 0)
+    limit = int(MAX_THRESHOLD.total_seconds())
+    if not 1 <= requested_seconds <= limit:
+        message = f"must be between 1 and {limit} seconds (7 days)"
+        raise ValidationFailed(f"threshold_seconds {message}",
+                               details=[{"field": "threshold_seconds", "message": message}])
+    return timedelta(seconds=requested_seconds)
+
+
+@dataclass(frozen=True)
+class _Open:
+    """A batch still to export: pending (perhaps backing off until `due_at`) or running."""
+
+    batch_id: str
+    state: str
+    accepted_at: datetime
+    due_at: datetime
+
+
+def destination_status(control: ControlStore, subject: Subject, now: datetime) -> dict[str, Any]:
+    """The status answer: up to date or not and why, counts per state, the oldest batch not landed, the last
+    landing and the last error, and landings per hour."""
+    activity = read_activity(control, subject.destination_id)
+    own = activity.generations.get(generation_key(subject.generation), GenerationActivity())
+    open_batches = _open_batches(control, subject)
+    failed = _failed_batches(control, subject, activity, exclude={b.batch_id for b in open_batches})
+    oldest = min(open_batches, key=lambda b: (b.accepted_at, b.batch_id), default=None)
+    hours = _landed_by_hour(own, now)
+    recent = hours[-LANDED_WINDOW_HOURS:]
+    pending = [b for b in open_batches if b.state == "pending"]
+    reasons = _reasons(subject, len(failed), oldest, now)
+    return {
+        "destination_id": subject.destination_id,
+        "up_to_date": not reasons,
+        "reasons": reasons,
+        "threshold_seconds": int(subject.threshold.total_seconds()),
+        "checked_at": iso(now),
+        "counts": {
+            "pending": len(pending),
+            "retrying": sum(1 for b in pending if b.due_at > now),
+            "running": len(open_batches) - len(pending),
+            "failed": len(failed),
+            "landed_last_24h": sum(h["batches"] for h in recent),
+        },
+        "records_landed_last_24h": sum(h["records"] for h in recent),
+        "oldest_pending": None if oldest is None else {
+            "batch_id": oldest.batch_id, "state": oldest.state, "accepted_at": iso(oldest.accepted_at),
+            "age_seconds": _seconds(now - oldest.accepted_at)},
+        "last_landed": None if own.last_landed is None else {
+            **own.last_landed.model_dump(mode="json"), "age_seconds": _seconds(now - own.last_landed.at)},
+        "last_error": None if own.last_error is None else own.last_error.model_dump(mode="json"),
+        "landed_by_hour": hours,
+    }
+
+
+def _open_batches(control: ControlStore, subject: Subject) -> list[_Open]:
+    due = {item.name[len(DUE_PREFIX):]: item for item in control.list(DUE_PREFIX, with_metadata=True)
+           if item.metadata.get("destination") == subject.destination_id}
+    if not due:
+        return []
+    running = _accepted_times(control, "running", subject.destination_id)
+    pending = _accepted_times(control, "pending", subject.destination_id)
+    found = []
+    for batch_id, marker in due.items():
+        accepted = running.get(batch_id) or pending.get(batch_id) or marker.modified
+        if accepted is None or accepted < subject.created_at - CLOCK_SKEW:
+            continue  # accepted for an earlier generation of the destination
+        due_at = datetime.fromtimestamp(float(marker.metadata.get("due_at", "0")), UTC)
+        found.append(_Open(batch_id, "running" if batch_id in running else "pending", accepted, due_at))
+    return found
+
+
+def _accepted_times(control: ControlStore, state: str, destination_id: str) -> dict[str, datetime]:
+    """The batches of a destination whose listing marker is under `state`, with when each was accepted."""
+    found = {}
+    for item in control.list(f"{batch_index.BY_STATE}{state}/", with_metadata=True):
+        if item.metadata.get("destination") != destination_id:
+            continue
+        try:
+            found[batch_index.batch_id_of(item.name)] = datetime.fromisoformat(item.metadata.get("created", ""))
+        except ValueError:
+            continue  # no creation time: the due marker's time stands in
+    return found
+
+
+def _failed_batches(control: ControlStore, subject: Subject, activity: DestinationActivity,
+                    exclude: set[str]) -> list[str]:
+    """Ids of the destination's failed batches waiting for a retry (a batch also due is being retried: open)."""
+    since = subject.created_at - CLOCK_SKEW
+    ids = [item.name.rsplit("/", 1)[1]
+           for item in control.list(f"{FAILED_PREFIX}{subject.destination_id}/")
+           if item.modified is None or item.modified >= since]
+    ids = [batch_id for batch_id in ids if batch_id not in exclude]
+    if ids and _earlier_generation_failed_since(activity, subject):
+        ids = [batch_id for batch_id in ids if _belongs(control, batch_id, subject)]
+    return ids
+
+
+def _earlier_generation_failed_since(activity: DestinationActivity, subject: Subject) -> bool:
+    own = generation_key(subject.generation)
+    return any(key != own and entry.last_error is not None and entry.last_error.at >= subject.created_at - CLOCK_SKEW
+               for key, entry in activity.generations.items())
+
+
+def _belongs(control: ControlStore, batch_id: str, subject: Subject) -> bool:
+    """Whether a batch was accepted for this generation of the destination (as `DestinationRecord.owns` says)."""
+    doc = control.get(state_blob(batch_id))
+    if doc is None:
+        return False
+    state = BatchState.from_json(doc.data)
+    if state.destination_generation is not None:
+        return state.destination_generation == subject.generation
+    return subject.generation is None or state.created_at >= subject.created_at
+
+
+def _landed_by_hour(own: GenerationActivity, now: datetime) -> list[dict[str, Any]]:
+    """Batches and records landed in each of the last HOURS_KEPT UTC hours, the current one last."""
+    current = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    hours = []
+    for back in range(HOURS_KEPT - 1, -1, -1):
+        hour = current - timedelta(hours=back)
+        count = own.landed_by_hour.get(hour_key(hour))
+        hours.append({"hour": iso(hour), "batches": count.batches if count else 0,
+                      "records": count.records if count else 0})
+    return hours
+
+
+def _reasons(subject: Subject, failed: int, oldest: _Open | None, now: datetime) -> list[str]:
+    """Why the destination is not up to date, in words (empty: it is)."""
+    reasons = []
+    if failed:
+        reasons.append(f"{failed} batch(es) failed and wait for a retry (POST /api/batches/{{batch_id}}/retry) or new "
+                       "credentials (PUT the destination); see last_error")
+    if oldest is not None and now - oldest.accepted_at > subject.threshold:
+        reasons.append(f"batch {oldest.batch_id} was accepted {_words(now - oldest.accepted_at)} ago and is still "
+                       f"{oldest.state}, over the {_words(subject.threshold)} allowed")
+    return reasons
+
+
+def _seconds(age: timedelta) -> float:
+    return round(max(age.total_seconds(), 0.0), 3)
+
+
+def _words(age: timedelta) -> str:
+    """A duration for people: '90 seconds', '42 minutes', '3.5 hours', '2.0 days'."""
+    seconds = max(age.total_seconds(), 0.0)
+    if seconds < 120:
+        return f"{seconds:.0f} seconds"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} minutes"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds / 86400:.1f} days"
