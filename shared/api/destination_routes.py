@@ -1,6 +1,9 @@
-"""Routes of destinations: PUT (with the probe unless ?verify=false), GET, list, DELETE, test."""
+"""Routes of destinations: PUT (with the probe unless ?verify=false), GET, list, DELETE, test, status."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -8,6 +11,10 @@ from starlette.concurrency import run_in_threadpool
 
 from shared.api import schemas
 from shared.api.responses import ServicesProvider, check_page_limit, json_response, read_json_body
+from shared.control import destination_status
+
+if TYPE_CHECKING:  # the composition root sits above every package
+    from shared.services import Services
 
 DESTINATION_EXAMPLE = {"account_name": "mystorageaccount", "container": "analytics-export", "prefix": "clevertap/",
                        "format": "jsonl", "compression": "gzip", "auth": {"type": "managed_identity"}}
@@ -64,3 +71,23 @@ def add_destination_routes(api: FastAPI, services: ServicesProvider) -> None:
               responses={200: {"model": schemas.ProbeResult, "description": "The probe passed"}})
     async def probe_saved_destination(destination_id: str) -> Response:
         return json_response(await run_in_threadpool(services().check_destination, destination_id))
+
+    @api.get("/api/destinations/{destination_id}/status", tags=["destinations"], operation_id="getDestinationStatus",
+             summary="Whether a destination is up to date", responses={200: {
+                 "model": schemas.DestinationStatus, "description": "How current the destination is"}})
+    async def get_destination_status(destination_id: str, threshold_seconds: int | None = None) -> Response:
+        """Up to date means no failed batch waits for a retry and no batch accepted longer ago than
+        `threshold_seconds` is still pending or running. Also: counts per state, the oldest batch not landed yet,
+        the last landing, the last error in words, and batches landed per hour over the last 48 hours."""
+        return json_response(await run_in_threadpool(status_of, services(), destination_id, threshold_seconds))
+
+
+def status_of(svc: Services, destination_id: str, threshold_seconds: int | None) -> dict[str, Any]:
+    """The status of the destination as it is now (this generation of it: one deleted and created again under
+    the same id starts afresh)."""
+    record = svc.destinations.get_record(destination_id)
+    delay = record.coalesce.max_delay_seconds if record.coalesce is not None else None
+    subject = destination_status.Subject(
+        destination_id=record.id, generation=record.generation, created_at=datetime.fromisoformat(record.created_at),
+        threshold=destination_status.threshold_for(threshold_seconds, delay))
+    return destination_status.destination_status(svc.control, subject, datetime.now(UTC))

@@ -1,9 +1,10 @@
 """The shapes of the API's answers, for the OpenAPI document only: routes still answer with `json_response`.
 
 Each model here describes what a route sends (the dictionaries built by shared.destinations.service,
-shared.control.batches, shared.intake.accept, shared.export.runner and shared.destinations.probe), so that
-client generators and API gateways read the same contract the API keeps. tests/shared/api/test_openapi.py
-checks real answers against these schemas, with every undocumented field refused, so the two cannot drift.
+shared.control.batches, shared.intake.accept, shared.export.runner, shared.destinations.probe and
+shared.control.destination_status), so that client generators and API gateways read the same contract the API
+keeps. tests/shared/api/test_openapi.py checks real answers against these schemas, with every undocumented field
+refused, so the two cannot drift.
 
 The request body of PUT /api/destinations/{id} is `DestinationIn` itself (shared.destinations.models): its
 schema goes into the document's components here, with public words in place of its docstrings.
@@ -106,6 +107,76 @@ class ProbeResult(BaseModel):
     probe_blob: str = Field(description="The probe blob's name in the container: `{prefix}_export_probe.txt`.")
     checks: ProbeChecks
     warnings: list[str]
+
+
+class StatusCounts(BaseModel):
+    """The destination's batches by state."""
+
+    pending: int = Field(description="Accepted and not exported yet (those backing off after an error included).")
+    retrying: int = Field(description="Of the pending, those waiting out a back-off after a failed attempt.")
+    running: int = Field(description="Being exported right now.")
+    failed: int = Field(description="Failed and waiting for a retry or new credentials (not those whose records "
+                                    "were already deleted after FAILED_RETENTION_DAYS).")
+    landed_last_24h: int = Field(description="Landed in the current UTC hour and the 23 before it.")
+
+
+class OldestPending(BaseModel):
+    """The batch that has waited longest and has not landed yet."""
+
+    batch_id: str
+    state: Literal["pending", "running"]
+    accepted_at: datetime = Field(description="When it was accepted (answered 202).")
+    age_seconds: float = Field(description="How long ago that was.")
+
+
+class LastLanded(BaseModel):
+    """The batch that landed last."""
+
+    at: datetime
+    batch_id: str
+    records: int
+    run_id: str | None = Field(description="The coalesced run it landed in; null if it landed on its own.")
+    age_seconds: float = Field(description="How long ago it landed.")
+
+
+class StatusError(BaseModel):
+    """The latest attempt that did not land, as the batch's status gives it."""
+
+    at: datetime
+    batch_id: str
+    code: str = Field(description="A stable code, such as `sas_expired` or `container_not_found`.")
+    message: str = Field(description="What went wrong and what to do, in words.")
+    attempt: int = Field(description="Which attempt (since the batch's last retry) failed.")
+    will_retry: bool = Field(description="true: the batch backs off and is tried again by itself; false: it "
+                                         "failed and waits for a retry or new credentials.")
+
+
+class LandedHour(BaseModel):
+    hour: datetime = Field(description="The start of the UTC hour.")
+    batches: int
+    records: int
+
+
+class DestinationStatus(BaseModel):
+    """How current a destination is, read from a few markers and one small document (never every batch)."""
+
+    destination_id: str
+    up_to_date: bool = Field(
+        description="true when no batch failed and waits for a retry, and no batch accepted more than "
+                    "`threshold_seconds` ago is still pending or running.")
+    reasons: list[str] = Field(description="Why it is not up to date, in words; empty when it is.")
+    threshold_seconds: int = Field(
+        description="The age past which a batch not landed makes the destination not up to date: as asked, or "
+                    "900 (15 minutes) plus the destination's `coalesce.max_delay_seconds`.")
+    checked_at: datetime
+    counts: StatusCounts
+    records_landed_last_24h: int = Field(description="Records in the batches of `counts.landed_last_24h`.")
+    oldest_pending: OldestPending | None = Field(description="null when every batch has landed or failed.")
+    last_landed: LastLanded | None = Field(description="null until a batch lands.")
+    last_error: StatusError | None = Field(
+        description="The latest error of any attempt, even if a later one landed (compare `at` with "
+                    "`last_landed.at`); null if none.")
+    landed_by_hour: list[LandedHour] = Field(description="The last 48 UTC hours, oldest first, the current one last.")
 
 
 # --- Batches ------------------------------------------------------------------------------------------------
@@ -278,6 +349,10 @@ PARAMETER_WORDS: dict[tuple[str, str], dict[str, Any]] = {
     ("query", "verify"): {
         "description": "false: save without first proving the credentials (a container not created yet, a "
                        "network the app cannot reach yet); POST .../test proves them later."},
+    ("query", "threshold_seconds"): {
+        "description": "The age, in seconds, past which a batch not landed yet makes the destination not up to "
+                       "date (1 to 604800; default 900 plus the destination's coalescing delay).",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 604800}},
     ("query", "force"): {
         "description": "true: delete even with batches not landed yet; they fail with the reason "
                        "'destination deleted' and their staged records are deleted."},

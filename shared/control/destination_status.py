@@ -215,6 +215,8 @@ def _seconds(age: timedelta) -> float:
 def _words(age: timedelta) -> str:
     """A duration for people: '90 seconds', '42 minutes', '3.5 hours', '2.0 days'."""
     seconds = max(age.total_seconds(), 0.0)
+    if round(seconds) == 1:
+        return "1 second"
     if seconds < 120:
         return f"{seconds:.0f} seconds"
     if seconds < 2 * 3600:

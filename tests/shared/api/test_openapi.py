@@ -37,6 +37,7 @@ OPERATION_IDS = {
     ("get", "/api/destinations"): "listDestinations",
     ("delete", "/api/destinations/{destination_id}"): "deleteDestination",
     ("post", "/api/destinations/{destination_id}/test"): "testDestination",
+    ("get", "/api/destinations/{destination_id}/status"): "getDestinationStatus",
     ("post", "/api/destinations/{destination_id}/batches"): "postBatch",
     ("get", "/api/batches/{batch_id}"): "getBatch",
     ("get", "/api/batches"): "listBatches",
@@ -51,6 +52,7 @@ SUCCESS_SCHEMAS = {
     "listDestinations": {"200": "DestinationList"},
     "deleteDestination": {"204": None},
     "testDestination": {"200": "ProbeResult"},
+    "getDestinationStatus": {"200": "DestinationStatus"},
     "postBatch": {"202": "BatchAccepted"},
     "getBatch": {"200": "BatchStatus"},
     "listBatches": {"200": "BatchList"},
@@ -363,6 +365,7 @@ def test_real_answers_of_the_walk_through_match_the_schemas_the_document_declare
     failed = contract.check(api.get(f"/api/batches/{failing['batch_id']}"), status)
     assert failed["state"] == "failed" and failed["last_error"]["code"] == "container_not_found"
     contract.check(api.get("/api/batches", params={"state": "failed"}), "/api/batches")
+    assert contract.check(api.get("/api/destinations/typo/status"), one + "/status")["last_error"]
     blob_service.create_container(missing)
     retried = contract.check(api.post(f"/api/batches/{failing['batch_id']}/retry"), status + "/retry")
     assert retried["state"] == "pending"
