@@ -1,5 +1,5 @@
-"""How a record's keys become CSV column names, and when two of them collide: the one rule that intake (to
-learn a partition's columns) and the CSV encoder (to write them) both follow.
+"""How a record's keys become column names, and when two of them collide: the one rule that intake (to learn a
+partition's CSV columns), the CSV encoder and typed Parquet columns all follow.
 
 - a nested object's keys are joined to its own key with ".": ``{"properties": {"a": {"b": 1}}}`` gives
   ``properties.a.b``;
@@ -9,11 +9,12 @@ learn a partition's columns) and the CSV encoder (to write them) both follow.
 
 Keys are not escaped: ``{"a.b": 1}`` and ``{"a": {"b": 1}}`` both give ``a.b``. Such a record cannot be
 written as CSV, since neither field may be dropped; ``repeated_column`` names the column
-(``may_repeat_a_column`` first, where every record is checked).
+(``may_repeat_a_column`` first, where every record is checked). Typed Parquet keeps the later field in
+``_rest_json`` instead (``shared.formats.parquet_columns``).
 
-``flattened_keys`` is the rule. The walks that must be fast (intake's shape memo, the CSV encoder's row,
-shape and column paths) keep their own loops, but take every nested object's prefix from
-``nested_prefix``; tests check their names against ``flattened_keys``.
+``flattened_items`` is the rule (``flattened_keys`` gives its names). The walks that must be fast (intake's shape
+memo, the CSV encoder's row, shape and column paths, Parquet's column path) keep their own loops, but take every
+nested object's prefix from ``nested_prefix``; tests check their names against ``flattened_keys``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ def nested_prefix(prefix: str, key: str) -> str:
 
 
 def flattened_keys(record: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
-    """The CSV column names of ``record``, in record order, by the rules above (a repeated name included).
+    """The CSV column names of ``record``, in record order, by the rules above (a repeated name included)."""
+    return (key for key, _ in flattened_items(record, prefix))
+
+
+def flattened_items(record: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(column name, value) of every leaf of ``record``, in record order (a repeated name included): the value is
+    a string, number, boolean, null, list or empty object.
 
     A member's column is its object's prefix followed by its key; a non-empty object is not a column
     itself, its members are. Works at any depth (no recursion).
@@ -42,7 +49,7 @@ def flattened_keys(record: Mapping[str, Any], prefix: str = "") -> Iterator[str]
             if isinstance(value, Mapping) and value:
                 stack.append((nested_prefix(path, key), iter(value.items())))
                 break
-            yield path + key
+            yield path + key, value
         else:
             stack.pop()
 

@@ -170,6 +170,18 @@ def find_event_time(record: Mapping[str, Any]) -> tuple[str, object] | None:
     return None
 
 
+def event_microseconds(record: Mapping[str, Any]) -> int:
+    """The record's event time (``find_event_time``) in epoch microseconds; ``EventTimeError`` when it has none or
+    its time is not usable (intake refuses such events, so only a record staged some other way can fail here)."""
+    found = find_event_time(record)
+    if found is None:
+        raise EventTimeError(None, "is missing: the event has no time")
+    try:
+        return epoch_microseconds(found[1])
+    except EventTimeError as exc:
+        raise EventTimeError(exc.value, f"({found[0]}) {exc.reason}") from None
+
+
 def find_event_name(record: Mapping[str, Any]) -> str | None:
     """The first non-blank string among the top-level ``EVENT_NAME_KEYS``, or None."""
     for key in EVENT_NAME_KEYS:

@@ -1,4 +1,5 @@
-"""Turn staged JSONL lines into destination files: JSONL or CSV, gzip or uncompressed.
+"""Turn staged JSONL lines into destination files: JSONL or CSV, gzip, zstd or uncompressed (Parquet is
+``parquet_part``; ``file_extension`` and ``content_type`` name all three formats).
 
 Staged records are lines of compact JSON, kept as the exact bytes that were sent. JSONL output
 moves those bytes untouched (no parsing); CSV output parses each record, flattens nested objects
@@ -23,22 +24,30 @@ from itertools import accumulate
 from typing import Literal
 
 from shared.formats.csv_encoding import CsvEncoder
+from shared.formats.zstd_frames import ZstdStream
 
-Format = Literal["jsonl", "csv"]
-Compression = Literal["gzip", "none"]
+Format = Literal["jsonl", "csv", "parquet"]
+Compression = Literal["gzip", "zstd", "snappy", "none"]
 
-_EXTENSIONS: dict[str, str] = {"jsonl": "jsonl", "csv": "csv"}
-_CONTENT_TYPES: dict[str, str] = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
+_EXTENSIONS: dict[str, str] = {"jsonl": "jsonl", "csv": "csv", "parquet": "parquet"}
+_SUFFIXES: dict[str, str] = {"gzip": ".gz", "zstd": ".zst"}
+_CONTENT_TYPES: dict[str, str] = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8",
+                                  "parquet": "application/vnd.apache.parquet"}
+_COMPRESSED_TYPES: dict[str, str] = {"gzip": "application/gzip", "zstd": "application/zstd"}
 
 
 def file_extension(fmt: Format, compression: Compression) -> str:
-    """The data file's extension without the leading dot: "jsonl", "jsonl.gz", "csv", "csv.gz"."""
+    """The data file's extension without the leading dot: "jsonl", "jsonl.gz", "csv.zst", ...; "parquet" whatever
+    its compression (a Parquet file compresses inside)."""
     base = _EXTENSIONS[fmt]
-    return f"{base}.gz" if compression == "gzip" else base
+    return base if fmt == "parquet" else base + _SUFFIXES.get(compression, "")
 
 
-def content_type(fmt: Format) -> str:
-    """The blob's Content-Type for a data file of this format (gzip is a Content-Encoding)."""
+def content_type(fmt: Format, compression: Compression = "none") -> str:
+    """The blob's Content-Type: the compressed file's type for a gzip or zstd text file (so that it downloads as it
+    is stored, never decoded on the way), else the format's."""
+    if fmt != "parquet" and compression in _COMPRESSED_TYPES:
+        return _COMPRESSED_TYPES[compression]
     return _CONTENT_TYPES[fmt]
 
 
@@ -82,12 +91,15 @@ def _check_level(level: int) -> None:
         raise ValueError(f"the gzip level must be 0 to 9, not {level}")
 
 
-def new_compressor(compression: Compression, level: int = 6) -> GzipStream | PassThrough:
+def new_compressor(compression: Compression, level: int = 6) -> GzipStream | ZstdStream | PassThrough:
+    """The compressor of a JSONL or CSV file (`level` is gzip's; zstd has its own)."""
     if compression == "gzip":
         return GzipStream(level)
+    if compression == "zstd":
+        return ZstdStream()
     if compression == "none":
         return PassThrough()
-    raise ValueError(f"unknown compression {compression!r}: use 'gzip' or 'none'")
+    raise ValueError(f"unknown compression {compression!r} for a JSONL or CSV file: use 'gzip', 'zstd' or 'none'")
 
 
 # ---------------------------------------------------------------------------------------------

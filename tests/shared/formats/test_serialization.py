@@ -88,15 +88,21 @@ def csv_module_text(records: Sequence[dict[str, Any]], columns: Sequence[str]) -
 
 @pytest.mark.parametrize(
     ("fmt", "compression", "extension"),
-    [("jsonl", "gzip", "jsonl.gz"), ("jsonl", "none", "jsonl"), ("csv", "gzip", "csv.gz"), ("csv", "none", "csv")],
+    [("jsonl", "gzip", "jsonl.gz"), ("jsonl", "none", "jsonl"), ("csv", "gzip", "csv.gz"), ("csv", "none", "csv"),
+     ("jsonl", "zstd", "jsonl.zst"), ("csv", "zstd", "csv.zst"), ("parquet", "zstd", "parquet"),
+     ("parquet", "snappy", "parquet"), ("parquet", "none", "parquet")],
 )
 def test_file_extension(fmt: Any, compression: Any, extension: str) -> None:
     assert file_extension(fmt, compression) == extension
 
 
-@pytest.mark.parametrize(("fmt", "expected"), [("jsonl", "application/x-ndjson"), ("csv", "text/csv; charset=utf-8")])
-def test_content_type(fmt: Any, expected: str) -> None:
-    assert content_type(fmt) == expected
+@pytest.mark.parametrize(("fmt", "compression", "expected"), [
+    ("jsonl", "none", "application/x-ndjson"), ("csv", "none", "text/csv; charset=utf-8"),
+    ("jsonl", "gzip", "application/gzip"), ("csv", "zstd", "application/zstd"),
+    ("parquet", "zstd", "application/vnd.apache.parquet"), ("parquet", "gzip", "application/vnd.apache.parquet"),
+])
+def test_content_type(fmt: Any, compression: Any, expected: str) -> None:
+    assert content_type(fmt, compression) == expected
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,7 +398,7 @@ def test_new_compressor() -> None:
     assert isinstance(passthrough, PassThrough)
     assert passthrough.compress(b"abc") == b"abc" and passthrough.finish() == b""
     with pytest.raises(ValueError, match="compression"):
-        new_compressor("zstd")  # type: ignore[arg-type]
+        new_compressor("snappy")
     with pytest.raises(ValueError, match="level"):
         GzipStream(10)
 
