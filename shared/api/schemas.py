@@ -72,12 +72,27 @@ class DestinationView(BaseModel):
                     "Azure SDK derives itself.")
     container: str
     prefix: str = Field(description="Prepended to every blob name; empty, or ending with '/'.")
-    format: Literal["jsonl", "csv"]
-    compression: Literal["gzip", "none"]
+    format: Literal["jsonl", "csv", "parquet"]
+    compression: Literal["gzip", "zstd", "snappy", "none"] = Field(
+        description="Of the whole file for jsonl and csv (`.gz`, `.zst`); inside the file for parquet.")
     partition: Literal["hour", "day"] = Field(
         description="Events land under date=YYYY-MM-DD/hour=HH/ (`hour`) or date=YYYY-MM-DD/ (`day`).")
     coalesce: CoalesceView | None = Field(
         description="null: every batch is exported on its own, with its own files and manifest.")
+    parquet_columns: Literal["typed", "json"] | None = Field(
+        description="For parquet: `typed` (a column a field) or `json` (the record's JSON text in `properties`); "
+                    "null for the other formats.")
+    layout: Literal["hive", "dated", "template"] = Field(
+        description="The folders: `hive` ({type}/date=YYYY-MM-DD/hour=HH/), `dated` ({type}/YYYY/MM/DD/HH/) or "
+                    "`template` (`path_template`).")
+    path_template: str | None = Field(description="The folders of `layout` `template`, ending with '/'; else null.")
+    include_events: list[str] = Field(description="Only events with these names (or `*` patterns) are written; "
+                                                  "empty: all.")
+    exclude_events: list[str] = Field(description="Events with these names (or `*` patterns) are left out.")
+    drop_properties: list[str] = Field(description="Dotted paths of fields removed from every record before it "
+                                                   "leaves, such as `properties.$email`.")
+    access_tier: Literal["hot", "cool", "cold"] | None = Field(
+        description="The access tier set on every file and manifest; null: the account's default.")
     auth: DestinationAuthView
     warnings: list[str] = Field(
         description="What needs attention soon, in words: a SAS token expiring within 7 days or never, "
@@ -287,13 +302,31 @@ REQUEST_WORDS: dict[str, dict[str, str]] = {
                     "`account_name` (or neither, with a connection string).",
         "container": "The container batches land in: 3-63 lowercase letters, digits and single hyphens.",
         "prefix": "Prepended to every blob name (a '/' is added at its end).",
-        "format": "jsonl: one JSON record a line; csv: one column a flattened key.",
-        "compression": "gzip, or none.",
+        "format": "jsonl: one JSON record a line; csv: one column a flattened key; parquet: a columnar file "
+                  "(see `parquet_columns`) that Spark, DuckDB, pandas, Synapse and Fabric read.",
+        "compression": "jsonl and csv: gzip (the default), zstd or none, of the whole file. parquet: zstd (its "
+                       "default), snappy, gzip or none, inside the file.",
         "auth": "How the app authenticates: one of the four types, chosen by `type`.",
         "partition": "Events land under date=YYYY-MM-DD/hour=HH/ (`hour`, the default) or date=YYYY-MM-DD/ "
                      "(`day`: fewer, larger files, as for a backfill).",
         "coalesce": "Export batches due together as one run (one file per partition, one manifest); absent or "
                     "null: every batch on its own.",
+        "parquet_columns": "For parquet only. typed (the default): the core columns, then a column for each "
+                           "flattened field, its type fixed for the destination when first seen. json: the core "
+                           "columns and the record's JSON text in one `properties` column.",
+        "layout": "The folders files land in: hive (the default: {type}/date=YYYY-MM-DD/hour=HH/), dated "
+                  "({type}/YYYY/MM/DD/HH/, as Mixpanel's) or template (`path_template`; implied when one is given).",
+        "path_template": "Folders only, with {type}, {date}, {year}, {month}, {day}, {hour} and {event} (which also "
+                         "splits files by event name); the file name is appended. It must name the date ({date}, "
+                         "or {year}, {month} and {day}), and {hour} when `partition` is hour; no '..', no empty "
+                         "folder. Profiles leave out the folders holding {hour} or {event}.",
+        "include_events": "Only events whose names match one of these are written: exact names, or patterns where "
+                          "`*` is any characters. Absent or empty: every event.",
+        "exclude_events": "Events whose names match one of these (exact names or `*` patterns) are not written.",
+        "drop_properties": "Fields removed from every record before it is written, by dotted path as columns are "
+                           "named (properties.$email, profileData.Phone); a path naming an object removes it whole.",
+        "access_tier": "hot, cool or cold: the access tier set on every file and manifest as it is written "
+                       "(exports are written once and read rarely). Absent: the account's default tier.",
     },
     "SasAuth": {
         "": "A SAS token (container or account SAS) with read and write permission; delete is recommended. "

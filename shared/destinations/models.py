@@ -11,7 +11,9 @@ from urllib.parse import SplitResult, unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from shared.destinations.record import CoalesceSettings
+from shared.destinations.record import OUTPUT_DEFAULTS, CoalesceSettings
+from shared.formats.layouts import check_template
+from shared.formats.record_filters import MAX_PATTERN, MAX_PATTERNS
 from shared.secrets.names import SECRET_NAME
 
 DESTINATION_ID = re.compile(r"^[a-z0-9-]{3,63}$")
@@ -260,13 +262,77 @@ class DestinationIn(BaseModel):
     endpoint: str | None = None
     container: str
     prefix: str = ""
-    format: Literal["jsonl", "csv"] = "jsonl"
-    compression: Literal["gzip", "none"] = "gzip"
+    format: Literal["jsonl", "csv", "parquet"] = "jsonl"
+    compression: Literal["gzip", "zstd", "snappy", "none"] = "gzip"  # absent with parquet: zstd (_defaults)
     auth: Auth
     # Events land under date=/hour= ("hour") or date= only ("day": a six-month backfill is 180 files, not 4,300).
     partition: Literal["hour", "day"] = "hour"
     # Absent or null: every batch is exported on its own, one manifest and its own files per batch.
     coalesce: CoalesceSettings | None = None
+    # What lands, and how (issue 15; the rules: docs/formats.md). Validated in this order: each may read the
+    # fields before it (a field validator sees the valid ones in `info.data`), so each error names its field.
+    parquet_columns: Literal["typed", "json"] | None = None  # absent with parquet: typed (_defaults)
+    layout: Literal["hive", "dated", "template"] = "hive"  # absent with a path_template: template (_defaults)
+    path_template: str | None = Field(default=None, validate_default=True)
+    include_events: tuple[str, ...] = ()
+    exclude_events: tuple[str, ...] = ()
+    drop_properties: tuple[str, ...] = ()
+    access_tier: Literal["hot", "cool", "cold"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        """Defaults that depend on another field: Parquet is zstd and typed unless told; a path_template given
+        without a layout is the layout."""
+        if not isinstance(data, dict):
+            return data
+        filled = dict(data)
+        if filled.get("format") == "parquet":
+            filled.setdefault("compression", "zstd")
+            filled.setdefault("parquet_columns", "typed")
+        if filled.get("path_template") is not None:
+            filled.setdefault("layout", "template")
+        return filled
+
+    @field_validator("compression")
+    @classmethod
+    def _compression(cls, value: str, info: ValidationInfo) -> str:
+        if value == "snappy" and info.data.get("format", "parquet") != "parquet":
+            raise ValueError("snappy is a Parquet codec: use gzip, zstd or none for jsonl and csv")
+        return value
+
+    @field_validator("parquet_columns")
+    @classmethod
+    def _parquet_columns(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("format", "parquet") != "parquet":
+            raise ValueError(f"is for format parquet only, not {info.data['format']}: leave it out")
+        return value
+
+    @field_validator("path_template")
+    @classmethod
+    def _path_template(cls, value: str | None, info: ValidationInfo) -> str | None:
+        layout = info.data.get("layout")
+        if value is None:
+            if layout == "template":
+                raise ValueError("give the folders' template with layout 'template'")
+            return None
+        if layout is not None and layout != "template":
+            raise ValueError(f"is used with layout 'template', not '{layout}': leave layout out, or the template")
+        return check_template(value, info.data.get("partition", "hour"))
+
+    @field_validator("include_events", "exclude_events")
+    @classmethod
+    def _event_patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _checked_list(value, "event names or patterns")
+
+    @field_validator("drop_properties")
+    @classmethod
+    def _drop_paths(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for path in _checked_list(value, "dotted paths"):
+            if "" in path.split("."):
+                raise ValueError(f"'{path}' has an empty segment: write paths as the columns are named, "
+                                 "such as properties.$email")
+        return value
 
     @field_validator("account_name")
     @classmethod
@@ -303,12 +369,31 @@ class DestinationIn(BaseModel):
             raise ValueError("give account_name or endpoint (a custom https domain)")
         return self
 
+    def output_settings(self) -> dict[str, Any]:
+        """The output fields the stored record keeps: those that differ from the defaults, so that a destination
+        that uses none of them is stored as before they existed."""
+        found = {"parquet_columns": self.parquet_columns, "layout": self.layout, "path_template": self.path_template,
+                 "include_events": self.include_events, "exclude_events": self.exclude_events,
+                 "drop_properties": self.drop_properties, "access_tier": self.access_tier}
+        return {name: value for name, value in found.items() if value != OUTPUT_DEFAULTS[name]}
+
     def account_url(self) -> str | None:
         if self.endpoint:
             return self.endpoint
         if self.account_name:
             return f"https://{self.account_name}.blob.core.windows.net"
         return None
+
+
+def _checked_list(values: tuple[str, ...], what: str) -> tuple[str, ...]:
+    if len(values) > MAX_PATTERNS:
+        raise ValueError(f"at most {MAX_PATTERNS} {what}")
+    for value in values:
+        if not value or len(value) > MAX_PATTERN:
+            raise ValueError(f"{what} are 1-{MAX_PATTERN} characters each")
+        if any(unicodedata.category(ch) in {"Cc", "Cf", "Cs"} for ch in value):
+            raise ValueError(f"{what} must not contain control characters")
+    return values
 
 
 def validation_details(errors: list[Any]) -> list[dict[str, str]]:

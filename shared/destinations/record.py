@@ -58,14 +58,20 @@ class CoalesceSettings(_Stored):
         default=128, ge=1, le=4096, description="A run closes once its batches' staged records reach this size.")
 
 
+OUTPUT_DEFAULTS: dict[str, Any] = {
+    "parquet_columns": None, "layout": "hive", "path_template": None, "include_events": (), "exclude_events": (),
+    "drop_properties": (), "access_tier": None,
+}
+
+
 class DestinationRecord(_Stored):
     id: str
     account_name: str | None = None
     account_url: str | None = None  # None only for a connection string the SDK reads itself
     container: str
     prefix: str
-    format: Literal["jsonl", "csv"]
-    compression: Literal["gzip", "none"]
+    format: Literal["jsonl", "csv", "parquet"]
+    compression: Literal["gzip", "zstd", "snappy", "none"]
     auth: StoredAuth
     created_at: str
     updated_at: str
@@ -76,6 +82,14 @@ class DestinationRecord(_Stored):
     partition: Literal["hour", "day"] = "hour"
     # Absent or None: every batch is its own run (one manifest, files named by the batch's id).
     coalesce: CoalesceSettings | None = None
+    # What lands, and how (issue 15; docs/formats.md). Absent: the defaults (OUTPUT_DEFAULTS), as before them.
+    parquet_columns: Literal["typed", "json"] | None = None  # set for parquet only
+    layout: Literal["hive", "dated", "template"] = "hive"
+    path_template: str | None = None  # the folders, with layout "template" (shared.formats.layouts)
+    include_events: tuple[str, ...] = ()
+    exclude_events: tuple[str, ...] = ()
+    drop_properties: tuple[str, ...] = ()
+    access_tier: Literal["hot", "cool", "cold"] | None = None  # None: the account's default tier
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> DestinationRecord:
@@ -84,6 +98,11 @@ class DestinationRecord(_Stored):
     def to_json(self) -> dict[str, Any]:
         """The stored document: every key that was given, in field order."""
         return self.model_dump(exclude_unset=True)
+
+    def output_view(self) -> dict[str, Any]:
+        """The output fields as the API shows them, defaults included."""
+        return {name: list(value) if isinstance(value, tuple) else value
+                for name, value in ((name, getattr(self, name)) for name in OUTPUT_DEFAULTS)}
 
     @property
     def secret_name(self) -> str | None:

@@ -131,7 +131,7 @@ class DestinationService:
             id=destination_id, account_name=account_name, account_url=account_url, container=dest.container,
             prefix=dest.prefix, format=dest.format, compression=dest.compression, auth=auth_record,
             created_at=previous.created_at if previous else now.isoformat(), updated_at=now.isoformat(),
-            partition=dest.partition, coalesce=dest.coalesce, **_generation(previous),
+            partition=dest.partition, coalesce=dest.coalesce, **dest.output_settings(), **_generation(previous),
         )
         if verify and self.verifier is not None:
             self.verifier(record, secret)
@@ -292,6 +292,7 @@ class DestinationService:
             "compression": record.compression,
             "partition": record.partition,
             "coalesce": record.coalesce.model_dump() if record.coalesce is not None else None,
+            **record.output_view(),
             "auth": record.auth.model_dump(exclude_unset=True),
             "warnings": warnings,
             "created_at": record.created_at,

@@ -17,7 +17,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from azure.storage.blob import BlobBlock, ContainerClient, ContentSettings
+from azure.storage.blob import BlobBlock, ContainerClient, ContentSettings, StandardBlobTier
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,11 @@ class WrittenFile:
     bytes: int
     md5_hex: str
     md5_base64: str
+
+
+def tier_of(access_tier: str | None) -> StandardBlobTier | None:
+    """The blob tier a destination's `access_tier` ("hot", "cool", "cold") names; None: the account's default."""
+    return None if access_tier is None else StandardBlobTier(access_tier.capitalize())
 
 
 def new_attempt_tag() -> str:
@@ -88,18 +93,21 @@ class BlockUploader:
             self._stage(bytes(self._buffer))
             self._buffer.clear()
 
-    def commit(self, content_settings: ContentSettings) -> WrittenFile:
+    def commit(self, content_settings: ContentSettings, *, tier: str | None = None) -> WrittenFile:
+        """Write the file, in the access tier `tier` ("hot", "cool", "cold"; None: the account's default) set in
+        the same call (a Put Blob or the Put Block List), so the file never exists in another tier."""
         digest = self._md5.digest()
         content_settings.content_md5 = bytearray(digest)
         if not self._ids:
             self.blob.upload_blob(bytes(self._buffer), length=len(self._buffer), overwrite=True,
-                                  content_settings=content_settings, max_concurrency=1)
+                                  content_settings=content_settings, max_concurrency=1,
+                                  standard_blob_tier=tier_of(tier))
         else:
             self.flush()
             while self._in_flight:
                 self._in_flight.popleft().result()
             self.blob.commit_block_list([BlobBlock(block_id=i) for i in self._ids],
-                                        content_settings=content_settings)
+                                        content_settings=content_settings, standard_blob_tier=tier_of(tier))
         return WrittenFile(self.name, self._size, digest.hex(), base64.b64encode(digest).decode())
 
     def abandon(self) -> None:

@@ -326,7 +326,7 @@ def _write(services: Services, container: Any, record: DestinationRecord, held: 
         export_date=state.export_date, part_max_bytes=settings.part_max_bytes,
         block_bytes=settings.block_bytes, max_in_flight=settings.upload_concurrency, gzip_level=settings.gzip_level,
         attempt_tag=new_attempt_tag(),  # unique per attempt: a commit names only its own blocks
-        file_concurrency=settings.file_concurrency,
+        file_concurrency=settings.file_concurrency, destination=record, control=services.control,
     )
     outputs = output_partitions(state.partitions, record.partition)
     previous = set(state.written_blobs) | {b.name for b in state.blobs}

@@ -267,7 +267,7 @@ def _write(services: Services, container: Any, record: DestinationRecord, record
         fmt=record.format, compression=record.compression, export_date=run.export_date,
         part_max_bytes=settings.part_max_bytes, block_bytes=settings.block_bytes,
         max_in_flight=settings.upload_concurrency, gzip_level=settings.gzip_level, attempt_tag=new_attempt_tag(),
-        file_concurrency=settings.file_concurrency,
+        file_concurrency=settings.file_concurrency, destination=record, control=services.control,
     )
     order = {m.batch_id: index for index, m in enumerate(run.members)}
     states = sorted((m.state for m in members), key=lambda s: order[s.batch_id])

@@ -32,4 +32,4 @@ def test_a_mistyped_document_is_refused_not_half_read() -> None:
     with pytest.raises(ValidationError):
         DestinationRecord.from_json({**document, "formt": "csv"})
     with pytest.raises(ValidationError):
-        DestinationRecord.from_json({**document, "format": "parquet"})
+        DestinationRecord.from_json({**document, "format": "avro"})
