@@ -117,15 +117,16 @@ def record(control: ControlStore, state: BatchState, *, previous: StateName | No
     if previous == state.state:
         return
     metadata = state.metadata()
-    for marker in markers(state.batch_id, state.destination_id, state.state, state.created_at):
-        control.put_bytes(marker, b"", metadata=metadata)
-    if not first:
-        key = newest_first_key(state.created_at, state.batch_id)
-        for left in (previous,) if previous is not None else _CAME_FROM[state.state]:
-            control.delete(f"{BY_STATE}{left}/{key}")
+    writes: list[tuple[str, dict[str, str] | None]] = [
+        (marker, metadata) for marker in markers(state.batch_id, state.destination_id, state.state, state.created_at)]
     queued = retention_queue(state)
     if queued is not None:
-        control.put_bytes(retention_marker(queued[0], queued[1], state.batch_id), b"")
+        writes.append((retention_marker(queued[0], queued[1], state.batch_id), None))
+    control.put_markers(writes)  # at once: one round trip's wait, not four
+    if not first:  # once the new markers stand: a failure between leaves the batch listed twice, never missing
+        key = newest_first_key(state.created_at, state.batch_id)
+        left = (previous,) if previous is not None else _CAME_FROM[state.state]
+        control.delete_all(f"{BY_STATE}{name}/{key}" for name in left)
 
 
 def forget(control: ControlStore, state: BatchState) -> None:

@@ -8,9 +8,11 @@ from __future__ import annotations
 import builtins
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import orjson
@@ -22,7 +24,11 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.core.pipeline.transport import RequestsTransport
+from azure.core.pipeline.transport._requests_basic import BiggerBlockSizeHTTPAdapter
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings, ExponentialRetry
+from requests import Session
+from urllib3.util.retry import Retry
 
 from shared.control.buffer_upload import upload_buffers
 from shared.errors import ServiceUnavailable
@@ -43,6 +49,14 @@ STREAM_CHUNK_BYTES = 8 * 1024 * 1024
 # Azure, where they are uploaded in parallel, in 13 calls per POST against 10 with 16 MiB blocks.
 STAGE_BLOCK_BYTES = 4 * 1024 * 1024
 STAGE_CONCURRENCY = 4
+# Connections kept open to control storage. requests keeps 10 per host by default: with intake requests, export
+# tasks and their members' writes at once, more than 10 are in flight and each one over 10 paid a new
+# connection (and Azurite a new socket) per request.
+POOL_CONNECTIONS = 64
+# Small control writes that do not depend on each other (a batch's index markers) go out this many at once,
+# from one pool shared by every request of the process.
+SMALL_WRITES_AT_ONCE = 16
+_small_writes = ThreadPoolExecutor(max_workers=SMALL_WRITES_AT_ONCE, thread_name_prefix="control-write")
 
 
 class PreconditionFailed(Exception):
@@ -69,6 +83,7 @@ class Listed:
 def build_control_container(settings: Settings) -> ContainerClient:
     """The control container client, with explicit timeouts and retries (one place builds it)."""
     options: dict[str, Any] = {
+        "transport": pooled_transport(POOL_CONNECTIONS),
         "retry_policy": ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=3),
         "connection_timeout": 10,
         "read_timeout": settings.request_timeout_seconds,
@@ -82,6 +97,17 @@ def build_control_container(settings: Settings) -> ContainerClient:
     else:
         service = BlobServiceClient.from_connection_string(str(settings.control_storage_connection), **options)
     return service.get_container_client(settings.control_container)
+
+
+def pooled_transport(connections: int) -> RequestsTransport:
+    """The SDK's own transport over a session that keeps `connections` connections per host open (the SDK's
+    adapter and its settings: no retries of its own, the pipeline's retry policy does that)."""
+    session = Session()
+    adapter = BiggerBlockSizeHTTPAdapter(pool_connections=connections, pool_maxsize=connections,
+                                         max_retries=Retry(total=False, redirect=False, raise_on_status=False))
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, adapter)
+    return RequestsTransport(session=session, session_owner=False)
 
 
 def unavailable(exc: Exception) -> ServiceUnavailable:
@@ -173,6 +199,27 @@ class ControlStore:
             self.container.upload_blob(name, data, overwrite=True, metadata=metadata)
         except (ServiceRequestError, ServiceResponseError, HttpResponseError) as exc:
             raise as_unavailable(exc) from None
+
+    def put_markers(self, markers: Iterable[tuple[str, dict[str, str] | None]]) -> None:
+        """Write empty blobs (name, metadata) at once; each is written whatever the others' outcome, and the
+        first failure is raised once all are done."""
+        self._all_at_once([partial(self.put_bytes, name, b"", metadata=metadata) for name, metadata in markers])
+
+    def delete_all(self, names: Iterable[str]) -> None:
+        """Delete blobs at once (a name already gone is no error); the first failure is raised once all are done."""
+        self._all_at_once([partial(self.delete, name) for name in names])
+
+    @staticmethod
+    def _all_at_once(calls: Sequence[Callable[[], object]]) -> None:
+        if len(calls) <= 1:
+            for call in calls:
+                call()
+            return
+        futures = [_small_writes.submit(call) for call in calls]
+        errors = [f.exception() for f in futures]
+        first = next((e for e in errors if e is not None), None)
+        if first is not None:
+            raise first
 
     def put_buffers(self, name: str, buffers: Sequence[bytes]) -> int:
         """Write the buffers end to end as one blob, without joining them (`shared.control.buffer_upload`);

@@ -69,7 +69,8 @@ def export_destination_runs(services: Services, record: DestinationRecord, batch
     members = _read(services.control, batch_ids)
     outcomes: dict[str, str] = {}
     for record_type in sorted({m.state.type for m in members}):
-        ids = [m.state.batch_id for m in members if m.state.type == record_type]
+        group = [m for m in members if m.state.type == record_type]
+        ids = [m.state.batch_id for m in group]
         lease_blob = run_docs.ensure_group_lease_blob(services.control, record.id, record_type)
         lease = BatchLease(services.control.container, lease_blob, services.settings.lease_seconds)
         if not lease.acquire():  # another worker is at this destination's runs
@@ -77,17 +78,21 @@ def export_destination_runs(services: Services, record: DestinationRecord, batch
             continue
         with lease:
             try:
-                outcomes.update(_export_group(services, record, ids, lease, hooks, clock))
+                outcomes.update(_export_group(services, record, group, lease, hooks, clock))
             except LeaseLost:
                 log_event(log, "run lease lost; leaving the runs to the next pass", logging.WARNING,
                           destination_id=record.id, type=record_type)
     return outcomes
 
 
-def _export_group(services: Services, record: DestinationRecord, batch_ids: Sequence[str], lease: BatchLease,
+def _export_group(services: Services, record: DestinationRecord, group: Sequence[_Member], lease: BatchLease,
                   hooks: Hooks, clock: Callable[[], datetime]) -> dict[str, str]:
+    """The group's states were read before the lease was taken: each change to one is conditional on the state
+    read (joining a run) or made under this lease, so a state that changed meanwhile is left out, never
+    overwritten."""
     control, now = services.control, clock()
-    members = [m for m in _read(control, batch_ids) if not m.state.finished and not m.state.waiting_at(now)]
+    batch_ids = [m.state.batch_id for m in group]
+    members = [m for m in group if not m.state.finished and not m.state.waiting_at(now)]
     runs: dict[str, RunState] = {}
     free: list[_Member] = []
     on_its_own: list[str] = []
@@ -103,7 +108,10 @@ def _export_group(services: Services, record: DestinationRecord, batch_ids: Sequ
             on_its_own.append(member.state.batch_id)
             continue
         if run_id is not None:  # its run landed without it: it starts again in a new one
-            member = _save(control, member, transitions.leave_closed_run(member.state, now))
+            try:
+                member = _save(control, member, transitions.leave_closed_run(member.state, now), conditional=True)
+            except (PreconditionFailed, LeaseHeld):  # changed since read: the next pass sees it as it is now
+                continue
         free.append(member)
     outcomes: dict[str, str] = {}
     for run in sorted(runs.values(), key=lambda r: r.run_id):
@@ -165,16 +173,22 @@ def _settle_and_export(services: Services, record: DestinationRecord, run: RunSt
     lease.check()
 
     def join(member: _Member) -> _Member | None:
+        """A batch joins the run and starts its attempt in one conditional write (a member found already in
+        the run, from an attempt that died before the run was sealed, starts again in `_export_run`)."""
         state = member.state
         if state.run_id == run.run_id:
             return member
         if state.state != "pending" or state.run_id is not None:
             return None
         try:
-            return _save(control, member, transitions.join_run(state, run.run_id, now), conditional=True)
+            change = transitions.start_attempt(transitions.join_run(state, run.run_id, now), now)
+            joined = _save(control, member, change, conditional=True)
         except (PreconditionFailed, LeaseHeld):  # changed since read, or a worker holds it: not in this run
             return None
+        started.add(state.batch_id)
+        return joined
 
+    started: set[str] = set()
     joined = [m for m in _each(join, candidates) if m is not None]
     by_id = {m.state.batch_id: m for m in joined}
     members = tuple(member for member in run.members if member.batch_id in by_id)
@@ -185,7 +199,8 @@ def _settle_and_export(services: Services, record: DestinationRecord, run: RunSt
     etag = run_docs.save_run(control, run, etag)
     log_event(log, "run formed", run_id=run.run_id, destination_id=run.destination_id, type=run.type,
               batches=len(members), records=sum(m.records for m in members))
-    return _export_run(services, record, run, etag, [by_id[m.batch_id] for m in members], lease, hooks, clock)
+    return _export_run(services, record, run, etag, [by_id[m.batch_id] for m in members], lease, hooks, clock,
+                       started=frozenset(started))
 
 
 class _RunRecorder:
@@ -207,17 +222,26 @@ class _RunRecorder:
 
 
 def _export_run(services: Services, record: DestinationRecord, run: RunState, etag: str, members: list[_Member],
-                lease: BatchLease, hooks: Hooks, clock: Callable[[], datetime]) -> dict[str, str]:
+                lease: BatchLease, hooks: Hooks, clock: Callable[[], datetime],
+                started: frozenset[str] = frozenset()) -> dict[str, str]:
+    """Export a sealed run. `started`: members whose attempt began as they joined; the others begin it here."""
     control, settings = services.control, services.settings
     recorder = _RunRecorder(control, run, etag)
     if not members:
         recorder.save(run.changed(state="failed", updated_at=clock()))
         return {}
-    if any(transitions.crashed_too_often(m.state, settings.max_attempts) for m in members):
-        return _give_up(services, recorder, members, clock())
-    started = clock()
+    to_start = [m for m in members if m.state.batch_id not in started]
+    if any(transitions.crashed_too_often(m.state, settings.max_attempts) for m in to_start):
+        return _give_up(services, recorder, members, clock(), started)
+    moment = clock()
+
+    def start(member: _Member) -> _Member:
+        if member.state.batch_id in started:
+            return member
+        return _save(control, member, transitions.start_attempt(member.state, moment))
+
     try:
-        members = list(_each(lambda m: _save(control, m, transitions.start_attempt(m.state, started)), members))
+        members = list(_each(start, members))
     except LeaseHeld:
         return dict.fromkeys((m.state.batch_id for m in members), "skipped")
     context: dict[str, Any] = {"run_id": run.run_id, "destination_id": run.destination_id, "batches": len(members)}
@@ -254,7 +278,7 @@ def _export_run(services: Services, record: DestinationRecord, run: RunState, et
 
     outcomes = dict(zip((m.state.batch_id for m in members), _each(land, members), strict=True))
     log_event(log, "run landed", **context, records=result.records, files=len(result.files), bytes=result.bytes,
-              duration_seconds=round((finished - started).total_seconds(), 3))
+              duration_seconds=round((finished - moment).total_seconds(), 3))
     return outcomes
 
 
@@ -267,7 +291,7 @@ def _write(services: Services, container: Any, record: DestinationRecord, record
         fmt=record.format, compression=record.compression, export_date=run.export_date,
         part_max_bytes=settings.part_max_bytes, block_bytes=settings.block_bytes,
         max_in_flight=settings.upload_concurrency, gzip_level=settings.gzip_level, attempt_tag=new_attempt_tag(),
-        file_concurrency=settings.file_concurrency, destination=record, control=services.control,
+        file_concurrency=settings.file_concurrency,
     )
     order = {m.batch_id: index for index, m in enumerate(run.members)}
     states = sorted((m.state for m in members), key=lambda s: order[s.batch_id])
@@ -318,15 +342,17 @@ def _fail_members(services: Services, recorder: _RunRecorder, members: list[_Mem
     return outcomes
 
 
-def _give_up(services: Services, recorder: _RunRecorder, members: list[_Member], moment: datetime) -> dict[str, str]:
+def _give_up(services: Services, recorder: _RunRecorder, members: list[_Member], moment: datetime,
+             started: frozenset[str]) -> dict[str, str]:
     """A run whose export killed its worker every time: every member fails with the reason."""
     crashes = max(m.state.crashes for m in members) + 1
     problem = DestinationProblem(
         f"the export of its run {recorder.run.run_id} crashed the worker {crashes} times (the process died "
         "mid-export, for example out of memory); the batch is not tried again until it is retried",
         code="worker_crashed")
-    started = [_save(services.control, m, transitions.start_attempt(m.state, moment)) for m in members]
-    return _fail_members(services, recorder, started, problem, moment)
+    running = [m if m.state.batch_id in started
+               else _save(services.control, m, transitions.start_attempt(m.state, moment)) for m in members]
+    return _fail_members(services, recorder, running, problem, moment)
 
 
 def _read(control: ControlStore, batch_ids: Sequence[str]) -> list[_Member]:
