@@ -1,5 +1,9 @@
 """Azure Functions entry point: wires triggers and routes to plain functions in shared/. No logic here.
 
+The export queue (issue 14): `export_queued` exports the unit each message names; the host scales instances
+out on the queue's length and moves a message whose handling raised `maxDequeueCount` times (host.json) to
+`<queue>-poison`, where `export_poisoned` fails its batch with the reason. The timer sweeps what was lost.
+
 Two HTTP functions, each with its own function key (shared.api.functions says why and which paths):
 `intake` serves only POST /api/destinations/{id}/batches, for the platform; `admin` serves everything else.
 """
@@ -11,6 +15,7 @@ import logging
 import azure.functions as func
 
 from shared.api.functions import ADMIN_FUNCTION, INTAKE_FUNCTION
+from shared.export.queued import handle_message, handle_poisoned
 from shared.export.scheduled import run_scheduled
 from shared.services import get_services
 
@@ -38,3 +43,15 @@ def scheduled_export(timer: func.TimerRequest) -> None:
     if timer.past_due:
         logging.getLogger(__name__).info("export timer is past due; running now")
     run_scheduled(get_services())
+
+
+# The queue in the account of AzureWebJobsStorage: a connection string locally, the identity-based
+# AzureWebJobsStorage__queueServiceUri in Azure. EXPORT_QUEUE_NAME names it (shared.settings).
+@app.queue_trigger(arg_name="message", queue_name="%EXPORT_QUEUE_NAME%", connection="AzureWebJobsStorage")
+def export_queued(message: func.QueueMessage) -> None:
+    handle_message(get_services(), message.get_body())
+
+
+@app.queue_trigger(arg_name="message", queue_name="%EXPORT_QUEUE_NAME%-poison", connection="AzureWebJobsStorage")
+def export_poisoned(message: func.QueueMessage) -> None:
+    handle_poisoned(get_services(), message.get_body(), dequeue_count=message.dequeue_count)

@@ -32,7 +32,7 @@ import orjson
 import psutil
 from azure.storage.blob import BlobServiceClient
 
-from bench import backfill, intake_memory, small_batches
+from bench import backfill, freshness, intake_memory, small_batches
 from bench.runs import MB, REPO_ROOT, BenchOptions, Run, run_worker, storage_process
 from bench.workload import IntakeServer, Variant, container_sas_url, event_batches, landed, stage
 from shared.settings import load_settings
@@ -172,6 +172,7 @@ def run_benchmark(connection_string: str, results_path: Path, options: BenchOpti
                 run, *staged_backfill, two_hour_intake_mb_per_s=intake["mb_per_s"],
                 two_hour_events_per_s=next(row["events_per_s"] for row in rows if row["variant"] == "jsonl+gzip"))
             small_rows = small_batches.measure_small_batches(run) if options.small_posts else []
+            fresh_row = freshness.measure_freshness(run) if options.freshness_rate else None
             intake_rows = measure_intake_memory(run)
             options_json = options_document(run)
         finally:
@@ -188,9 +189,12 @@ def run_benchmark(connection_string: str, results_path: Path, options: BenchOpti
         "intake": intake, "variants": rows, "memory": memory_rows, "intake_memory": intake_rows,
         # Issue 13: the 4,000-hour shape (bench.backfill) and the small-batch shape (bench.small_batches).
         "backfill": backfill_row, "small_batches": small_rows,
+        # Issue 14: accept-to-landed through the export queue, and worker processes (bench.freshness).
+        "freshness": fresh_row,
         "targets": targets(rows, memory_rows) + intake_targets(intake_rows)
         + (backfill.targets(backfill_row, RSS_LIMIT_MB) if backfill_row else [])
-        + (small_batches.targets(small_rows, RSS_LIMIT_MB) if small_rows else []),
+        + (small_batches.targets(small_rows, RSS_LIMIT_MB) if small_rows else [])
+        + (freshness.targets(fresh_row) if fresh_row else []),
     }
     results_path.parent.mkdir(parents=True, exist_ok=True)
     results_path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
@@ -292,6 +296,8 @@ def format_results(results: dict[str, Any]) -> str:
     if results.get("backfill"):
         lines.extend(backfill.format_row(results["backfill"]))
     lines.extend(small_batches.format_rows(results.get("small_batches", [])))
+    if results.get("freshness"):
+        lines.extend(freshness.format_rows(results["freshness"]))
     lines.append("")
     for check in results["targets"]:
         lines.append(f"{'met   ' if check['met'] else 'MISSED'} {check['target']}: {check['measured']}")
@@ -329,6 +335,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     shapes.add_argument("--small-clients", type=int, default=8, help="concurrent posting clients (default 8)")
     shapes.add_argument("--coalesce", action="store_true",
                         help="create the small-batch destinations with coalesce (when the product accepts it)")
+    fresh = parser.add_argument_group("issue 14's freshness and scale-out (bench/README.md, \"Freshness\")")
+    fresh.add_argument("--freshness-rate", type=float, default=2_000,
+                       help="events/s of the steady load against make serve (default 2,000; 0 skips freshness)")
+    fresh.add_argument("--freshness-seconds", type=float, default=60)
+    fresh.add_argument("--freshness-steps", default="4000,8000",
+                       help="higher rates, 20 s each, for the highest sustained rate (comma-separated; '' for none)")
+    fresh.add_argument("--freshness-destinations", type=int, default=20)
+    fresh.add_argument("--scale-batches", type=int, default=500,
+                       help="batches the 1, 2 and 4 worker processes export (default 500; 0 skips the scale run)")
     parser.add_argument("--label", default="", help="recorded with the results, e.g. which tree of the product ran")
     return parser.parse_args(argv)
 
@@ -343,7 +358,10 @@ def main(argv: list[str] | None = None) -> None:
                            floor_concurrency=args.floor_concurrency, small_posts=args.small_posts,
                            small_events_per_post=args.small_events_per_post,
                            small_destinations=args.small_destinations, small_clients=args.small_clients,
-                           coalesce=args.coalesce, label=args.label)
+                           coalesce=args.coalesce, label=args.label, freshness_rate=args.freshness_rate,
+                           freshness_seconds=args.freshness_seconds,
+                           freshness_steps=tuple(float(r) for r in args.freshness_steps.split(",") if r.strip()),
+                           freshness_destinations=args.freshness_destinations, scale_batches=args.scale_batches)
     run_benchmark(args.connection_string, args.results, options)
 
 

@@ -9,7 +9,9 @@ with `connection_string(port)` (`use_azurite_port`).
 
 Ownership: `start` runs Azurite with its data in `AZURITE_DIR/<port>` (default `.local/azurite/<port>`)
 and writes the process id beside it. A server on the port is this checkout's only if that pid file names
-a live process that runs azurite-blob on that port with exactly that data folder and listens on the port.
+a live process that runs azurite on that port with exactly that data folder and listens on the port.
+Azurite serves blobs on the port and queues (the export queue, issue 14) on the port + 1, its tables (unused)
+on the port + 2: the ports `UseDevelopmentStorage=true` names are 10000, 10001 and 10002 in the same order.
 Anything else there (another checkout's Azurite, a Docker one, another program) is foreign: `start` and
 the demo refuse it, naming the port and how to pick another, because a demo writing into someone else's
 emulator mixes its destinations, batches and secrets with theirs.
@@ -80,10 +82,15 @@ def account_url(port: int) -> str:
     return f"http://{HOST}:{port}/{ACCOUNT}"
 
 
+def queue_port(port: int) -> int:
+    """The queue service's port beside the blob service on `port`."""
+    return port + 1
+
+
 def connection_string(port: int) -> str:
-    """What `UseDevelopmentStorage=true` means, on `port` instead of 10000."""
+    """What `UseDevelopmentStorage=true` means, on `port` (and the next, for queues) instead of 10000."""
     return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
-            f"BlobEndpoint={account_url(port)};")
+            f"BlobEndpoint={account_url(port)};QueueEndpoint=http://{HOST}:{queue_port(port)}/{ACCOUNT};")
 
 
 def is_development_storage(value: str) -> bool:
@@ -119,8 +126,8 @@ def bindable(port: int) -> bool:
 
 def suggest_port(taken: int) -> int:
     """A port that is free now, near Azurite's own range, for the refusal message."""
-    for port in range(10100, 10200):
-        if port != taken and bindable(port):
+    for port in range(10100, 10200, 3):  # with its queue and table ports beside it
+        if port != taken and all(bindable(p) for p in (port, port + 1, port + 2)):
             return port
     with socket.socket() as sock:
         sock.bind((HOST, 0))
@@ -138,6 +145,7 @@ class Ours:
     port: int
     data: Path
     pid_file: Path
+    queues: bool = True  # False: an azurite-blob from before the export queue, restarted by `start`
 
 
 def _argument(command: list[str], flag: str) -> str | None:
@@ -148,7 +156,7 @@ def _argument(command: list[str], flag: str) -> str | None:
 
 
 def _process_of(pid_file: Path) -> Ours | None:
-    """The live azurite-blob process `pid_file` names, if its data folder is the pid file's folder."""
+    """The live Azurite process `pid_file` names, if its data folder is the pid file's folder."""
     try:
         pid = int(pid_file.read_text().strip())
         process = psutil.Process(pid)
@@ -156,14 +164,16 @@ def _process_of(pid_file: Path) -> Ours | None:
         cwd = Path(process.cwd())
     except (OSError, ValueError, psutil.Error):
         return None
-    if not any(Path(part).name == "azurite-blob" for part in command[:2]):
+    names = {Path(part).name for part in command[:2]}
+    if not names & {"azurite", "azurite-blob"}:
         return None
     location, port = _argument(command, "--location"), _argument(command, "--blobPort")
     if location is None or port is None or not port.isdigit():
         return None
     if (cwd / location).resolve() != pid_file.parent.resolve():
         return None
-    return Ours(pid=pid, port=int(port), data=pid_file.parent, pid_file=pid_file)
+    queues = "azurite" in names and _argument(command, "--queuePort") == str(queue_port(int(port)))
+    return Ours(pid=pid, port=int(port), data=pid_file.parent, pid_file=pid_file, queues=queues)
 
 
 def _pid_files(root: Path) -> Iterator[Path]:
@@ -244,9 +254,9 @@ def foreign_message(port: int, command: str = "make demo") -> str:
 
 
 def azurite_binary() -> Path:
-    binary = REPO_ROOT / "node_modules" / ".bin" / "azurite-blob"
+    binary = REPO_ROOT / "node_modules" / ".bin" / "azurite"
     if not binary.exists():
-        raise AzuriteError("node_modules/.bin/azurite-blob is missing: run `make install` (npm ci)")
+        raise AzuriteError("node_modules/.bin/azurite is missing: run `make install` (npm ci)")
     return binary
 
 
@@ -269,11 +279,22 @@ def start(port: int, root: Path, *, command: str = "make demo") -> PortState:
         state = inspect(port, root)
         if state.state == "foreign":
             raise AzuriteError(foreign_message(port, command))
-        if state.state == "ours":
+        if state.state == "ours" and state.ours is not None and state.ours.queues:
             return state
+        if state.ours is not None:  # ours, from before the export queue: blobs only; its data stays
+            _terminate(state.ours.pid)
+            _wait_until_free(port)
+        for extra in (queue_port(port), queue_port(port) + 1):
+            if not bindable(extra):
+                raise AzuriteError(f"127.0.0.1:{extra} is held by {_listener_name(extra)}: Azurite on "
+                                   f"AZURITE_PORT={port} serves queues on {queue_port(port)} and tables on "
+                                   f"{queue_port(port) + 1}. Pick another AZURITE_PORT, e.g. "
+                                   f"AZURITE_PORT={suggest_port(port)}")
         with open(folder / "azurite.log", "ab") as log:
             process = subprocess.Popen(
-                [str(azurite_binary()), "--blobHost", HOST, "--blobPort", str(port), "--location", str(folder),
+                [str(azurite_binary()), "--blobHost", HOST, "--blobPort", str(port),
+                 "--queueHost", HOST, "--queuePort", str(queue_port(port)),
+                 "--tableHost", HOST, "--tablePort", str(queue_port(port) + 1), "--location", str(folder),
                  "--disableTelemetry", "--skipApiVersionCheck", "--loose"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
                 env={**os.environ, "NODE_NO_WARNINGS": "1"}, start_new_session=True,  # outlives make
@@ -296,6 +317,12 @@ def start(port: int, root: Path, *, command: str = "make demo") -> PortState:
         (folder / PID_FILE).unlink(missing_ok=True)
         raise AzuriteError(f"Azurite did not listen on {HOST}:{port} within {START_SECONDS:.0f} s; its log: "
                            f"{_shown(folder / 'azurite.log')}")
+
+
+def _wait_until_free(port: int, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while listening(port) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def _terminate(pid: int) -> None:

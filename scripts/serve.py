@@ -1,12 +1,15 @@
-"""`make serve`: the app locally without Core Tools: the HTTP API under uvicorn plus the timer in-process.
+"""`make serve`: the app locally without Core Tools: the HTTP API under uvicorn, the export queue's consumer
+and the timer in-process.
 
 Settings come from local.settings.json's "Values" (or local.settings.json.example), as under `func start`;
 variables already in the environment win. Control storage is whatever AzureWebJobsStorage says (Azurite,
 started by `make azurite-start`, in the example), secrets go to the local development store unless
 KEY_VAULT_URL is set. `UseDevelopmentStorage=true` is read as the Azurite on AZURITE_PORT (default 10000),
 not the SDK's fixed port 10000; with AZURITE_PORT set, a connection string naming another local port is
-refused rather than quietly used. The banner names the control storage endpoint (never a key). The export
-pass runs on EXPORT_SCHEDULE, exactly the code the timer trigger runs.
+refused rather than quietly used. The banner names the control storage endpoint (never a key). The queue
+consumer exports each posted batch within seconds, with the code the queue trigger calls and host.json's
+queue settings (`scripts.worker` runs more consumers in processes of their own); the timer sweeps on
+EXPORT_SCHEDULE, exactly the code the timer trigger runs.
 With LOCAL_INTAKE_KEY and/or LOCAL_ADMIN_KEY set, requests need the serving function's key, as in Azure
 (scripts.functions_host).
 """
@@ -29,6 +32,7 @@ from scripts.functions_host import FunctionKeyCheck, describe_local_keys, local_
 from scripts.local_settings import apply_values, find_settings_file, read_values
 from scripts.ncrontab import ScheduleError, parse_schedule
 from scripts.scheduler import ScheduledJob
+from scripts.worker import Consumer
 from shared.api.app import create_api
 from shared.errors import AppError
 from shared.export.scheduled import run_scheduled
@@ -45,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7071, help="7071 is the port `func start` uses")
     parser.add_argument("--no-timer", action="store_true",
-                        help="serve the API only; run passes with POST /api/exports/run")
+                        help="no timer and no queue consumer: run passes with POST /api/exports/run")
     return parser.parse_args(argv)
 
 
@@ -131,14 +135,17 @@ def main(argv: list[str] | None = None) -> int:
         how = f"from {setting}"
     print(f"Control storage: {endpoint} ({how})")
     print(f"Secrets: {store}")
-    timer = None
+    timer = consumer = None
     if args.no_timer:
-        print("Timer: off (--no-timer); run a pass with POST /api/exports/run")
+        print("Timer and queue consumer: off (--no-timer); run a pass with POST /api/exports/run")
     else:
         upcoming = ", ".join(t.strftime("%H:%M:%S") for t in schedule.upcoming(datetime.now(UTC), 3))
         print(f"Timer: EXPORT_SCHEDULE '{schedule.expression}' (UTC); next runs {upcoming}")
         timer = ScheduledJob(schedule, scheduled_export)
         timer.start()
+        consumer = Consumer.start_for(services)
+        print(consumer.describe() if consumer is not None else
+              "Queue consumer: off (control storage's connection names no queue service): the timer exports")
     print(f"API: http://{args.host}:{args.port}/api/  (interactive docs: http://{args.host}:{args.port}/api/docs)")
     keys = local_keys(settings)
     print(describe_local_keys(keys), flush=True)
@@ -148,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="info", lifespan="off")
     finally:
+        if consumer is not None:
+            consumer.stop()
         if timer is not None:
             timer.stop()
     return 0

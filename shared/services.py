@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any
 
 from shared.control.batches import requeue_destination
+from shared.control.export_queue import ExportQueue, ExportUnit, build_export_queue
 from shared.control.store import ControlStore, build_control_container
 from shared.destinations.access import check_destination, verify_candidate
 from shared.destinations.clients import ClientFactory
 from shared.destinations.service import DestinationService
-from shared.logging_setup import configure_logging, install_redaction
+from shared.logging_setup import configure_logging, install_redaction, log_event
 from shared.secrets.cache import CachedSecrets
 from shared.secrets.factory import build_secret_store
 from shared.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,7 +38,26 @@ class Services:
             self.on_credentials_changed = self.requeue_destination
 
     def requeue_destination(self, destination_id: str) -> int:
-        return requeue_destination(self.control, destination_id)
+        return requeue_destination(self.control, destination_id, on_due=self.nudge)
+
+    @cached_property
+    def export_queue(self) -> ExportQueue | None:
+        """The export queue (issue 14); None when control storage's connection names no queue service."""
+        return build_export_queue(self.settings)
+
+    def nudge(self, batch_id: str, destination_id: str, delay_seconds: float = 0.0) -> bool:
+        """Send a batch's export unit on the queue, after its state was committed. Best effort: a batch whose
+        message is lost is found by the timer once QUEUE_GRACE_SECONDS have passed."""
+        queue = self.export_queue
+        if queue is None:
+            return False
+        try:
+            queue.send(ExportUnit(batch_id=batch_id, destination_id=destination_id), delay_seconds=delay_seconds)
+        except Exception as exc:
+            log_event(log, "export message not sent; the timer will find the batch", logging.WARNING,
+                      batch_id=batch_id, destination_id=destination_id, error=type(exc).__name__)
+            return False
+        return True
 
     @cached_property
     def destinations(self) -> DestinationService:

@@ -54,6 +54,7 @@ def settings(azurite: Azurite, tmp_path: Path) -> Settings:
     return load_settings(
         control_storage_connection=azurite.connection_string,
         control_container=f"ctl-{uuid.uuid4().hex[:16]}",
+        export_queue_name=f"q-{uuid.uuid4().hex[:16]}",  # each test's export queue is its own
         local_secrets_path=tmp_path / "dev-secrets.json",
         allow_http_loopback=True,
         retry_base_seconds=0,
@@ -112,6 +113,7 @@ def app_environment(monkeypatch: pytest.MonkeyPatch, azurite: Azurite, tmp_path:
 
     for name, value in {
         "AzureWebJobsStorage": azurite.connection_string, "CONTROL_CONTAINER": f"fn-{uuid.uuid4().hex[:12]}",
+        "EXPORT_QUEUE_NAME": f"q-{uuid.uuid4().hex[:16]}",
         "LOCAL_SECRETS_PATH": str(tmp_path / "secrets.json"), "ALLOW_HTTP_LOOPBACK": "true",
         "STORAGE_RETRY_TOTAL": "1", "STORAGE_RETRY_BACKOFF_SECONDS": "0.1",
     }.items():

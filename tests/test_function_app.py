@@ -1,4 +1,5 @@
-"""The Functions host sees two HTTP functions (intake, admin; auth level FUNCTION) and a timer on %EXPORT_SCHEDULE%."""
+"""The Functions host sees two HTTP functions (intake, admin; auth level FUNCTION), a timer on %EXPORT_SCHEDULE%,
+and the export queue's two queue triggers (the queue and its poison queue, issue 14)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 from azure.functions import HttpRequest
 from azure.storage.blob import ContainerClient
 
@@ -53,6 +55,33 @@ def test_timer_schedule_comes_from_an_app_setting() -> None:
     assert trigger["schedule"] == "%EXPORT_SCHEDULE%"
 
 
+def test_the_export_queue_triggers_read_the_queue_named_by_an_app_setting() -> None:
+    """The queue trigger and the poison queue's, both on the account of AzureWebJobsStorage (a connection
+    string locally, AzureWebJobsStorage__queueServiceUri in Azure), the queue named by EXPORT_QUEUE_NAME."""
+    found = {name: next(b for b in bs if b["type"] == "queueTrigger") for name, bs in bindings().items()
+             if any(b["type"] == "queueTrigger" for b in bs)}
+    assert set(found) == {"export_queued", "export_poisoned"}
+    assert found["export_queued"]["queueName"] == "%EXPORT_QUEUE_NAME%"
+    assert found["export_poisoned"]["queueName"] == "%EXPORT_QUEUE_NAME%-poison"
+    for trigger in found.values():
+        assert trigger["connection"] == "AzureWebJobsStorage"
+
+
+def test_host_json_sets_the_queue_trigger_above_the_attempt_budget() -> None:
+    """maxDequeueCount sits above MAX_ATTEMPTS: the poison queue only catches messages that crash the consumer,
+    and a batch's own failures end with its attempts."""
+    from pathlib import Path
+
+    from shared.export.queued import QueueOptions
+    from shared.settings import Settings
+
+    options = QueueOptions.from_host_json(Path(function_app.__file__).with_name("host.json"))
+    default_attempts = Settings.model_fields["max_attempts"].default
+    assert options.max_dequeue_count > default_attempts
+    assert 1 <= options.new_batch_threshold <= options.batch_size <= 32
+    assert options.max_polling_interval_seconds <= 5  # seconds from accepted to exporting
+
+
 def test_importing_the_app_does_no_io() -> None:
     """Settings are read on first use, not at import: the module imports with no app settings at all."""
     from shared import services
@@ -60,10 +89,13 @@ def test_importing_the_app_does_no_io() -> None:
     assert services.get_services.cache_info().currsize == 0
 
 
-def test_the_timer_function_exports_what_the_http_function_staged(
-    app_environment: None, azurite: Azurite, fresh_container: ContainerClient
+def test_the_queue_function_exports_what_the_http_function_staged_and_the_timer_sweeps(
+    app_environment: None, azurite: Azurite, fresh_container: ContainerClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The deployed code path: app settings from the environment, services built lazily by the triggers."""
+    """The deployed code path: app settings from the environment, services built lazily by the triggers. The
+    HTTP function's batch goes out on the queue; the queue trigger's function exports it as the host calls it.
+    A second batch's message is lost: the timer, past the grace period, sends it again."""
+    from azure.functions.queue import QueueMessage  # the concrete message the host's worker builds
     from azure.functions.timer import TimerRequest
 
     from scripts.local_server import ApiServer
@@ -76,12 +108,30 @@ def test_the_timer_function_exports_what_the_http_function_staged(
     ) as api:
         make_destination(api, azurite, fresh_container, dest_id="via-timer")
         batch = post_batch(api, "via-timer", [{"event": "Signed up", "ts": 1763629200 + i} for i in range(7)])
+        queue = services_module.get_services().export_queue
+        assert queue is not None
+        queued = function_app.export_queued._function.get_user_function()
+        (message,) = queue.receive(max_messages=32, visibility_seconds=60)
+        queued(QueueMessage(id=message.message.id, body=message.body, dequeue_count=1))
+        queue.delete(message)
+        assert api.get(batch["status_url"]).json()["state"] == "landed"
+        lost = post_batch(api, "via-timer", [{"event": "Signed up", "ts": 1763629300 + i} for i in range(3)])
+        queue.queue.clear_messages()
+        monkeypatch.setenv("QUEUE_GRACE_SECONDS", "0")
+        from shared import settings as settings_module
+
+        settings_module.get_settings.cache_clear()
+        services_module.get_services.cache_clear()
         timer_function = function_app.scheduled_export._function.get_user_function()
         timer_function(TimerRequest(past_due=True))
-        assert api.get(batch["status_url"]).json()["state"] == "landed"
+        queue = services_module.get_services().export_queue
+        assert queue is not None
+        (message,) = queue.receive(max_messages=32, visibility_seconds=60)
+        queued(QueueMessage(id=message.message.id, body=message.body, dequeue_count=1))
+        assert api.get(lost["status_url"]).json()["state"] == "landed"
         # Then the retention sweep ran: its first run indexes the states written before the index.
         assert batch_index.is_complete(services_module.get_services().control, batches.STATES_PREFIX)
-    assert len(jsonl_records(fresh_container)) == 7
+    assert len(jsonl_records(fresh_container)) == 10
 
 
 def test_each_http_function_forwards_to_its_own_app_and_cannot_reach_the_other(

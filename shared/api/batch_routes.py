@@ -34,5 +34,7 @@ def add_batch_routes(api: FastAPI, services: ServicesProvider) -> None:
               summary="Retry a failed batch now", responses={200: {"model": schemas.BatchStatus,
                                                               "description": "The batch, due now"}})
     async def retry_batch(batch_id: str) -> Response:
-        state = await run_in_threadpool(batches.retry_batch, services().control, batch_id)
+        svc = services()
+        state = await run_in_threadpool(batches.retry_batch, svc.control, batch_id)
+        await run_in_threadpool(svc.nudge, state.batch_id, state.destination_id)
         return json_response(batches.public_status(state))

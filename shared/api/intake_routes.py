@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from shared.api import schemas
 from shared.api.responses import ServicesProvider, json_response
+from shared.export.queued import first_delay
 from shared.intake.accept import BodyIntake, IntakeRequest, accepted_body, stage_parsed
 from shared.intake.body import too_large
 
@@ -78,7 +79,8 @@ def add_intake_routes(api: FastAPI, services: ServicesProvider) -> None:
     @api.post("/api/destinations/{destination_id}/batches", openapi_extra=INTAKE_BODY, status_code=202,
               tags=["batches"], operation_id="postBatch", summary="Post a batch of records",
               responses={202: {"model": schemas.BatchAccepted, "headers": ACCEPTED_HEADERS,
-                               "description": "Durably staged: it lands at the next export pass"},
+                               "description": "Durably staged: the export queue takes it within seconds (or the "
+                                              "timer, if its message is lost)"},
                          503: {"headers": {"Retry-After": RETRY_AFTER_HEADER},
                                "description": "Busy (`intake_busy`), or a dependency is unavailable"}})
     async def post_batch(destination_id: str, request: Request) -> Response:
@@ -110,6 +112,8 @@ async def _post_batch(svc: Services, destination_id: str, request: Request) -> R
     await feed_body(request.stream(), intake, settings.max_request_bytes)
     parsed = await run_in_threadpool(intake.finish)
     state, created = await run_in_threadpool(stage_parsed, svc.control, intake, parsed)
+    if created:  # committed: the export queue may take it now (a replay's first request sent its message)
+        await run_in_threadpool(svc.nudge, state.batch_id, destination_id, first_delay(destination))
     headers = {"Location": f"/api/batches/{state.batch_id}"}
     if not created:
         headers["Idempotent-Replayed"] = "true"

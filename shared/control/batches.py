@@ -131,7 +131,9 @@ def stage_batch(control: ControlStore, batch: NewBatch) -> tuple[BatchState, boo
     request with the same Idempotency-Key and another body writes elsewhere, so the committed state's blob
     holds exactly the body it was committed for. The loser of that race removes its own staged records.
     """
-    existing = control.get(state_blob(batch.batch_id))
+    # Only an id derived from an Idempotency-Key can exist already: a fresh id is new by construction (and the
+    # state's create-only write would still refuse a second one), so it costs no read.
+    existing = control.get(state_blob(batch.batch_id)) if batch.batch_id.startswith("k") else None
     if existing is not None:
         return _replayed(BatchState.from_json(existing.data), batch.body_sha256), False
     staging_id = new_staging_id()
@@ -346,8 +348,10 @@ def _make_due_now(control: ControlStore, batch_id: str, transition: Callable[[Ba
     return state
 
 
-def requeue_destination(control: ControlStore, destination_id: str, moment: datetime | None = None) -> int:
-    """After a destination's credentials change: its failed and backing-off batches become due now."""
+def requeue_destination(control: ControlStore, destination_id: str, moment: datetime | None = None, *,
+                        on_due: Callable[[str, str], object] | None = None) -> int:
+    """After a destination's credentials change: its failed and backing-off batches become due now; `on_due`
+    is told each (batch id, destination id) once its state says so (the export queue's nudge)."""
     when = moment or now_utc()
     count = 0
     for item in list(control.list(f"{FAILED_PREFIX}{destination_id}/")):
@@ -357,15 +361,21 @@ def requeue_destination(control: ControlStore, destination_id: str, moment: date
             count += 1
         except (Conflict, NotFound):
             control.delete(item.name) if _is_gone(control, batch_id) else None
+            continue
+        if on_due is not None:
+            on_due(batch_id, destination_id)
     for item in control.list(DUE_PREFIX, with_metadata=True):
         if item.metadata.get("destination") != destination_id:
             continue
         if float(item.metadata.get("due_at", "0")) > when.timestamp():
+            batch_id = item.name[len(DUE_PREFIX):]
             try:
-                _requeue(control, item.name[len(DUE_PREFIX):], when)
+                _requeue(control, batch_id, when)
                 count += 1
             except (Conflict, NotFound):
                 continue
+            if on_due is not None:
+                on_due(batch_id, destination_id)
     return count
 
 

@@ -168,6 +168,14 @@ def fail(state: BatchState, problem: DestinationProblem, moment: datetime) -> Ba
                          next_attempt_at=None, updated_at=moment)
 
 
+def fail_poisoned(state: BatchState, problem: DestinationProblem, moment: datetime) -> BatchState:
+    """pending or running -> failed, when the queue gave up on the batch's message: handling it crashed the
+    consumer `maxDequeueCount` times (shared.export.queued). Visible with the reason until a retry."""
+    _require(state, {"pending", "running"}, "fail_poisoned")
+    return state.changed(state="failed", last_error=_error(state, problem.code, problem.message, moment),
+                         finished_at=moment, next_attempt_at=None, updated_at=moment)
+
+
 def _error(state: BatchState, code: str, message: str, moment: datetime) -> LastError:
     return LastError(code=code, message=message, at=moment, attempt=state.attempts)
 

@@ -87,14 +87,16 @@ class _Held:
         save_state(self.control, state, lease=self.lease.id, previous=previous)
 
 
-def due_batches(services: Services, moment: datetime) -> list[tuple[str, str]]:
-    """(batch id, destination id) of the batches whose due time has come, oldest due first."""
+def due_batches(services: Services, moment: datetime, *, destination_id: str | None = None) -> list[tuple[str, str]]:
+    """(batch id, destination id) of the batches whose due time has come, oldest due first; with
+    `destination_id`, only that destination's."""
     due: list[tuple[float, str, str]] = []
     for item in services.control.list(DUE_PREFIX, with_metadata=True):
         due_at = float(item.metadata.get("due_at", "0"))
-        if due_at <= moment.timestamp():
-            due.append((due_at, item.name[len(DUE_PREFIX):], item.metadata.get("destination", "")))
-    return [(batch_id, destination_id) for _, batch_id, destination_id in sorted(due)]
+        destination = item.metadata.get("destination", "")
+        if due_at <= moment.timestamp() and destination_id in (None, destination):
+            due.append((due_at, item.name[len(DUE_PREFIX):], destination))
+    return [(batch_id, destination) for _, batch_id, destination in sorted(due)]
 
 
 def run_export_pass(
@@ -103,8 +105,10 @@ def run_export_pass(
     budget_seconds: float | None = None,
     hooks: Hooks | None = None,
     clock: Callable[[], datetime] = now_utc,
+    due: list[tuple[str, str]] | None = None,
 ) -> PassSummary:
-    """Export every due batch until the time budget is nearly spent; return what happened.
+    """Export every due batch until the time budget is nearly spent; return what happened. `due`: the
+    (batch id, destination id) to export instead of every due batch (a queue message's unit).
 
     Up to EXPORT_CONCURRENCY tasks run at once: a batch exported on its own under its lease, or a destination
     whose batches are coalesced into runs (`shared.export.runs`, one task per destination), so that one
@@ -113,7 +117,7 @@ def run_export_pass(
     started = time.monotonic()
     budget = budget_seconds if budget_seconds is not None else services.settings.pass_time_budget_seconds
     summary = PassSummary()
-    due = due_batches(services, clock())
+    due = due_batches(services, clock()) if due is None else due
     log_event(log, "export pass started", due=len(due))
     tasks = _tasks(services, due, hooks or Hooks(), clock)
     outcomes: dict[str, str] = {}
@@ -165,8 +169,9 @@ def _tasks(services: Services, due: list[tuple[str, str]], hooks: Hooks,
     """Batches of destinations that coalesce become one task per destination; the others one task each."""
     coalescing: dict[str, list[str]] = {}
     tasks: list[Task] = []
+    coalesces = {destination_id: _coalesces(services, destination_id) for destination_id in {d for _, d in due}}
     for batch_id, destination_id in due:
-        if _coalesces(services, destination_id):
+        if coalesces[destination_id]:
             coalescing.setdefault(destination_id, []).append(batch_id)
         else:
             tasks.append(Task(destination_id, (batch_id,), _single(services, batch_id, hooks, clock)))
@@ -175,6 +180,7 @@ def _tasks(services: Services, due: list[tuple[str, str]], hooks: Hooks,
 
 
 def _coalesces(services: Services, destination_id: str) -> bool:
+    """Whether the destination coalesces its batches: read once a pass per destination, not once per batch."""
     try:
         return bool(destination_id) and services.destinations.get_record(destination_id).coalesce is not None
     except Exception:  # missing or unreadable: each batch on its own says why
@@ -326,7 +332,7 @@ def _write(services: Services, container: Any, record: DestinationRecord, held: 
         export_date=state.export_date, part_max_bytes=settings.part_max_bytes,
         block_bytes=settings.block_bytes, max_in_flight=settings.upload_concurrency, gzip_level=settings.gzip_level,
         attempt_tag=new_attempt_tag(),  # unique per attempt: a commit names only its own blocks
-        file_concurrency=settings.file_concurrency, destination=record, control=services.control,
+        file_concurrency=settings.file_concurrency,
     )
     outputs = output_partitions(state.partitions, record.partition)
     previous = set(state.written_blobs) | {b.name for b in state.blobs}

@@ -26,7 +26,8 @@ from tests.support.azurite import Azurite
 def run(azurite: Azurite, tmp_path: Path) -> Iterator[Run]:
     # keep: the shapes leave their containers for the test to read; the fixture removes them.
     options = BenchOptions(events=400, batch_size=200, backfill_hours=40, floor_concurrency=8, small_posts=40,
-                           small_destinations=4, small_clients=8, intake_memory_mib=0, keep=True)
+                           small_destinations=4, small_clients=8, intake_memory_mib=0, keep=True,
+                           freshness_rate=0, scale_batches=0)
     service = BlobServiceClient.from_connection_string(azurite.connection_string)
     bench_run = Run(service, azurite.connection_string, options, tmp_path, say=lambda _: None)
     yield bench_run

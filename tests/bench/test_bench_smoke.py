@@ -21,7 +21,8 @@ def test_the_benchmark_measures_every_variant_and_the_data_lands(azurite: Azurit
     results_path = tmp_path / "results" / "latest.json"
     options = BenchOptions(events=EVENTS, batch_size=500, memory_events=500, intake_memory_mib=0.25,
                            backfill_events=200, backfill_hours=20, floor_concurrency=4, small_posts=8,
-                           small_destinations=2)
+                           small_destinations=2, freshness_rate=400, freshness_seconds=2, freshness_steps=(800,),
+                           freshness_destinations=2, scale_batches=8)
 
     results = run_benchmark(azurite.connection_string, results_path, options, say=said.append)
 
@@ -38,6 +39,11 @@ def test_the_benchmark_measures_every_variant_and_the_data_lands(azurite: Azurit
         ("csv", 500), ("csv", EVENTS), ("jsonl", 500), ("jsonl", EVENTS)]
     assert all(m["peak_rss_mb"] > 0 for m in results["memory"])
     assert {check["target"].split(" ")[0] for check in results["targets"]} >= {"jsonl+gzip", "csv+gzip", "export"}
+    fresh = results["freshness"]  # issue 14: through the export queue, every batch landed, latencies measured
+    assert fresh["load"]["posts"] == 8 and 0 < fresh["load"]["p50_s"] <= fresh["load"]["p99_s"]
+    assert [row["workers"] for row in fresh["scale"]] == [1, 2, 4]
+    assert all(row["batches"] == 8 and row["events_per_s"] > 0 for row in fresh["scale"])
+    assert any(check["target"].startswith("freshness") for check in results["targets"])
     assert [row["kind"] for row in results["intake_memory"]] == ["ndjson", "ndjson+gzip", "json-array"]
     assert all(row["status"] == 202 and row["growth_mb"] is not None for row in results["intake_memory"])
     # Issue 13's shapes (tests/bench/test_backfill_and_small_batches.py checks what they land).

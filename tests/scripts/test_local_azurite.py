@@ -30,7 +30,7 @@ def test_development_storage_becomes_the_explicit_azurite_on_the_chosen_port() -
     assert local_azurite.use_azurite_port(environ, 10500) == ["AzureWebJobsStorage"]
     assert environ["AzureWebJobsStorage"] == (
         f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={ACCOUNT_KEY};"
-        "BlobEndpoint=http://127.0.0.1:10500/devstoreaccount1;"
+        "BlobEndpoint=http://127.0.0.1:10500/devstoreaccount1;QueueEndpoint=http://127.0.0.1:10501/devstoreaccount1;"
     )
     assert environ["CONTROL_STORAGE_CONNECTION"] == "x=y" and environ["OTHER"] == "UseDevelopmentStorage=true"
 

@@ -46,6 +46,7 @@ def test_settings_come_from_the_local_settings_file_and_the_environment_wins(tmp
 def test_the_example_settings_name_every_app_setting_and_are_valid() -> None:
     values = read_values(REPO_ROOT / "local.settings.json.example")
     optional = {"CONTROL_STORAGE_CONNECTION", "CONTROL_STORAGE_ACCOUNT_URL",  # AzureWebJobsStorage stands in
+                "CONTROL_QUEUE_ACCOUNT_URL",  # identity-based only
                 "LOCAL_INTAKE_KEY", "LOCAL_ADMIN_KEY"}  # unset: `make serve` checks no function keys
     names = {field.validation_alias.choices[0] for field in Settings.model_fields.values()}  # type: ignore[union-attr]
     assert names - optional <= set(values)
@@ -298,7 +299,8 @@ def test_local_settings_init_writes_the_explicit_azurite_of_azurite_port_for_fun
     (tmp_path / "local.settings.json.example").write_text((REPO_ROOT / "local.settings.json.example").read_text())
     assert "10500" in init(tmp_path, {"AZURITE_PORT": "10500"})
     values = read_values(tmp_path / "local.settings.json")
-    assert values["AzureWebJobsStorage"].endswith(";BlobEndpoint=http://127.0.0.1:10500/devstoreaccount1;")
+    assert values["AzureWebJobsStorage"].endswith(";BlobEndpoint=http://127.0.0.1:10500/devstoreaccount1;"
+                                                  "QueueEndpoint=http://127.0.0.1:10501/devstoreaccount1;")
     assert values == {**read_values(tmp_path / "local.settings.json.example"),
                       "AzureWebJobsStorage": values["AzureWebJobsStorage"]}
     with pytest.raises(FileExistsError, match=r"local\.settings\.json exists already"):

@@ -1,4 +1,4 @@
-"""Start and stop a real Azurite blob service for tests (free port, temp data folder)."""
+"""Start and stop a real Azurite for tests: its blob and queue services (free ports, temp data folder)."""
 
 from __future__ import annotations
 
@@ -22,34 +22,61 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def connection_string(port: int, host: str = "127.0.0.1") -> str:
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_triple() -> int:
+    """A free port whose next two are free too: Azurite's blob, queue and table ports side by side, as
+    `UseDevelopmentStorage=true` (10000-10002) and `scripts.local_azurite` lay them out."""
+    while True:
+        port = free_port()
+        if port < 65533 and _bindable(port + 1) and _bindable(port + 2):
+            return port
+
+
+def connection_string(port: int, host: str = "127.0.0.1", queue_port: int | None = None) -> str:
+    """Blob endpoint on `port`; with `queue_port`, the queue endpoint too (the export queue of issue 14)."""
+    queue = f"QueueEndpoint=http://{host}:{queue_port}/{ACCOUNT_NAME};" if queue_port is not None else ""
     return (
         f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
-        f"BlobEndpoint=http://{host}:{port}/{ACCOUNT_NAME};"
+        f"BlobEndpoint=http://{host}:{port}/{ACCOUNT_NAME};{queue}"
     )
 
 
 def azurite_binary() -> str:
-    local = REPO_ROOT / "node_modules" / ".bin" / "azurite-blob"
+    """`azurite`: the blob, queue and table services in one process (the tests use blob and queue)."""
+    local = REPO_ROOT / "node_modules" / ".bin" / "azurite"
     if local.exists():
         return str(local)
-    found = shutil.which("azurite-blob")
+    found = shutil.which("azurite")
     if found is None:
-        raise RuntimeError("azurite-blob not found: run `npm ci` in the repository root (make test does)")
+        raise RuntimeError("azurite not found: run `npm ci` in the repository root (make test does)")
     return found
 
 
 @dataclass
 class Azurite:
-    """A running Azurite blob service; `stop()` ends it, `start()` brings it back on the same port."""
+    """A running Azurite (blob and queue); `stop()` ends it, `start()` brings it back on the same ports."""
 
     data_dir: Path
-    port: int = field(default_factory=free_port)
+    port: int = field(default_factory=free_port_triple)  # the blob service's; queues on the next, tables after
+    queue_port: int = -1
+    table_port: int = -1  # unused, but `azurite` starts its table service too
     process: subprocess.Popen[bytes] | None = None
     # With a certificate: HTTPS, and `oauth` accepts Entra ID bearer tokens (Azurite's "basic" OAuth mode).
     cert_path: Path | None = None
     key_path: Path | None = None
     oauth: bool = False
+
+    def __post_init__(self) -> None:
+        self.queue_port = self.port + 1 if self.queue_port < 0 else self.queue_port
+        self.table_port = self.port + 2 if self.table_port < 0 else self.table_port
 
     @property
     def scheme(self) -> str:
@@ -57,7 +84,7 @@ class Azurite:
 
     @property
     def connection_string(self) -> str:
-        return connection_string(self.port).replace("http", self.scheme)
+        return connection_string(self.port, queue_port=self.queue_port).replace("http", self.scheme)
 
     @property
     def account_url(self) -> str:
@@ -69,8 +96,9 @@ class Azurite:
         self.process = subprocess.Popen(
             [
                 azurite_binary(),
-                "--blobHost", "127.0.0.1",
-                "--blobPort", str(self.port),
+                "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
+                "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
+                "--tableHost", "127.0.0.1", "--tablePort", str(self.table_port),
                 "--location", str(self.data_dir),
                 "--disableTelemetry", "--skipApiVersionCheck", "--loose",
                 *(["--cert", str(self.cert_path), "--key", str(self.key_path)] if self.cert_path else []),
@@ -85,8 +113,10 @@ class Azurite:
             if self.process.poll() is not None:
                 raise RuntimeError(f"Azurite exited early; see {self.data_dir / 'azurite.log'}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
+                for port in (self.port, self.queue_port):
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                        pass
+                return
             except OSError:
                 time.sleep(0.1)
         self.stop()

@@ -1,0 +1,251 @@
+"""The queue path (issue 14): what one export-queue message does, and the consumer that `make serve` and
+`scripts.worker` run. In Azure the queue trigger (function_app.py) calls `handle_message` and
+`handle_poisoned` itself; the Functions host receives, hides, deletes and poisons the messages, and scales
+instances out on the queue's length. Here `consume_once` does what the host does, with the same settings
+(host.json, `QueueOptions.from_host_json`).
+
+A message names a batch (`ExportUnit`). Handling it exports that batch on its own under its lease, or, for a
+destination that coalesces, the destination's due batches as runs under the run lease: exactly what an export
+pass does with them (`run_export_pass(due=...)`). Then the batch is looked at again: finished, the message is
+done; waiting (a backoff, or a run waiting for `max_delay_seconds`), the unit is sent again to be visible when
+it is due; due but held by another worker, it is sent again to be looked at after RECHECK_SECONDS. A unit sent
+on MAX_HOPS times is left to the timer (`shared.export.sweeper`). Nothing here raises for a batch's own trouble:
+a message that raises is one whose handling crashed (control storage down, a bug), retried by the host after
+its visibility timeout and poisoned after `maxDequeueCount`, which fails the batch with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from shared.control import transitions
+from shared.control.batch_state import BatchState
+from shared.control.batches import due_marker, failed_marker, now_utc, save_state, state_blob
+from shared.control.export_queue import ExportQueue, ExportUnit, MalformedMessage, Received, decode_unit
+from shared.control.store import LeaseHeld, PreconditionFailed
+from shared.destinations.record import DestinationRecord
+from shared.errors import DestinationProblem, NotFound
+from shared.export.runner import due_batches, run_export_pass
+from shared.logging_setup import log_event
+
+if TYPE_CHECKING:  # the composition root sits above every package
+    from shared.services import Services
+
+log = logging.getLogger(__name__)
+
+RECHECK_SECONDS = 15  # a unit due but held by another worker is looked at again after this
+MAX_HOPS = 240  # a unit sent on this many times (an hour of rechecks at least) is left to the timer
+
+
+@dataclass(frozen=True)
+class Handled:
+    """What handling a message did: `outcome` is the batch's outcome ('landed', 'failed', 'retried',
+    'skipped'), or 'done' (nothing left to do), 'dropped' (not an export unit), 'left' (to the timer)."""
+
+    outcome: str
+    batch_id: str | None = None
+    sent_on_after: float | None = None  # seconds: the unit was sent again, visible after this
+
+
+def first_delay(record: DestinationRecord) -> float:
+    """How long a new batch's message stays invisible: a destination that coalesces with a delay waits for its
+    run to be due, any other batch is exported at once."""
+    return float(record.coalesce.max_delay_seconds) if record.coalesce is not None else 0.0
+
+
+def handle_message(services: Services, body: bytes | str, *,
+                   clock: Callable[[], datetime] = now_utc) -> Handled:
+    """Export the unit a message names; never raises for bad input or the batch's own trouble."""
+    try:
+        unit = decode_unit(body)
+    except MalformedMessage as exc:
+        log_event(log, "export message dropped", logging.WARNING, reason=repr(str(exc)))
+        return Handled("dropped")
+    record = _record(services, unit.destination_id)
+    due = [(unit.batch_id, unit.destination_id)]
+    if record is not None and record.coalesce is not None:  # the destination's due batches, as runs
+        due = due_batches(services, clock(), destination_id=unit.destination_id) or due
+    summary = run_export_pass(services, due=due, clock=clock)
+    outcome = next((b["outcome"] for b in summary.batches if b["batch_id"] == unit.batch_id), "skipped")
+    return _follow_up(services, unit, record, outcome, clock())
+
+
+def _record(services: Services, destination_id: str) -> DestinationRecord | None:
+    try:
+        return services.destinations.get_record(destination_id)
+    except NotFound:
+        return None  # deleted: the batch on its own finds that out and says so
+
+
+def _follow_up(services: Services, unit: ExportUnit, record: DestinationRecord | None, outcome: str,
+               now: datetime) -> Handled:
+    doc = services.control.get(state_blob(unit.batch_id))
+    if doc is None:
+        return Handled("done", unit.batch_id)  # collected (an orphan), or deleted
+    state = BatchState.from_json(doc.data)
+    if state.finished:
+        return Handled(state.state if outcome in {"landed", "failed"} else "done", unit.batch_id)
+    if unit.hops >= MAX_HOPS:
+        log_event(log, "export unit left to the timer", logging.WARNING, batch_id=unit.batch_id, hops=unit.hops)
+        return Handled("left", unit.batch_id)
+    delay = _wait_before_next_look(state, record, now)
+    queue = services.export_queue
+    if queue is None:
+        return Handled(outcome, unit.batch_id)
+    try:
+        queue.send(unit.next_hop(), delay_seconds=delay)
+    except Exception as exc:  # the timer finds the batch once its grace period is over
+        log_event(log, "export message not sent on; the timer will find the batch", logging.WARNING,
+                  batch_id=unit.batch_id, error=type(exc).__name__)
+        return Handled(outcome, unit.batch_id)
+    return Handled(outcome, unit.batch_id, sent_on_after=delay)
+
+
+def _wait_before_next_look(state: BatchState, record: DestinationRecord | None, now: datetime) -> float:
+    if state.waiting_at(now) and state.next_attempt_at is not None:  # a backoff: visible when it is due again
+        return max(1.0, (state.next_attempt_at - now).total_seconds())
+    if record is not None and record.coalesce is not None and state.run_id is None and state.state == "pending":
+        waited = (now - state.created_at).total_seconds()
+        if waited < record.coalesce.max_delay_seconds:  # its run waits for more batches
+            return max(1.0, record.coalesce.max_delay_seconds - waited)
+    return float(RECHECK_SECONDS)
+
+
+def handle_poisoned(services: Services, body: bytes | str, *, dequeue_count: int | None = None,
+                    clock: Callable[[], datetime] = now_utc) -> Handled:
+    """A message whose handling crashed `maxDequeueCount` times: its batch, unless finished, fails with the
+    reason (a retry makes it due again). A batch a worker holds right now is left to that worker."""
+    try:
+        unit = decode_unit(body)
+    except MalformedMessage as exc:
+        log_event(log, "poisoned export message dropped", logging.WARNING, reason=repr(str(exc)))
+        return Handled("dropped")
+    control = services.control
+    doc = control.get(state_blob(unit.batch_id))
+    if doc is None:
+        return Handled("done", unit.batch_id)
+    state = BatchState.from_json(doc.data)
+    if state.finished:
+        return Handled("done", unit.batch_id)
+    times = f"{dequeue_count} times" if dequeue_count else "too many times"
+    problem = DestinationProblem(
+        f"exporting it crashed the export queue's consumer {times} (its message went to the queue "
+        f"'{services.settings.export_queue_name}-poison'); it is not tried again until it is retried",
+        code="export_message_poisoned")
+    moment = clock()
+    try:
+        save_state(control, transitions.fail_poisoned(state, problem, moment), etag=doc.etag, previous=state.state)
+    except (PreconditionFailed, LeaseHeld):
+        return Handled("skipped", unit.batch_id)  # changed meanwhile, or being exported: its worker decides
+    control.put_bytes(failed_marker(state.destination_id, state.batch_id), b"")
+    control.delete(due_marker(state.batch_id))
+    log_event(log, "batch failed", logging.WARNING, batch_id=state.batch_id, destination_id=state.destination_id,
+              error_code=problem.code, reason=repr(problem.message))
+    return Handled("failed", unit.batch_id)
+
+
+@dataclass(frozen=True)
+class QueueOptions:
+    """The queue trigger's settings (host.json `extensions.queues`), which the local consumer follows too."""
+
+    batch_size: int = 16
+    new_batch_threshold: int = 8
+    max_dequeue_count: int = 10
+    visibility_timeout_seconds: float = 30  # before a message whose handling raised is tried again
+    max_polling_interval_seconds: float = 2
+    # While a message is handled it stays invisible this long, renewed at a third of it (the host does the same
+    # with its own figure): a consumer that dies mid-export lets the message reappear this soon.
+    hold_seconds: int = 60
+
+    @classmethod
+    def from_host_json(cls, path: Path) -> QueueOptions:
+        queues = json.loads(path.read_text())["extensions"]["queues"]
+        return cls(batch_size=int(queues["batchSize"]), new_batch_threshold=int(queues["newBatchThreshold"]),
+                   max_dequeue_count=int(queues["maxDequeueCount"]),
+                   visibility_timeout_seconds=_seconds(queues["visibilityTimeout"]),
+                   max_polling_interval_seconds=_seconds(queues["maxPollingInterval"]))
+
+
+def _seconds(span: str) -> float:
+    hours, minutes, seconds = span.split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def consume_once(services: Services, queue: ExportQueue, options: QueueOptions,
+                 pool: ThreadPoolExecutor | None = None) -> int:
+    """Take up to `batch_size` messages and handle them (in `pool`, at once); return how many were taken."""
+    received = queue.receive(max_messages=options.batch_size, visibility_seconds=options.hold_seconds)
+    if pool is None:
+        for item in received:
+            _consume(services, queue, options, item)
+    else:
+        list(pool.map(lambda item: _consume(services, queue, options, item), received))
+    return len(received)
+
+
+def _consume(services: Services, queue: ExportQueue, options: QueueOptions, item: Received) -> None:
+    if item.dequeue_count > options.max_dequeue_count:
+        queue.to_poison(item)
+        handle_poisoned(services, item.body, dequeue_count=item.dequeue_count - 1)
+        return
+    try:
+        with _held(queue, item, options.hold_seconds):
+            handle_message(services, item.body)
+    except Exception as exc:  # left on the queue: visible again after the visibility timeout, as the host does
+        log_event(log, "export message failed; it is tried again", logging.WARNING, error=type(exc).__name__,
+                  dequeue_count=item.dequeue_count, exc_info=exc)
+        with suppress(Exception):  # if this fails too, it reappears when its hold ends
+            queue.keep_invisible(item, int(options.visibility_timeout_seconds))
+        return
+    queue.delete(item)
+
+
+@contextmanager
+def _held(queue: ExportQueue, item: Received, seconds: int) -> Iterator[None]:
+    """Keep the message invisible while it is handled, renewing its hold at a third of `seconds`."""
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(seconds / 3):
+            try:
+                queue.keep_invisible(item, seconds)
+            except Exception:
+                return
+
+    renewer = threading.Thread(target=renew, name="queue-hold", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        done.set()
+        renewer.join()
+
+
+def run_consumer(services: Services, queue: ExportQueue, options: QueueOptions, stop: threading.Event) -> None:
+    """Consume until `stop` is set: up to `batch_size` messages at once, each handled in a thread of its own,
+    polling at most every `max_polling_interval_seconds` while the queue is empty (as the host does)."""
+    idle, failing = 0.1, False
+    with ThreadPoolExecutor(max_workers=max(1, options.batch_size), thread_name_prefix="consumer") as pool:
+        while not stop.is_set():
+            try:
+                taken = consume_once(services, queue, options, pool)
+                if failing:
+                    log_event(log, "export queue reachable again")
+                failing = False
+            except Exception as exc:  # the queue itself failing: said once, then tried again quietly
+                if not failing:
+                    log_event(log, "export queue unreachable; trying again", logging.WARNING,
+                              error=type(exc).__name__)
+                failing, taken = True, 0
+            idle = 0.1 if taken else min(options.max_polling_interval_seconds, idle * 2)
+            if not taken:
+                stop.wait(idle)
