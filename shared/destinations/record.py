@@ -58,6 +58,23 @@ class CoalesceSettings(_Stored):
         default=128, ge=1, le=4096, description="A run closes once its batches' staged records reach this size.")
 
 
+class PauseNote(_Stored):
+    """Why a destination is paused (issue 17): its exports skip it while intake still stages its batches."""
+
+    at: str  # ISO time of the pause
+    by: Literal["auto", "operator"]  # auto: AUTO_PAUSE_AFTER consecutive failed export runs
+    reason: str  # in words, for the status and the console
+    failed_runs: int | None = None  # for an automatic pause: the consecutive failed runs that caused it
+
+
+class StoredAlerts(_Stored):
+    """A destination's own alert webhook (issue 17). Its URL is a secret (a Slack or Teams webhook URL is its own
+    credential): the secret store keeps it under `webhook_secret_name`, the record only its origin."""
+
+    webhook_secret_name: str
+    webhook_origin: str  # scheme://host[:port], what the API shows
+
+
 OUTPUT_DEFAULTS: dict[str, Any] = {
     "parquet_columns": None, "layout": "hive", "path_template": None, "include_events": (), "exclude_events": (),
     "drop_properties": (), "access_tier": None,
@@ -90,6 +107,9 @@ class DestinationRecord(_Stored):
     exclude_events: tuple[str, ...] = ()
     drop_properties: tuple[str, ...] = ()
     access_tier: Literal["hot", "cool", "cold"] | None = None  # None: the account's default tier
+    # Issue 17. Absent: not paused (exports run), and alerts only to ALERT_WEBHOOK_URL.
+    paused: PauseNote | None = None
+    alerts: StoredAlerts | None = None
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> DestinationRecord:
