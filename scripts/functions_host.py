@@ -9,7 +9,8 @@ ASP.NET Core decodes it. The host takes the first matching template in load orde
 every match, so the tests can show there is never more than one.
 
 Keys: `FunctionKeyCheck` asks for the key of the function that serves the request, in the `x-functions-key`
-header or else `?code=`, as the host does; a function whose local key is not set stays open. Key values are
+header or else `?code=`, as the host does; a function whose local key is not set stays open, and so does the
+public function (auth level ANONYMOUS), which has no key at all. Key values are
 compared in constant time and never logged or echoed.
 """
 
@@ -105,17 +106,24 @@ def presented_key(scope: Scope) -> bytes | None:
     return codes[0].encode() if codes else None
 
 
+KEYED_FUNCTIONS = tuple(function for function in HTTP_FUNCTIONS if function.local_key_setting is not None)
+OPEN_FUNCTIONS = tuple(function.name for function in HTTP_FUNCTIONS if function.local_key_setting is None)
+
+
 def local_key_setting(function: HttpFunction) -> str:
     """The app setting that holds a function's key under `make serve` (LOCAL_INTAKE_KEY, LOCAL_ADMIN_KEY)."""
-    alias = Settings.model_fields[function.local_key_setting].validation_alias
-    return str(alias.choices[0]) if isinstance(alias, AliasChoices) else function.local_key_setting.upper()
+    field = function.local_key_setting
+    if field is None:
+        raise ValueError(f"the {function.name} function has no key")
+    alias = Settings.model_fields[field].validation_alias
+    return str(alias.choices[0]) if isinstance(alias, AliasChoices) else field.upper()
 
 
 def local_keys(settings: Settings) -> dict[str, str]:
-    """Each function's local key, for the functions whose LOCAL_*_KEY is set."""
+    """Each keyed function's local key, for the functions whose LOCAL_*_KEY is set."""
     found = {}
-    for function in HTTP_FUNCTIONS:
-        key = getattr(settings, function.local_key_setting)
+    for function in KEYED_FUNCTIONS:
+        key = getattr(settings, str(function.local_key_setting))
         if key is not None:
             found[function.name] = key.get_secret_value()
     return found
@@ -123,16 +131,18 @@ def local_keys(settings: Settings) -> dict[str, str]:
 
 def describe_local_keys(keys: Mapping[str, str]) -> str:
     """The serve banner's line about keys: which functions need one (never the keys themselves)."""
-    settings = " and ".join(local_key_setting(function) for function in HTTP_FUNCTIONS)
+    settings = " and ".join(local_key_setting(function) for function in KEYED_FUNCTIONS)
+    anonymous = f"{' and '.join(OPEN_FUNCTIONS)} needs none, here or in Azure"
     if not keys:
         return (f"Function keys: none needed locally (set {settings} to check them as Azure does); in Azure each "
-                f"function has its own key, sent as the {KEY_HEADER} header or ?{KEY_QUERY}=.")
+                f"keyed function has its own key, sent as the {KEY_HEADER} header or ?{KEY_QUERY}=; {anonymous}.")
     needs = ", ".join(
         f"{function.name} needs {local_key_setting(function)}" if function.name in keys
         else f"{function.name} is open ({local_key_setting(function)} not set)"
-        for function in HTTP_FUNCTIONS
+        for function in KEYED_FUNCTIONS
     )
-    return f"Function keys, as in Azure: {needs}; send a key as the {KEY_HEADER} header or ?{KEY_QUERY}=."
+    return (f"Function keys, as in Azure: {needs}, {anonymous}; send a key as the {KEY_HEADER} header or "
+            f"?{KEY_QUERY}=.")
 
 
 class FunctionKeyCheck:

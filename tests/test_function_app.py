@@ -1,5 +1,5 @@
-"""The Functions host sees two HTTP functions (intake, admin; auth level FUNCTION), a timer on %EXPORT_SCHEDULE%,
-and the export queue's two queue triggers (the queue and its poison queue, issue 14)."""
+"""The Functions host sees three HTTP functions (intake and admin at auth level FUNCTION, public at ANONYMOUS), a
+timer on %EXPORT_SCHEDULE%, and the export queue's two queue triggers (the queue and its poison queue, issue 14)."""
 
 from __future__ import annotations
 
@@ -34,17 +34,21 @@ def http_triggers() -> dict[str, dict[str, Any]]:
     return {name: b for name, bs in bindings().items() for b in bs if b["type"] == "httpTrigger"}
 
 
-def test_intake_and_admin_are_two_http_functions_each_at_auth_level_function() -> None:
-    """Two functions, so two function keys: the platform is given the intake function's key only."""
+def test_intake_and_admin_are_keyed_http_functions_and_public_alone_is_anonymous() -> None:
+    """Two keyed functions, so two function keys: the platform is given the intake function's key only. The
+    public function (health probes, the console's page) needs none."""
     http = http_triggers()
-    assert set(http) == {"intake", "admin"}
+    assert set(http) == {"intake", "admin", "public"}
     assert http["intake"]["route"] == "destinations/{destination_id}/batches"
     assert http["intake"]["methods"] == ["POST"]
     assert http["admin"]["route"].startswith("{*route:regex(")  # every other path (see shared.api.functions)
     assert {"GET", "POST", "PUT", "DELETE"} <= set(http["admin"]["methods"])
+    assert http["public"]["route"].startswith("{*route:regex((?s)^(health")  # /api/health..., /api/console...
+    assert {name: trigger["authLevel"] for name, trigger in http.items()} == {
+        "intake": "FUNCTION", "admin": "FUNCTION", "public": "ANONYMOUS"}
     for function in HTTP_FUNCTIONS:  # what Azure sees is the table the local host emulation and the tests use
         trigger = http[function.name]
-        assert trigger["authLevel"] == "FUNCTION"
+        assert trigger["authLevel"] == function.auth_level.upper()
         assert trigger["route"] == function.route
         assert sorted(trigger["methods"]) == sorted(function.methods)
 
@@ -134,13 +138,15 @@ def test_the_queue_function_exports_what_the_http_function_staged_and_the_timer_
     assert len(jsonl_records(fresh_container)) == 10
 
 
-def test_each_http_function_forwards_to_its_own_app_and_cannot_reach_the_other(
+def test_each_http_function_forwards_to_its_own_app_and_cannot_reach_the_others(
     app_environment: None, azurite: Azurite, fresh_container: ContainerClient
 ) -> None:
     """The functions' own handlers, called as the host calls them: even a request the host would never route to
-    the intake function (creating a destination) finds nothing there, and a batch post finds nothing in admin."""
+    the intake function (creating a destination) finds nothing there, a batch post finds nothing in admin, and
+    the public function answers the health probe and nothing else."""
     intake = function_app.intake._function.get_user_function()
     admin = function_app.admin._function.get_user_function()
+    public = function_app.public._function.get_user_function()
     url = "http://localhost:7071/api/destinations/fwd"
     body = sas_destination(azurite.account_url, fresh_container.container_name,
                            container_sas(fresh_container.container_name))
@@ -149,11 +155,19 @@ def test_each_http_function_forwards_to_its_own_app_and_cannot_reach_the_other(
     post = HttpRequest("POST", f"{url}/batches?type=events", headers={"content-type": "application/x-ndjson"},
                        body=b'{"event": "Signed up", "ts": 1763629200}\n')
 
+    health = HttpRequest("GET", "http://localhost:7071/api/health", body=b"")
+
     async def calls() -> list[tuple[int, dict[str, object]]]:  # no invocation context: the apps never read it
-        answers = [await intake(put, None), await admin(put, None), await admin(post, None), await intake(post, None)]
+        answers = [await intake(put, None), await public(put, None), await admin(put, None), await admin(post, None),
+                   await public(post, None), await intake(post, None), await admin(health, None),
+                   await intake(health, None), await public(health, None)]
         return [(a.status_code, json.loads(a.get_body())) for a in answers]
 
-    put_intake, put_admin, post_admin, post_intake = asyncio.run(calls())
+    (put_intake, put_public, put_admin, post_admin, post_public, post_intake, health_admin, health_intake,
+     health_public) = asyncio.run(calls())
+    not_found = (404, {"error": {"code": "not_found", "message": "Not Found", "details": []}})
+    assert put_public == post_public == health_admin == health_intake == not_found
+    assert health_public == (200, {"status": "ok"})
     assert put_intake == (404, {"error": {"code": "not_found", "message": "Not Found", "details": []}})
     assert put_admin[0] == 201, put_admin
     assert post_admin == (404, {"error": {"code": "not_found", "message": "Not Found", "details": []}})

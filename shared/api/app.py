@@ -1,8 +1,9 @@
 """The HTTP API (FastAPI). Each route parses input, calls one plain function, and shapes the answer.
 
-It has two parts, each served in Azure by its own HTTP function with its own key (shared.api.functions):
-INTAKE, posting batches (the platform's), and ADMIN, everything else (the operator's). `create_api` serves
-both in one app, with one OpenAPI document that names each operation's key.
+It has three parts, each served in Azure by its own HTTP function (shared.api.functions): INTAKE, posting
+batches (the platform's key), ADMIN, everything else (the operator's key), and PUBLIC, what needs no key (the
+health probes, and the console's page and assets under /api/console). `create_api` serves them all in one
+app, with one OpenAPI document that names each operation's key (`security: []` for a public one).
 """
 
 from __future__ import annotations
@@ -47,12 +48,17 @@ def new_app(*, docs: bool) -> FastAPI:
 
 
 def add_part(api: FastAPI, part: ApiPart, services: ServicesProvider) -> dict[Operation, FunctionKey]:
-    """Add a part's routes; return its operations, each with the key that opens it."""
+    """Add a part's routes; return its operations, each with the key that opens it. An anonymous part's
+    operations need no key: the document says so on each (`security: []`) and none is returned."""
     start = len(api.routes)
     for add_routes in part.add_routes:
         add_routes(api, services)
-    return {(route.path, method.lower()): part.key
-            for route in api.routes[start:] if isinstance(route, APIRoute) for method in route.methods or ()}
+    routes = [route for route in api.routes[start:] if isinstance(route, APIRoute)]
+    if part.anonymous:
+        for route in routes:
+            route.openapi_extra = {**(route.openapi_extra or {}), "security": []}
+        return {}
+    return {(route.path, method.lower()): part.key for route in routes for method in route.methods or ()}
 
 
 def create_api(services: ServicesProvider) -> FastAPI:
@@ -81,17 +87,28 @@ def create_admin_api(services: ServicesProvider) -> FastAPI:
     return api
 
 
+def create_public_api(services: ServicesProvider) -> FastAPI:
+    """What the public function serves, with no key: the health probes and the console's page and assets."""
+    api = new_app(docs=False)
+    add_part(api, PUBLIC, services)
+    return api
+
+
 @dataclass(frozen=True)
 class ApiPart:
     """The operations one HTTP function serves in Azure: its function key opens these and nothing else."""
 
-    key: FunctionKey
+    key: FunctionKey  # names the function; an anonymous part's function has no key
     add_routes: tuple[Callable[[FastAPI, ServicesProvider], None], ...]
+    anonymous: bool = False  # the host asks for no key (auth level ANONYMOUS): anyone may call these
 
 
 # The platform that posts batches holds only the intake key; destinations and batches are administered
 # with the admin key. shared.api.functions gives each part its route in Azure.
 INTAKE = ApiPart(FunctionKey("intake", "the platform that posts batches"), (add_intake_routes,))
 ADMIN = ApiPart(FunctionKey("admin", "the operator who administers destinations and batches"),
-                (add_destination_routes, add_batch_routes, add_export_routes, add_health_routes))
-API_PARTS = (INTAKE, ADMIN)
+                (add_destination_routes, add_batch_routes, add_export_routes))
+# Probes and browsers call these without a key. Its routes live under /api/health and /api/console (the public
+# function's route takes those paths and no other: shared.api.functions), so adding one here is all it takes.
+PUBLIC = ApiPart(FunctionKey("public", "nobody: it needs no key"), (add_health_routes,), anonymous=True)
+API_PARTS = (INTAKE, ADMIN, PUBLIC)

@@ -362,6 +362,8 @@ def test_the_workflow_signs_in_with_openid_connect_and_holds_no_secret() -> None
     runs = "\n".join(step.get("run", "") for step in steps)
     assert "--federated-credential-provider github" in runs
     assert "azd provision --no-prompt" in runs and "azd deploy --no-prompt" in runs
+    assert steps[-1]["run"].rstrip().endswith('"$base_url/health/ready"')  # last, with no key: the public function
+    assert "x-functions-key" not in steps[-1]["run"] and "code=" not in steps[-1]["run"]
     for step in steps:  # third-party code runs with an id token: pinned to a commit, its tag in a comment
         if "uses" in step:
             assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", step["uses"]), step["uses"]
