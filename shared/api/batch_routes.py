@@ -1,4 +1,4 @@
-"""Routes of batches: status, list with filters and a cursor, retry."""
+"""Routes of batches: status, list with filters and a cursor, retry, discard."""
 
 from __future__ import annotations
 
@@ -37,4 +37,14 @@ def add_batch_routes(api: FastAPI, services: ServicesProvider) -> None:
         svc = services()
         state = await run_in_threadpool(batches.retry_batch, svc.control, batch_id)
         await run_in_threadpool(svc.nudge, state.batch_id, state.destination_id)
+        return json_response(batches.public_status(state))
+
+    @api.post("/api/batches/{batch_id}/discard", tags=["batches"], operation_id="discardBatch",
+              summary="Discard a failed batch", responses={200: {"model": schemas.BatchStatus,
+                                                            "description": "The batch, failed and discarded"}})
+    async def discard_batch(batch_id: str) -> Response:
+        """Stop a failed batch from waiting for a retry or new credentials: it stays failed with `discarded_at`
+        and a note, no longer counts against the destination's status, and exports only if retried on purpose
+        (while its staged records are kept). Discarding it again answers the same."""
+        state = await run_in_threadpool(batches.discard_batch, services().control, batch_id)
         return json_response(batches.public_status(state))

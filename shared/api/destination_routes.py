@@ -1,10 +1,13 @@
-"""Routes of destinations: PUT (with the probe unless ?verify=false), GET, list, DELETE, test, status."""
+"""Routes of destinations: PUT (with the probe unless ?verify=false), GET, list, DELETE, test, status, pause and
+resume."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
@@ -12,6 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from shared.api import schemas
 from shared.api.responses import ServicesProvider, check_page_limit, json_response, read_json_body
 from shared.control import destination_status
+from shared.control.batches import DUE_PREFIX, requeue_destination
+from shared.errors import BadRequest, PayloadTooLarge, ValidationFailed
 
 if TYPE_CHECKING:  # the composition root sits above every package
     from shared.services import Services
@@ -40,6 +45,8 @@ def add_destination_routes(api: FastAPI, services: ServicesProvider) -> None:
         result = await run_in_threadpool(svc.destinations.put, destination_id, body, verify=verify)
         if result.credentials_changed and svc.on_credentials_changed is not None:
             await run_in_threadpool(svc.on_credentials_changed, destination_id)
+        if result.resumed:  # its batches accepted while paused: their export messages were left to the resume
+            await run_in_threadpool(send_waiting, svc, destination_id)
         return json_response(result.view, 201 if result.created else 200)
 
     @api.get("/api/destinations/{destination_id}", tags=["destinations"], operation_id="getDestination",
@@ -80,6 +87,74 @@ def add_destination_routes(api: FastAPI, services: ServicesProvider) -> None:
         `threshold_seconds` is still pending or running. Also: counts per state, the oldest batch not landed yet,
         the last landing, the last error in words, and batches landed per hour over the last 48 hours."""
         return json_response(await run_in_threadpool(status_of, services(), destination_id, threshold_seconds))
+
+
+    @api.post("/api/destinations/{destination_id}/pause", tags=["destinations"], operation_id="pauseDestination",
+              summary="Pause a destination's exports", openapi_extra=PAUSE_BODY,
+              responses={200: {"model": schemas.DestinationView, "description": "The destination, paused"}})
+    async def pause_destination(destination_id: str, request: Request) -> Response:
+        """Stop exporting the destination's batches; intake still accepts and stages them, and they export once
+        it is resumed. Pausing a paused destination changes nothing (its first reason stays)."""
+        reason = await pause_reason(request)
+        svc = services()
+        record, _ = await run_in_threadpool(
+            partial(svc.destinations.pause, destination_id, by="operator", reason=reason))
+        return json_response(svc.destinations.view(record))
+
+    @api.post("/api/destinations/{destination_id}/resume", tags=["destinations"], operation_id="resumeDestination",
+              summary="Resume a paused destination",
+              responses={200: {"model": schemas.DestinationView, "description": "The destination, not paused"}})
+    async def resume_destination(destination_id: str) -> Response:
+        """Resume the destination's exports: its failed batches and those backing off are due now (as after new
+        credentials), and every batch waiting is sent for export. Resuming one not paused still sends them."""
+        svc = services()
+        record, _ = await run_in_threadpool(svc.destinations.resume, destination_id)
+        await run_in_threadpool(partial(requeue_destination, svc.control, destination_id))
+        await run_in_threadpool(send_waiting, svc, destination_id)
+        return json_response(svc.destinations.view(record))
+
+
+PAUSE_BODY = {
+    "requestBody": {
+        "required": False,
+        "content": {"application/json": {"schema": {"$ref": schemas.COMPONENTS + "PauseIn"},
+                                         "example": {"reason": "customer is rotating the storage account"}}},
+    }
+}
+DEFAULT_PAUSE_REASON = "paused by an operator"
+MAX_PAUSE_BODY = 4096
+RESUME_MESSAGES = 500  # sent by a resume itself; a longer backlog is sent by the timer within QUEUE_GRACE_SECONDS
+
+
+async def pause_reason(request: Request) -> str:
+    """The optional body's reason; no body pauses with DEFAULT_PAUSE_REASON."""
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_PAUSE_BODY:
+            raise PayloadTooLarge(f"the request body is larger than the limit of {MAX_PAUSE_BODY} bytes")
+    if not raw.strip():
+        return DEFAULT_PAUSE_REASON
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict) or set(body) - {"reason"} or not isinstance(body.get("reason", ""), str):
+        message = 'the body must be a JSON object with at most a "reason" string'
+        raise ValidationFailed(message, details=[{"field": "reason", "message": message}])
+    return str(body.get("reason") or DEFAULT_PAUSE_REASON)
+
+
+def send_waiting(svc: Services, destination_id: str) -> int:
+    """Send the export message of each of the destination's batches due now (after a resume: while it was
+    paused the consumer dropped their messages and the timer sent none), oldest first, up to RESUME_MESSAGES;
+    returns how many were sent. The timer sends the rest once they are overdue."""
+    now = datetime.now(UTC).timestamp()
+    due = sorted((float(item.metadata.get("due_at", "0")), item.name[len(DUE_PREFIX):])
+                 for item in svc.control.list(DUE_PREFIX, with_metadata=True)
+                 if item.metadata.get("destination") == destination_id)
+    waiting = [batch_id for due_at, batch_id in due if due_at <= now][:RESUME_MESSAGES]
+    return sum(1 for batch_id in waiting if svc.nudge(batch_id, destination_id))
 
 
 def status_of(svc: Services, destination_id: str, threshold_seconds: int | None) -> dict[str, Any]:

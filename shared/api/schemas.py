@@ -62,6 +62,23 @@ class CoalesceView(BaseModel):
     target_file_mb: int = Field(description="A run closes once its batches' staged records reach this size.")
 
 
+class PausedView(BaseModel):
+    """Why the destination is paused: its exports skip it; intake still accepts and stages its batches."""
+
+    at: datetime = Field(description="When it was paused.")
+    by: Literal["auto", "operator"] = Field(
+        description="`auto`: after AUTO_PAUSE_AFTER consecutive failed export runs; `operator`: POST .../pause.")
+    reason: str = Field(description="Why, in words (the last failure's for an automatic pause).")
+    failed_runs: int | None = Field(description="For `auto`: the consecutive failed export runs that paused it.")
+
+
+class AlertsView(BaseModel):
+    """The destination's own alert webhook (besides ALERT_WEBHOOK_URL): only its origin is shown, since a webhook
+    URL is its own credential."""
+
+    webhook_origin: str = Field(description="The webhook's scheme, host and port, such as https://hooks.slack.com.")
+
+
 class DestinationView(BaseModel):
     """A destination as the API shows it: no secret, a SAS token's facts, and warnings to act on."""
 
@@ -94,6 +111,10 @@ class DestinationView(BaseModel):
     access_tier: Literal["hot", "cool", "cold"] | None = Field(
         description="The access tier set on every file and manifest; null: the account's default.")
     auth: DestinationAuthView
+    paused: PausedView | None = Field(
+        description="null: exports run. Set: paused, automatically or by an operator; PUT new credentials or "
+                    "POST .../resume to resume.")
+    alerts: AlertsView | None = Field(description="null: alerts go to ALERT_WEBHOOK_URL only, if set.")
     warnings: list[str] = Field(
         description="What needs attention soon, in words: a SAS token expiring within 7 days or never, "
                     "missing delete permission.")
@@ -248,6 +269,9 @@ class BatchStatus(BaseModel):
     manifest: str | None = Field(description="Its manifest blob in the destination, once landed.")
     run_id: str | None = Field(description="The coalesced run it is exported in (its manifest names the run); "
                                            "null for a batch exported on its own.")
+    discarded_at: datetime | None = Field(
+        description="When an operator discarded the failed batch (POST .../discard): it no longer waits for a "
+                    "retry or new credentials; a retry still exports it. null otherwise.")
     last_error: LastError | None
     notes: list[str]
 
@@ -289,6 +313,15 @@ class PassSummary(BaseModel):
 
 
 # --- The request body of PUT /api/destinations/{id} ------------------------------------------------------------
+
+
+class PauseIn(BaseModel):
+    """The optional body of POST /api/destinations/{id}/pause."""
+
+    reason: str | None = Field(None, max_length=500,
+                               description="Why, in words, shown by the destination and its status (1-500 "
+                                           "printable characters); absent: 'paused by an operator'.")
+
 
 # Public words for DestinationIn and its auth types (their docstrings are for the code's readers). A name
 # here that the schema no longer has fails the document's generation.
@@ -361,7 +394,8 @@ def request_schemas() -> dict[str, dict[str, Any]]:
     """DestinationIn and its auth types as document components, referring to each other under
     #/components/schemas/ (the `auth` union's discriminator mapping included), with the public words above."""
     schema = DestinationIn.model_json_schema(ref_template=COMPONENTS + "{model}")
-    found: dict[str, dict[str, Any]] = {**schema.pop("$defs", {}), "DestinationIn": schema}
+    found: dict[str, dict[str, Any]] = {**schema.pop("$defs", {}), "DestinationIn": schema,
+                                        "PauseIn": PauseIn.model_json_schema(ref_template=COMPONENTS + "{model}")}
     for name, words in REQUEST_WORDS.items():
         model = found[name]
         model.pop("description", None)

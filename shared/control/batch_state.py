@@ -131,8 +131,11 @@ class BatchState(_Stored):
     staged_deleted_at: Timestamp | None = None
     # The coalesced run the batch joined (`shared.control.runs`); None: the batch is exported on its own.
     run_id: str | None = None
+    # When an operator discarded the failed batch (POST /api/batches/{id}/discard, issue 17): it stays failed,
+    # is no longer waiting for a retry or new credentials, and lands only if retried on purpose.
+    discarded_at: Timestamp | None = None
 
-    _added_later = ("crashes", "destination_generation", "staged_deleted_at", "run_id")
+    _added_later = ("crashes", "destination_generation", "staged_deleted_at", "run_id", "discarded_at")
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> BatchState:

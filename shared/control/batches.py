@@ -274,6 +274,7 @@ def public_status(batch: BatchState) -> dict[str, Any]:
         "run_id": batch.run_id,
         "last_error": state["last_error"],
         "notes": state["notes"],
+        "discarded_at": state.get("discarded_at"),  # issue 17: POST /api/batches/{id}/discard
     }
 
 
@@ -325,6 +326,29 @@ def _listed(name: str, meta: dict[str, str], state_blob_name: bool) -> dict[str,
 def retry_batch(control: ControlStore, batch_id: str, moment: datetime | None = None) -> BatchState:
     """POST /api/batches/{id}/retry: a failed (or waiting) batch becomes due now, with a fresh attempt budget."""
     return _make_due_now(control, batch_id, transitions.retry, reason="retry requested", moment=moment or now_utc())
+
+
+def discard_batch(control: ControlStore, batch_id: str, moment: datetime | None = None) -> BatchState:
+    """POST /api/batches/{id}/discard: a failed batch stops waiting for a retry (issue 17). The state first, then
+    its failed marker: a crash between leaves a marker whose batch is discarded, which a retry of the
+    destination's batches (new credentials, resume) skips, and a discard asked again removes."""
+    doc = control.get(state_blob(check_batch_id(batch_id)))
+    if doc is None:
+        raise NotFound(f"batch '{batch_id}' does not exist")
+    current = BatchState.from_json(doc.data)
+    if current.discarded_at is not None:
+        state = current  # asked again (a double click, a lost answer): the same answer, nothing changes
+    else:
+        state = transitions.discard(current, moment or now_utc())
+        try:
+            save_state(control, state, etag=doc.etag, previous=current.state)
+        except (PreconditionFailed, LeaseHeld):
+            raise Conflict(f"batch '{batch_id}' changed while it was being discarded; check its status") from None
+    control.delete(failed_marker(state.destination_id, batch_id))
+    if state is not current:
+        log_event(log, "batch discarded", batch_id=batch_id, destination_id=state.destination_id,
+                  error_code=state.last_error.code if state.last_error else None)
+    return state
 
 
 def _make_due_now(control: ControlStore, batch_id: str, transition: Callable[[BatchState, datetime], BatchState],

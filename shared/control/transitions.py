@@ -9,6 +9,7 @@
     pending ──join_run, leave_closed_run──> pending   (coalesced runs: shared.control.runs)
     pending, failed ──fail_for_deleted_destination──> failed   (DELETE /api/destinations/{id}?force=true)
     landed, failed ──staged_records_deleted──> the same state   (retention; a retry is refused after it)
+    failed ──discard──> failed, discarded   (POST /api/batches/{id}/discard; a retry undoes it)
 
 Each function takes the current state and returns the next one; none writes to storage (the callers save
 the result under their lease or ETag, and keep the due and failed markers in step). A refused transition
@@ -20,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from shared.control.batch_state import BatchState, LandedFile, LastError, RecordType, StagedPartition, StateName
+from shared.control.batch_state import BatchState, LandedFile, LastError, RecordType, StagedPartition, StateName, iso
 from shared.errors import Conflict, DestinationProblem
 
 
@@ -192,12 +193,27 @@ def retry(state: BatchState, moment: datetime) -> BatchState:
     if state.staged_deleted_at is not None:
         raise TransitionRefused(f"batch '{state.batch_id}' can no longer be retried: its staged records were deleted "
                                 f"on {state.staged_deleted_at:%Y-%m-%d}; send its records again as a new batch")
-    return state.changed(state="pending", attempts=0, crashes=0, next_attempt_at=moment, updated_at=moment)
+    return state.changed(state="pending", attempts=0, crashes=0, next_attempt_at=moment, updated_at=moment,
+                         discarded_at=None)
+
+
+def discard(state: BatchState, moment: datetime) -> BatchState:
+    """failed -> failed, discarded by an operator: no longer waiting for a retry or new credentials (its failed
+    marker goes), kept for the record with a note. Only a failed batch, and only once; an explicit retry
+    still exports it while its staged records are kept."""
+    _require(state, {"failed"}, "discard")
+    if state.discarded_at is not None:
+        raise TransitionRefused(f"batch '{state.batch_id}' was already discarded on {iso(state.discarded_at)}")
+    notes = (*state.notes, f"discarded by an operator on {iso(moment)}: it is not exported unless it is retried")
+    return state.changed(discarded_at=moment, notes=notes, updated_at=moment)
 
 
 def requeue_for_new_credentials(state: BatchState, moment: datetime) -> BatchState:
     """After the destination's credentials change, a batch that failed or is backing off is due now, with a
-    fresh attempt budget: the same change and the same preconditions as `retry`, asked for by the save."""
+    fresh attempt budget: the same change and the same preconditions as `retry`, asked for by the save. A
+    batch an operator discarded stays discarded: only a retry asked for it brings it back."""
+    if state.discarded_at is not None:
+        raise TransitionRefused(f"batch '{state.batch_id}' was discarded; retry it to export it after all")
     return retry(state, moment)
 
 

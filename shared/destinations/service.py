@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -15,7 +15,7 @@ from shared.control import cursors, destination_batches
 from shared.control.store import ControlStore, PreconditionFailed
 from shared.destinations.connection_strings import blob_endpoint_of
 from shared.destinations.models import DestinationIn, check_destination_id, validation_details
-from shared.destinations.record import DestinationRecord, StoredAuth, StoredSas
+from shared.destinations.record import DestinationRecord, PauseNote, StoredAuth, StoredSas
 from shared.destinations.sas import SasError, check_sas_usable, expired_message, parse_sas, sas_warnings
 from shared.destinations.token_endpoints import (
     TOKEN_AUTH_TYPES,
@@ -55,6 +55,15 @@ class PutResult:
     view: dict[str, Any]
     created: bool
     credentials_changed: bool
+    resumed: bool = False  # it was paused, and new credentials resumed it (issue 17)
+
+
+def _checked_reason(reason: str) -> str:
+    text = reason.strip()
+    if not text or len(text) > MAX_PAUSE_REASON or any(not ch.isprintable() for ch in text):
+        message = f"must be 1-{MAX_PAUSE_REASON} printable characters"
+        raise ValidationFailed(f"reason {message}", details=[{"field": "reason", "message": message}])
+    return text
 
 
 def _fail(field: str, message: str) -> ValidationFailed:
@@ -86,6 +95,17 @@ def _generation(previous: DestinationRecord | None) -> dict[str, Any]:
     if previous is None:
         return {"generation": uuid.uuid4().hex}
     return {} if previous.generation is None else {"generation": previous.generation}
+
+
+def _pause_kept(previous: DestinationRecord | None, credentials_changed: bool) -> dict[str, Any]:
+    """A paused destination stays paused through a save, unless the save brings new credentials (issue 17)."""
+    if previous is None or previous.paused is None or credentials_changed:
+        return {}
+    return {"paused": previous.paused}
+
+
+PAUSE_WRITE_TRIES = 5  # conditional writes of a pause or resume before the request gives up with a 409
+MAX_PAUSE_REASON = 500
 
 
 # Proves a destination not saved yet (record, secret): raises DestinationProblem (see destination_access).
@@ -127,11 +147,13 @@ class DestinationService:
             except ValueError as exc:
                 raise _fail("auth.connection_string", str(exc)) from None
             account_url, account_name = account_url or cs_url, account_name or cs_account
+        changed = previous is None or given_secret is not None or previous.auth != auth_record
         record = DestinationRecord(
             id=destination_id, account_name=account_name, account_url=account_url, container=dest.container,
             prefix=dest.prefix, format=dest.format, compression=dest.compression, auth=auth_record,
             created_at=previous.created_at if previous else now.isoformat(), updated_at=now.isoformat(),
             partition=dest.partition, coalesce=dest.coalesce, **dest.output_settings(), **_generation(previous),
+            **_pause_kept(previous, changed),
         )
         if verify and self.verifier is not None:
             self.verifier(record, secret)
@@ -150,10 +172,10 @@ class DestinationService:
             ) from None
         if own_secret and own_secret.lower() != (secret_name or "").lower():
             self._delete_own_secret(destination_id, own_secret)
-        changed = previous is None or given_secret is not None or previous.auth != auth_record
+        resumed = previous is not None and previous.paused is not None and record.paused is None
         log_event(log, "destination saved", destination_id=destination_id, new=existing is None,
-                  auth_type=dest.auth.type, verified=verify and self.verifier is not None)
-        return PutResult(self.view(record), created=existing is None, credentials_changed=changed)
+                  auth_type=dest.auth.type, verified=verify and self.verifier is not None, resumed=resumed)
+        return PutResult(self.view(record), created=existing is None, credentials_changed=changed, resumed=resumed)
 
     def _check_token_endpoint(self, dest: DestinationIn, account_url: str | None) -> None:
         """Token auth only towards Azure Storage; the app's own identity only towards listed accounts."""
@@ -231,6 +253,58 @@ class DestinationService:
             raise NotFound(f"destination '{destination_id}' does not exist")
         return DestinationRecord.from_json(doc.data)
 
+    def pause(self, destination_id: str, *, by: Literal["auto", "operator"], reason: str,
+              failed_runs: int | None = None, generation: str | None = None) -> tuple[DestinationRecord, bool]:
+        """Pause the destination: its exports skip it, intake still stages its batches (issue 17). Returns the
+        record and whether this call paused it (False: it was paused already, and keeps its first reason).
+        With `generation` (an automatic pause), only that generation of the destination is paused."""
+        note = PauseNote(at=self.clock().isoformat(), by=by, reason=_checked_reason(reason), failed_runs=failed_runs)
+
+        def paused(record: DestinationRecord) -> DestinationRecord | None:
+            if record.paused is not None or (generation is not None and record.generation != generation):
+                return None
+            return DestinationRecord.model_validate({**record.to_json(), "paused": note.model_dump()})
+
+        record, changed = self._rewrite(destination_id, paused)
+        if changed:
+            log_event(log, "destination paused", logging.WARNING, destination_id=destination_id, by=by,
+                      failed_runs=failed_runs, reason=repr(note.reason))
+        return record, changed
+
+    def resume(self, destination_id: str) -> tuple[DestinationRecord, bool]:
+        """Resume a paused destination; returns the record and whether it was paused. The caller makes its
+        waiting batches due and sends their export messages."""
+
+        def resumed(record: DestinationRecord) -> DestinationRecord | None:
+            if record.paused is None:
+                return None
+            return DestinationRecord.model_validate({k: v for k, v in record.to_json().items() if k != "paused"})
+
+        record, changed = self._rewrite(destination_id, resumed)
+        if changed:
+            log_event(log, "destination resumed", destination_id=destination_id)
+        return record, changed
+
+    def _rewrite(self, destination_id: str,
+                 change: Callable[[DestinationRecord], DestinationRecord | None]) -> tuple[DestinationRecord, bool]:
+        """Apply `change` to the stored record with a conditional write, reading again after a lost race. The
+        secret and everything else stay as they are; `updated_at` is left alone (it says when it was PUT)."""
+        require_valid_id(destination_id)
+        for _ in range(PAUSE_WRITE_TRIES):
+            doc = self.control.get(destination_blob(destination_id))
+            if doc is None:
+                raise NotFound(f"destination '{destination_id}' does not exist")
+            record = DestinationRecord.from_json(doc.data)
+            updated = change(record)
+            if updated is None:
+                return record, False
+            try:
+                self.control.put(destination_blob(destination_id), updated.to_json(), etag=doc.etag)
+            except PreconditionFailed:
+                continue
+            return updated, True
+        raise Conflict(f"destination '{destination_id}' kept changing while it was being paused or resumed; retry")
+
     def get(self, destination_id: str) -> dict[str, Any]:
         return self.view(self.get_record(destination_id))
 
@@ -294,6 +368,8 @@ class DestinationService:
             "coalesce": record.coalesce.model_dump() if record.coalesce is not None else None,
             **record.output_view(),
             "auth": record.auth.model_dump(exclude_unset=True),
+            "paused": record.paused.model_dump() if record.paused is not None else None,
+            "alerts": {"webhook_origin": record.alerts.webhook_origin} if record.alerts is not None else None,
             "warnings": warnings,
             "created_at": record.created_at,
             "updated_at": record.updated_at,

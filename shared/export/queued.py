@@ -49,7 +49,8 @@ MAX_HOPS = 240  # a unit sent on this many times (an hour of rechecks at least) 
 @dataclass(frozen=True)
 class Handled:
     """What handling a message did: `outcome` is the batch's outcome ('landed', 'failed', 'retried',
-    'skipped'), or 'done' (nothing left to do), 'dropped' (not an export unit), 'left' (to the timer)."""
+    'skipped'), or 'done' (nothing left to do), 'dropped' (not an export unit), 'left' (to the timer), 'paused'
+    (its destination is paused: the message is done, and resuming the destination sends it again)."""
 
     outcome: str
     batch_id: str | None = None
@@ -71,6 +72,10 @@ def handle_message(services: Services, body: bytes | str, *,
         log_event(log, "export message dropped", logging.WARNING, reason=repr(str(exc)))
         return Handled("dropped")
     record = _record(services, unit.destination_id)
+    if record is not None and record.paused is not None:  # issue 17: not sent on; the resume sends it again
+        log_event(log, "export message left to the destination's resume", batch_id=unit.batch_id,
+                  destination_id=unit.destination_id)
+        return Handled("paused", unit.batch_id)
     due = [(unit.batch_id, unit.destination_id)]
     if record is not None and record.coalesce is not None:  # the destination's due batches, as runs
         due = due_batches(services, clock(), destination_id=unit.destination_id) or due

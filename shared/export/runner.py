@@ -166,12 +166,20 @@ class Task:
 
 def _tasks(services: Services, due: list[tuple[str, str]], hooks: Hooks,
            clock: Callable[[], datetime]) -> list[Task]:
-    """Batches of destinations that coalesce become one task per destination; the others one task each."""
+    """Batches of destinations that coalesce become one task per destination; the others one task each. A paused
+    destination's batches are skipped: they wait for its resume, which sends their messages again (issue 17)."""
     coalescing: dict[str, list[str]] = {}
     tasks: list[Task] = []
-    coalesces = {destination_id: _coalesces(services, destination_id) for destination_id in {d for _, d in due}}
+    records = {destination_id: _record_of(services, destination_id) for destination_id in {d for _, d in due}}
+    paused = {d for d, record in records.items() if record is not None and record.paused is not None}
+    for destination_id in sorted(paused):
+        ids = tuple(b for b, d in due if d == destination_id)
+        tasks.append(Task(destination_id, ids, _skipped(ids)))
     for batch_id, destination_id in due:
-        if coalesces[destination_id]:
+        record = records[destination_id]
+        if destination_id in paused:
+            continue
+        if record is not None and record.coalesce is not None:
             coalescing.setdefault(destination_id, []).append(batch_id)
         else:
             tasks.append(Task(destination_id, (batch_id,), _single(services, batch_id, hooks, clock)))
@@ -179,12 +187,17 @@ def _tasks(services: Services, due: list[tuple[str, str]], hooks: Hooks,
     return tasks
 
 
-def _coalesces(services: Services, destination_id: str) -> bool:
-    """Whether the destination coalesces its batches: read once a pass per destination, not once per batch."""
+def _skipped(batch_ids: tuple[str, ...]) -> Callable[[], dict[str, str]]:
+    return lambda: dict.fromkeys(batch_ids, "skipped")
+
+
+def _record_of(services: Services, destination_id: str) -> DestinationRecord | None:
+    """The destination's record (does it coalesce, is it paused): read once a pass per destination, not once per
+    batch."""
     try:
-        return bool(destination_id) and services.destinations.get_record(destination_id).coalesce is not None
+        return services.destinations.get_record(destination_id) if destination_id else None
     except Exception:  # missing or unreadable: each batch on its own says why
-        return False
+        return None
 
 
 def _single(services: Services, batch_id: str, hooks: Hooks,

@@ -42,6 +42,9 @@ OPERATION_IDS = {
     ("get", "/api/batches/{batch_id}"): "getBatch",
     ("get", "/api/batches"): "listBatches",
     ("post", "/api/batches/{batch_id}/retry"): "retryBatch",
+    ("post", "/api/batches/{batch_id}/discard"): "discardBatch",
+    ("post", "/api/destinations/{destination_id}/pause"): "pauseDestination",
+    ("post", "/api/destinations/{destination_id}/resume"): "resumeDestination",
     ("post", "/api/exports/run"): "runExportPass",
 }
 
@@ -57,6 +60,9 @@ SUCCESS_SCHEMAS = {
     "getBatch": {"200": "BatchStatus"},
     "listBatches": {"200": "BatchList"},
     "retryBatch": {"200": "BatchStatus"},
+    "discardBatch": {"200": "BatchStatus"},
+    "pauseDestination": {"200": "DestinationView"},
+    "resumeDestination": {"200": "DestinationView"},
     "runExportPass": {"200": "PassSummary"},
 }
 
@@ -366,6 +372,13 @@ def test_real_answers_of_the_walk_through_match_the_schemas_the_document_declare
     assert failed["state"] == "failed" and failed["last_error"]["code"] == "container_not_found"
     contract.check(api.get("/api/batches", params={"state": "failed"}), "/api/batches")
     assert contract.check(api.get("/api/destinations/typo/status"), one + "/status")["last_error"]
+    discarded = contract.check(api.post(f"/api/batches/{failing['batch_id']}/discard"), status + "/discard")
+    assert discarded["state"] == "failed" and discarded["discarded_at"]
+    contract.check(api.post(f"/api/batches/{batch['batch_id']}/discard"), status + "/discard")  # 409: landed
+    paused = contract.check(api.post("/api/destinations/typo/pause", json={"reason": "walk"}), one + "/pause")
+    assert paused["paused"]["by"] == "operator" and paused["paused"]["reason"] == "walk"
+    contract.check(api.post("/api/destinations/typo/pause", json={"reason": 7}), one + "/pause")  # 422
+    assert contract.check(api.post("/api/destinations/typo/resume"), one + "/resume")["paused"] is None
     blob_service.create_container(missing)
     retried = contract.check(api.post(f"/api/batches/{failing['batch_id']}/retry"), status + "/retry")
     assert retried["state"] == "pending"

@@ -87,7 +87,8 @@ def test_a_state_cannot_be_edited_in_place() -> None:
 
 def _previous_public_status(state: dict[str, Any]) -> dict[str, Any]:
     """`public_status` as it was at 0bff63f, on the stored document: the API's answer must not change, but for the
-    one key added since, `run_id` (issue 13: the coalesced run a batch is in, null for these documents)."""
+    keys added since, `run_id` (issue 13: the coalesced run a batch is in) and `discarded_at` (issue 17: when an
+    operator discarded it), null for these documents."""
     return {
         "batch_id": state["batch_id"], "state": state["state"], "type": state["type"],
         "destination_id": state["destination_id"], "records": state["records"], "bytes": state["staged_bytes"],
@@ -96,7 +97,7 @@ def _previous_public_status(state: dict[str, Any]) -> dict[str, Any]:
         "updated_at": state["updated_at"], "started_at": state["started_at"], "finished_at": state["finished_at"],
         "next_attempt_at": state["next_attempt_at"] if state["state"] == "pending" else None,
         "blobs": state["blobs"], "manifest": state["manifest"], "run_id": state.get("run_id"),
-        "last_error": state["last_error"], "notes": state["notes"],
+        "last_error": state["last_error"], "notes": state["notes"], "discarded_at": state.get("discarded_at"),
     }
 
 
