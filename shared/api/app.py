@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from shared.api.batch_routes import add_batch_routes
+from shared.api.console_routes import add_console_routes
 from shared.api.destination_routes import add_destination_routes
 from shared.api.docs import FunctionKey, Operation, add_docs_page, document_api
 from shared.api.export_routes import add_export_routes
@@ -110,5 +111,6 @@ ADMIN = ApiPart(FunctionKey("admin", "the operator who administers destinations 
                 (add_destination_routes, add_batch_routes, add_export_routes))
 # Probes and browsers call these without a key. Its routes live under /api/health and /api/console (the public
 # function's route takes those paths and no other: shared.api.functions), so adding one here is all it takes.
-PUBLIC = ApiPart(FunctionKey("public", "nobody: it needs no key"), (add_health_routes,), anonymous=True)
+PUBLIC = ApiPart(FunctionKey("public", "nobody: it needs no key"), (add_health_routes, add_console_routes),
+                anonymous=True)
 API_PARTS = (INTAKE, ADMIN, PUBLIC)
