@@ -172,6 +172,16 @@ class Settings(BaseSettings):
         pattern=r"^[0-9A-Za-z-]{0,64}$",
         description="When set, a destination's secret_name must start with it.",
     )
+    alert_webhook_url: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("ALERT_WEBHOOK_URL"),
+        description="Where every destination's alerts are POSTed (issue 17); a Slack or Teams webhook URL is a "
+        "credential, hence a secret. The endpoint rules (https, no private or loopback address) are applied "
+        "where it is used (shared.alerts), beside a destination's own alerts.webhook_url.",
+    )
+    auto_pause_after: int = Field(
+        default=3, ge=0, le=100, validation_alias=AliasChoices("AUTO_PAUSE_AFTER"),
+        description="Consecutive failed export runs after which a destination is paused; 0 never pauses one.",
+    )
     local_intake_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("LOCAL_INTAKE_KEY"))
     local_admin_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("LOCAL_ADMIN_KEY"))
 
@@ -190,6 +200,19 @@ class Settings(BaseSettings):
         for account in value:
             if not _ACCOUNT.match(account):
                 raise ValueError("each account must be a storage account name (3-24 lowercase letters and digits)")
+        return value
+
+    @field_validator("alert_webhook_url", mode="before")
+    @classmethod
+    def _blank_url_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _webhook_is_a_url(cls, value: SecretStr | None) -> SecretStr | None:
+        """The shape only (the message never quotes the value): the endpoint rules need the destinations' checks."""
+        if value is not None and not value.get_secret_value().strip().lower().startswith(("https://", "http://")):
+            raise ValueError("must be an https:// URL such as https://hooks.slack.com/services/...")
         return value
 
     @field_validator("local_intake_key", "local_admin_key", mode="before")
