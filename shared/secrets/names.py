@@ -13,6 +13,10 @@ from secrets import token_hex
 SECRET_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 # Every secret the app writes is named with this prefix; a destination may name no such secret but its own.
 APP_SECRET_PREFIX = "export-dest-"
+# Secrets the app keeps for itself, for no destination (issue 17: the alert webhooks' signing secret): no
+# destination may name one either.
+APP_OWN_PREFIX = "export-app-"
+ALERT_SIGNING_SECRET = f"{APP_OWN_PREFIX}alert-signing"
 
 
 def new_secret_name(destination_id: str) -> str:
@@ -34,7 +38,7 @@ def new_secret_name(destination_id: str) -> str:
 
 def is_app_secret_name(name: str) -> bool:
     """Whether the app writes secrets under this name (Key Vault names are case-insensitive)."""
-    return name.lower().startswith(APP_SECRET_PREFIX)
+    return name.lower().startswith((APP_SECRET_PREFIX, APP_OWN_PREFIX))
 
 
 def is_own_secret_name(name: str, destination_id: str) -> bool:
