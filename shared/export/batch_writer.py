@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from itertools import chain
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import orjson
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -32,7 +32,6 @@ from shared.control.batch_state import LandedFile, StagedPartition
 from shared.control.destination_schemas import DestinationSchemas
 from shared.export.block_upload import BlockUploader, WrittenFile, new_attempt_tag, tier_of
 from shared.formats.layouts import Folders
-from shared.formats.parquet_part import ParquetPart
 from shared.formats.record_filters import RecordFilter
 from shared.formats.record_routing import Routed, route_chunk
 from shared.formats.serialization import (
@@ -48,6 +47,7 @@ from shared.logging_setup import log_event
 if TYPE_CHECKING:
     from shared.control.store import ControlStore
     from shared.destinations.record import DestinationRecord
+    from shared.formats.parquet_part import ParquetPart
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def _content_settings(plan: ExportPlan) -> ContentSettings:
     return ContentSettings(content_type=content_type(plan.fmt, plan.compression))  # type: ignore[arg-type]
 
 
-Encoder = PartEncoder | ParquetPart
+Encoder: TypeAlias = "PartEncoder | ParquetPart"
 
 
 @dataclass
@@ -240,6 +240,9 @@ class PartitionWriter:
     def _new_encoder(self) -> Encoder:
         plan = self.plan
         if plan.fmt == "parquet":
+            # Imported here: pyarrow costs a worker about 55 MB of memory, paid only once a destination writes Parquet.
+            from shared.formats.parquet_part import ParquetPart
+
             schemas = plan.schemas
             return ParquetPart(plan.record_type, "json" if schemas is None else "typed", plan.compression,
                                exported_at=plan.exported_at,
@@ -285,7 +288,10 @@ class PartitionWriter:
 
     def _write_lines(self, chunks: Iterator[bytes]) -> None:
         plan = self.plan
-        parsed = plan.fmt == "parquet"
+        # Parquet reads lines itself (Arrow's path where it can); records parsed here when the filters or the folders
+        # needed them already are handed over, so that no record is parsed twice.
+        rules = plan.rules
+        parsed = plan.fmt == "parquet" and (rules.filters_events or rules.drops or plan.folders.splits_by_event)
         for lines in split_lines(chunks):
             for start in range(0, len(lines), FEED_LINES):
                 routed = route_chunk(lines[start:start + FEED_LINES], plan.record_type, plan.rules,
@@ -300,11 +306,12 @@ class PartitionWriter:
             # At least 1, so a part always makes progress; CSV is counted by the rows it writes (issue 11).
             count = part.encoder.lines_within(routed.lines[done:], self.plan.part_max_bytes - part.encoder.raw_bytes)
             end = done + count
-            if isinstance(part.encoder, ParquetPart):
-                part.encoder.feed(routed.lines[done:end], _cut(routed.records, done, end),
-                                  _cut(routed.names, done, end), _cut(routed.times, done, end))
-            else:
-                part.uploader.write(part.encoder.feed(routed.lines[done:end]).data)
+            encoder = part.encoder
+            if isinstance(encoder, PartEncoder):
+                part.uploader.write(encoder.feed(routed.lines[done:end]).data)
+            else:  # Parquet: the whole file is written when the part closes
+                encoder.feed(routed.lines[done:end], _cut(routed.records, done, end), _cut(routed.names, done, end),
+                             _cut(routed.times, done, end))
             done = end
 
     def _write_blocks(self, chunks: Iterator[bytes]) -> None:

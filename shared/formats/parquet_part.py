@@ -12,7 +12,7 @@ number is 8 bytes) and written at ``close``: a Parquet file's columns are only k
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 
 from shared.formats.exact_json import RecordError, json_text, parse_chunk
 from shared.formats.gc_pause import cyclic_gc_paused
-from shared.formats.parquet_columns import chunk_columns, move_to_rest
+from shared.formats.parquet_arrow import ArrowRead, NotExact, arrow_kind, core_values, read_chunk, typed_arrow
+from shared.formats.parquet_columns import Rest, chunk_columns, move_to_rest
 from shared.formats.parquet_schema import (
     CORE_COLUMNS,
     EVENT_NAME,
@@ -32,9 +33,11 @@ from shared.formats.parquet_schema import (
     PROPERTIES,
     REST,
     ColumnsMode,
+    ColumnType,
     SchemaRequest,
     TypedSchema,
     proposals,
+    value_kinds,
 )
 from shared.formats.parquet_values import ARROW_TYPES, typed_column
 from shared.formats.record_fields import (
@@ -110,12 +113,7 @@ class ParquetPart:
         if not lines:
             return EncodedChunk(b"", 0, 0)
         with cyclic_gc_paused():
-            parsed = list(records) if records is not None else parse_chunk(lines)
-            arrays = self._core(parsed, names, times)
-            if self.mode == "json":
-                arrays[PROPERTIES] = pa.array(lines, pa.string())
-            else:
-                arrays.update(self._typed(parsed))
+            arrays = self._encode(lines, records, names, times)
         self._chunks.append((len(lines), arrays))
         raw = sum(map(len, lines)) + len(lines)
         self._records += len(lines)
@@ -139,45 +137,131 @@ class ParquetPart:
 
     # -----------------------------------------------------------------------------------------
 
+    def _encode(self, lines: Sequence[bytes], records: Sequence[dict[str, Any]] | None,
+                names: Sequence[str | None] | None, times: Sequence[int] | None) -> dict[str, pa.Array]:
+        """The chunk's columns: read by Arrow where it reads exactly (``parquet_arrow``), else record by record."""
+        if records is None:
+            read = read_chunk(lines)
+            if read is not None:
+                try:
+                    return self._encode_read(lines, read)
+                except (NotExact, pa.ArrowException):
+                    pass
+            records = parse_chunk(lines)
+        core = self._core(records, names, times)
+        typed = self._typed([(len(records), *chunk_columns(records))])
+        return {**core, **(typed[0] if typed else {PROPERTIES: pa.array(lines, pa.string())})}
+
+    def _encode_read(self, lines: Sequence[bytes], read: ArrowRead) -> dict[str, pa.Array]:
+        """Arrow's rows, with the lines it left read record by record, put back in the order of `lines`."""
+        others = [lines[index] for index in read.others]
+        records = parse_chunk(others) if others else []
+        values = core_values(read, self.record_type)
+        fast = self._core_of(len(read.rows), values.get("name"), values.get("time"), values["identity"],
+                             values.get("insert_id"))
+        slow = self._core(records, None, None) if others else {}
+        if self.mode == "json":
+            fast[PROPERTIES] = pa.array([lines[index] for index in read.rows], pa.string())
+            if others:
+                slow[PROPERTIES] = pa.array(others, pa.string())
+        else:
+            sources: list[tuple[int, Mapping[str, Any], list[Rest | None]]] = [
+                (len(read.rows), read.leaves, [None] * len(read.rows))]
+            if others:
+                sources.append((len(others), *chunk_columns(records)))
+            typed = self._typed(sources)
+            fast.update(typed[0])
+            if others:
+                slow.update(typed[1])
+        if not others:
+            return fast
+        return _in_order([(read.rows, fast), (read.others, slow)], len(lines), self._types)
+
     def _core(self, records: Sequence[dict[str, Any]], names: Sequence[str | None] | None,
               times: Sequence[int] | None) -> dict[str, pa.Array]:
         if self.record_type == "profiles":
-            return {IDENTITY: pa.array(list(map(find_profile_identity, records)), pa.string()),
-                    EXPORTED_AT: pa.repeat(pa.scalar(self._exported_us, TIMESTAMP), len(records))}
+            return self._core_of(len(records), None, None, list(map(find_profile_identity, records)), None)
         if names is None:
             names = list(map(find_event_name, records))
         if times is None:
             times = [_event_time(index, record) for index, record in enumerate(records)]
-        return {EVENT_NAME: pa.array(names, pa.string()), EVENT_TIME: pa.array(times, TIMESTAMP),
-                IDENTITY: pa.array(list(map(find_profile_identity, records)), pa.string()),
-                INSERT_ID: pa.array(list(map(find_insert_id, records)), pa.string())}
+        return self._core_of(len(records), names, times, list(map(find_profile_identity, records)),
+                             list(map(find_insert_id, records)))
 
-    def _typed(self, records: Sequence[dict[str, Any]]) -> dict[str, pa.Array]:
+    def _core_of(self, count: int, names: Sequence[str | None] | None, times: Sequence[int] | None,
+                 identities: Sequence[str | None], insert_ids: Sequence[str | None] | None) -> dict[str, pa.Array]:
+        if self.record_type == "profiles":
+            return {IDENTITY: pa.array(identities, pa.string()),
+                    EXPORTED_AT: pa.repeat(pa.scalar(self._exported_us, TIMESTAMP), count)}
+        return {EVENT_NAME: pa.array(names, pa.string()), EVENT_TIME: pa.array(times, TIMESTAMP),
+                IDENTITY: pa.array(identities, pa.string()), INSERT_ID: pa.array(insert_ids, pa.string())}
+
+    def _typed(self, sources: list[tuple[int, Mapping[str, Any], list[Rest | None]]]) -> list[dict[str, pa.Array]]:
+        """Each source's typed columns (a source: its row count, its fields' values by flattened key, as Python
+        lists or Arrow arrays, and each row's rest). The fields' types are settled for all sources at once.
+        Empty in "json" mode."""
+        if self.mode == "json":
+            return []
         assert self._schema is not None
-        columns, rest = chunk_columns(records)
         schema = self._schema.current()
-        wanted = proposals(columns, schema)
+        kinds: dict[str, set[ColumnType]] = {}
+        for _, columns, _ in sources:
+            for key, values in columns.items():
+                if key not in schema.fields:
+                    found = kinds.setdefault(key, set())
+                    if isinstance(values, pa.Array):
+                        kind = arrow_kind(values)
+                        found.update(() if kind is None else (kind,))
+                    else:
+                        found.update(value_kinds(values))
+        wanted = proposals(kinds, schema)
         if wanted:
             schema = self._schema.settle(SchemaRequest(new_fields=wanted))
-        move_to_rest(columns, [key for key in columns if key not in schema.fields], rest)
+        out: list[dict[str, pa.Array]] = []
+        spilled: list[dict[str, list[str | None]]] = []
+        for _, columns, rest in sources:
+            arrays, texts = self._convert(schema, columns, rest)
+            out.append(arrays)
+            spilled.append(texts)
+        needing = {key for texts in spilled for key in texts if schema.fields[key].companion is None}
+        if needing:
+            schema = self._schema.settle(SchemaRequest(companions=frozenset(needing)))
+        for arrays, texts in zip(out, spilled, strict=True):
+            for key, companion in texts.items():
+                spec = schema.fields[key]
+                assert spec.companion is not None
+                arrays[spec.companion] = pa.array(companion, pa.string())
+                self._note(spec.companion, pa.string(), {"field": key, "type": "json", "companion_of": spec.column})
+        return out
+
+    def _convert(self, schema: TypedSchema, columns: Mapping[str, Any],
+                 rest: list[Rest | None]) -> tuple[dict[str, pa.Array], dict[str, list[str | None]]]:
+        """One source's typed columns, and the companion texts of the fields some of whose values their type
+        does not hold."""
+        homeless = [key for key in columns if key not in schema.fields]
+        if any(isinstance(columns[key], pa.Array) and arrow_kind(columns[key]) is not None for key in homeless):
+            raise NotExact  # values without a column of their own: the rest is written record by record
+        if homeless:
+            assert isinstance(columns, dict)  # the record-by-record path's columns (Arrow's were checked above)
+            move_to_rest(columns, [key for key in homeless if not isinstance(columns[key], pa.Array)], rest)
         arrays: dict[str, pa.Array] = {}
         spilled: dict[str, list[str | None]] = {}
         for key, values in columns.items():
-            spec = schema.fields[key]
-            arrays[spec.column], companion = typed_column(values, spec.type)
-            self._note(spec.column, ARROW_TYPES[spec.type], {"field": key, "type": spec.type})
+            spec = schema.fields.get(key)
+            if spec is None:
+                continue  # all null: nothing to keep
+
+            arrow_type = ARROW_TYPES[spec.type]
+            if isinstance(values, pa.Array):
+                arrays[spec.column], companion = typed_arrow(values, spec.type, arrow_type)
+            else:
+                arrays[spec.column], companion = typed_column(values, spec.type)
+            self._note(spec.column, arrow_type, {"field": key, "type": spec.type})
             if companion is not None:
                 spilled[key] = companion
-        if any(schema.fields[key].companion is None for key in spilled):
-            schema = self._schema.settle(SchemaRequest(companions=frozenset(spilled)))
-        for key, texts in spilled.items():
-            spec = schema.fields[key]
-            assert spec.companion is not None
-            arrays[spec.companion] = pa.array(texts, pa.string())
-            self._note(spec.companion, pa.string(), {"field": key, "type": "json", "companion_of": spec.column})
         if any(item is not None for item in rest):
             arrays[REST] = pa.array([None if item is None else json_text(item) for item in rest], pa.string())
-        return arrays
+        return arrays, spilled
 
     def _note(self, column: str, arrow_type: pa.DataType, metadata: dict[str, str]) -> None:
         if column not in self._fields:
@@ -207,3 +291,15 @@ def _event_time(index: int, record: dict[str, Any]) -> int:
         return event_microseconds(record)
     except EventTimeError as exc:
         raise RecordError(index, f"record {index + 1} of the chunk: the event time {exc}") from None
+
+
+def _in_order(parts: list[tuple[list[int], dict[str, pa.Array]]], count: int,
+              types: Mapping[str, pa.DataType]) -> dict[str, pa.Array]:
+    """The columns of `parts` (the chunk's rows at those indexes, and their arrays) as one chunk, rows in order."""
+    position = [0] * count
+    for place, index in enumerate(index for rows, _ in parts for index in rows):
+        position[index] = place
+    order = pa.array(position, pa.int64())
+    columns = {column for _, arrays in parts for column in arrays}
+    return {column: pa.concat_arrays([arrays[column] if column in arrays else pa.nulls(len(rows), types[column])
+                                      for rows, arrays in parts]).take(order) for column in columns}

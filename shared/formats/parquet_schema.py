@@ -8,16 +8,16 @@ The rules (docs/formats.md says them for customers):
 - core columns (``CORE_COLUMNS``) come first in every file; their names start with ``_`` and are reserved;
 - names are distinct without regard to case (DuckDB and Spark match column names that way): a field whose name
   equals a name already taken, ignoring case, gets ``__2`` (``__3``, ...) appended, recorded once for good;
-- a field's type is one of ``COLUMN_TYPES``, decided by ``decide_type`` from the first values the destination
-  sees of it and never changed; values that do not fit it go to its companion column ``<column>__json`` (their
-  JSON text), named when the first such value comes;
+- a field's type is one of ``COLUMN_TYPES``, decided by ``type_of_kinds`` from the kinds of the first values the
+  destination sees of it (a chunk's) and never changed; values that do not fit it go to its companion column
+  ``<column>__json`` (their JSON text), named when the first such value comes;
 - at most ``MAX_TYPED_FIELDS`` fields a record type, each name at most ``MAX_FIELD_NAME`` characters: a field
   beyond them has no column of its own and is kept in ``_rest_json`` (as a field repeated within a record is).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -124,50 +124,40 @@ def distinct_name(wanted: str, taken: set[str]) -> str:
 # The first values seen decide a field's type
 
 
-def value_kind(value: Any) -> ColumnType | None:
-    """The column type a single value proposes (None for null): numbers propose int64 or float64."""
-    cls = type(value)
-    if cls is str:
-        return "string"
-    if cls is bool:
-        return "bool"
-    if cls is int:
-        return "int64"
-    if cls is float or cls is JsonNumber:
-        return "float64"
-    if value is None:
-        return None
-    return "json"  # a list, an empty object
-
-
 def decide_type(values: Iterable[Any]) -> ColumnType | None:
-    """The type a field gets from the first values seen of it (None when all are null: nothing is fixed yet).
+    """The type a field gets from the first values seen of it (None when all are null: nothing is fixed yet)."""
+    return type_of_kinds(value_kinds(values))
 
-    Every value a number: int64 when all are integers, float64 otherwise. Values of mixed kinds: the kind of
-    the first one (a number by the same rule over the numbers present). Lists and empty objects: json.
-    """
-    kinds: list[ColumnType] = []
-    seen: set[ColumnType] = set()
-    for value in values:
-        kind = value_kind(value)
-        if kind is not None and kind not in seen:
-            seen.add(kind)
-            kinds.append(kind)
+
+def type_of_kinds(kinds: set[ColumnType]) -> ColumnType | None:
+    """The type values of these kinds fix, whatever their order: numbers only, int64 when all are integers, else
+    float64; one kind, that kind; kinds that disagree, string when one is a string (the others then go to the
+    companion column), else json (which holds any value as its JSON text)."""
     if not kinds:
         return None
-    numbers = seen & {"int64", "float64"}
-    first = kinds[0]
-    if first in ("int64", "float64"):
-        return "float64" if "float64" in numbers else "int64"
-    return first
+    if kinds <= {"int64", "float64"}:
+        return "float64" if "float64" in kinds else "int64"
+    if len(kinds) == 1:
+        return next(iter(kinds))
+    return "string" if "string" in kinds else "json"
 
 
-def proposals(columns: Mapping[str, Sequence[Any]], schema: TypedSchema) -> dict[str, ColumnType]:
-    """The types this chunk's values propose for its fields the schema does not know yet (all-null ones wait)."""
+def proposals(kinds: Mapping[str, set[ColumnType]], schema: TypedSchema) -> dict[str, ColumnType]:
+    """The types a chunk's value kinds (by field) propose for the fields the schema does not know yet (fields
+    whose values are all null wait)."""
     found: dict[str, ColumnType] = {}
-    for key, values in columns.items():
+    for key, seen in kinds.items():
         if key not in schema.fields:
-            kind = decide_type(values)
+            kind = type_of_kinds(seen)
             if kind is not None:
                 found[key] = kind
     return found
+
+
+_KIND_OF_TYPE: dict[type, ColumnType] = {str: "string", bool: "bool", int: "int64", float: "float64",
+                                          JsonNumber: "float64"}
+
+
+def value_kinds(values: Iterable[Any]) -> set[ColumnType]:
+    """The kinds of a field's values in a chunk (null is none; lists and empty objects are json): one pass in C."""
+    return {_KIND_OF_TYPE.get(kind, "json") for kind in set(map(type, values)) if kind is not type(None)}

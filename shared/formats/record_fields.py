@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -224,6 +224,60 @@ def find_insert_id(record: Mapping[str, Any]) -> str | None:
             if found is not None:
                 return found
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The same rules over columns: a Parquet part reads whole columns of values (one list per key) rather than
+# records. Each chain lists the paths ``find_*`` look at, in their order; ``first_in_columns`` takes, for each
+# record, the first value of the chain that ``accept`` takes. Tests check them against the ``find_*`` functions.
+
+Path = tuple[str, ...]  # a top-level key, or (object, key) inside a top-level object
+NAME_CHAIN: tuple[Path, ...] = tuple((key,) for key in EVENT_NAME_KEYS)
+TIME_CHAIN: tuple[Path, ...] = (*((key,) for key in EVENT_TIME_KEYS),
+                                *(("properties", key) for key in PROPERTIES_TIME_KEYS))
+IDENTITY_CHAIN: tuple[Path, ...] = (*((key,) for key in PROFILE_IDENTITY_KEYS), *PROPERTIES_IDENTITY_KEYS)
+INSERT_ID_CHAIN: tuple[Path, ...] = (*((key,) for key in INSERT_ID_KEYS), *PROPERTIES_INSERT_ID_KEYS)
+
+
+def name_text(value: object) -> str | None:
+    """An event name: a non-blank string."""
+    return value if type(value) is str and value and not value.isspace() else None  # type: ignore[return-value]
+
+
+def present(value: object) -> object | None:
+    """An event time's field: any value but null (an unusable one is refused, not skipped)."""
+    return value
+
+
+def identity_text(value: object) -> str | None:
+    """An identity or insert id: a non-blank string, or an integer as text."""
+    return _identity_text(value)
+
+
+def first_in_columns(count: int, columns: Iterable[Sequence[Any] | None],
+                     accept: Callable[[Any], Any]) -> list[Any]:
+    """For each of `count` records, the first value `accept` takes (not None) from `columns` (one per path of a
+    chain, in its order: the path's value in each record, None where absent; None for a path no record has)."""
+    found: list[Any] | None = None
+    missing: list[int] = []
+    for column in columns:
+        if column is None:
+            continue
+        if found is None:  # the first column the records have: one C-level pass
+            found = list(map(accept, column))
+            missing = [index for index, value in enumerate(found) if value is None]
+            continue
+        if not missing:
+            break
+        still = []
+        for index in missing:
+            value = accept(column[index])
+            if value is None:
+                still.append(index)
+            else:
+                found[index] = value
+        missing = still
+    return found if found is not None else [None] * count
 
 
 def partition_key_for_event_time(ts: datetime) -> str:

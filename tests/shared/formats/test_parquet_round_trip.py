@@ -9,23 +9,35 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from scripts import sample_data
 from shared.formats.exact_json import parse_exact
 from shared.formats.flatten import flattened_keys, repeated_column
+from shared.formats.parquet_arrow import read_chunk
 from shared.formats.parquet_part import ParquetPart
 from shared.formats.parquet_schema import SchemaRequest, TypedSchema
 from shared.formats.record_fields import (
     EVENT_NAME_KEYS,
     EVENT_TIME_KEYS,
+    IDENTITY_CHAIN,
+    INSERT_ID_CHAIN,
+    NAME_CHAIN,
     PROFILE_IDENTITY_KEYS,
+    TIME_CHAIN,
     event_microseconds,
     find_event_name,
+    find_event_time,
     find_insert_id,
     find_profile_identity,
+    first_in_columns,
+    identity_text,
+    name_text,
+    present,
 )
 from shared.formats.serialization import PartEncoder
 from shared.intake.records import RecordsRejected, parse_batch
@@ -110,13 +122,17 @@ class MemorySchema:
         return self.schema
 
 
-def written(record_type: str, mode: str, lines: list[bytes], chunk: int) -> tuple[Any, dict[str, str]]:
-    """The Parquet file of `lines` fed `chunk` at a time, and the column types its schema fixed (typed)."""
+def written(record_type: str, mode: str, lines: list[bytes], chunk: int,
+            via_records: bool = False) -> tuple[Any, dict[str, str]]:
+    """The Parquet file of `lines` fed `chunk` at a time, and the column types its schema fixed (typed). Lines
+    alone take Arrow's path where it reads them exactly; `via_records` feeds the parsed records too (the path of
+    a destination with filters), which are read record by record."""
     schema = MemorySchema(record_type)
     part = ParquetPart(record_type, mode, "zstd", exported_at=EXPORTED_AT,  # type: ignore[arg-type]
                        schema=schema if mode == "typed" else None)
     for start in range(0, len(lines), chunk):
-        part.feed(lines[start:start + chunk])
+        piece = lines[start:start + chunk]
+        part.feed(piece, [parse_exact(line) for line in piece] if via_records else None)
     return table_of(part.close().data), {key: spec.type for key, spec in schema.schema.fields.items()}
 
 
@@ -144,7 +160,8 @@ def test_any_accepted_record_survives_typed_parquet_under_the_rules(record_type:
     lines = drawn_lines(data, record_type)
     if not lines:
         return
-    table, types = written(record_type, "typed", lines, chunk=data.draw(st.integers(min_value=1, max_value=5)))
+    table, types = written(record_type, "typed", lines, chunk=data.draw(st.integers(min_value=1, max_value=5)),
+                           via_records=data.draw(st.booleans()))
     for row, line in zip(rows_read(table), lines, strict=True):
         record = parse_exact(line)
         check_core(record_type, row.core, record)
@@ -183,3 +200,45 @@ def test_any_accepted_record_survives_zstd_with_its_size_and_checksum_in_its_fra
     assert zstandard.ZstdDecompressor().decompress(frame) == expected
     if fmt == "jsonl":
         assert expected == b"".join(line + b"\n" for line in lines)
+
+
+@PROPERTY
+@given(lines=st.lists(events() | profiles(), min_size=1, max_size=20))
+def test_the_core_rules_over_columns_find_what_they_find_record_by_record(lines: list[bytes]) -> None:
+    records = [parse_exact(line) for line in lines]
+
+    def column(path: tuple[str, ...]) -> list[Any]:
+        found = []
+        for record in records:
+            value: Any = record.get(path[0])
+            if len(path) > 1:
+                value = value.get(path[1]) if isinstance(value, dict) else None
+            found.append(value)
+        return found
+
+    def over_columns(chain: tuple[tuple[str, ...], ...], accept: Any) -> list[Any]:
+        return first_in_columns(len(records), map(column, chain), accept)
+
+    assert over_columns(NAME_CHAIN, name_text) == list(map(find_event_name, records))
+    assert over_columns(IDENTITY_CHAIN, identity_text) == list(map(find_profile_identity, records))
+    assert over_columns(INSERT_ID_CHAIN, identity_text) == list(map(find_insert_id, records))
+    found = [find_event_time(record) for record in records]
+    assert over_columns(TIME_CHAIN, present) == [None if item is None else item[1] for item in found]
+
+
+def test_arrow_reads_ordinary_lines_and_leaves_inexact_numbers_and_empty_objects_to_the_record_path() -> None:
+    ordinary = [orjson.dumps(record) for record in sample_data.events(30, shapes=("clevertap", "mixpanel", "segment"))]
+    odd = [b'{"event":"a","ts":1795167012,"p":1.50}', b'{"event":"a","ts":1795167012,"p":12345678901234567}',
+           b'{"event":"a","ts":1795167012,"p":{}}', b'{"event":"a","ts":1795167012,"p":{ }}',
+           b'{"event":"a","ts":1795167012,"p":[1e3]}', b'{"event":"a","ts":1795167012,"p":0.00001}']
+    lines = ordinary[:10] + odd + ordinary[10:]
+    read = read_chunk(lines)
+    assert read is not None and read.others == list(range(10, 16)) and len(read.rows) == 30
+    assert read_chunk([b'{"event":"a","ts":1,"x":1}', b'{"event":"a","ts":1,"x":"one"}']) is None  # kinds differ
+    assert read_chunk([b'{"event":"a","ts":1,"t":"2026-11-20 10:15:00"}']) is None  # Arrow would read a time
+    assert read_chunk([b'{"event":"a","ts":1,"l":[{"k":1},{"j":2}]}']) is None  # objects in a list
+    assert read_chunk([b'{"event":"a","ts":1,"a.b":1,"a":{"b":2}}']) is None  # two fields, one column
+    part = ParquetPart("events", "typed", "zstd", exported_at=EXPORTED_AT, schema=MemorySchema("events"))
+    part.feed(lines)
+    rows = part.close().data
+    assert table_of(rows).num_rows == 36

@@ -34,10 +34,12 @@ EXPORTED_AT = datetime(2026, 12, 1, tzinfo=UTC)
     ([2.5, 1], "float64"),
     ([JsonNumber("1e400"), 3], "float64"),
     ([2**70], "int64"),  # beyond 64 bits: int64, the value itself in the companion
-    (["a", 1], "string"),  # mixed kinds: the first one's
-    ([1, "a"], "int64"),
-    ([True, 1], "bool"),
-    ([[1], "a"], "json"),
+    (["a", 1], "string"),  # kinds that disagree: string when one is a string, whatever the order
+    ([1, "a"], "string"),
+    ([True, 1], "json"),  # else json, which holds any value as its text
+    ([[1], "a"], "string"),
+    ([[1], True, None], "json"),
+    ([True, False], "bool"),
     ([{}, None], "json"),
     ([None, None], None),  # nothing fixed until a value comes
     ([], None),

@@ -1,0 +1,197 @@
+"""The fast path of a typed Parquet part: staged lines read by Arrow's JSON reader (C++, on threads, no Python object
+per value) wherever Arrow reads them exactly as the record-by-record path would (pure).
+
+Arrow's reader infers a type per field and reads numbers as 64-bit integers and doubles, so the path is taken only
+where that changes nothing the rules keep:
+
+- a line whose text holds a number Arrow could alter is read record by record: 16 or more digits (beyond a
+  double's exact integers), an exponent, a decimal ending in 0 ("1.50"), or a tiny one ("0.00001"); so is a line
+  holding an empty object (Arrow cannot tell ``{}`` from an object whose fields are all null);
+- the whole chunk is read record by record when Arrow refuses it (a field whose values change kind, a key twice
+  in an object), infers a date or time (it would lose the text), finds objects inside a list (it would add their
+  missing keys), or flattens two fields to one column.
+
+Lists become their JSON text from the values Arrow read (exactly the text sent, given the first rule). A double
+column can hold what was sent as an integer: it is used only where the destination's type is float64.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from shared.formats.exact_json import json_text
+from shared.formats.flatten import nested_prefix
+from shared.formats.parquet_schema import ColumnType
+from shared.formats.record_fields import (
+    IDENTITY_CHAIN,
+    INSERT_ID_CHAIN,
+    NAME_CHAIN,
+    TIME_CHAIN,
+    EventTimeError,
+    Path,
+    epoch_microseconds,
+    first_in_columns,
+    identity_text,
+    name_text,
+    present,
+)
+
+# A number Arrow could read otherwise than the rules keep it (a JSON value: after ':', ',' or '[', before ',', '}', ']'
+# or the end), or an empty object (see above). RE2 syntax. Text inside a string can match too: that line only takes
+# the record-by-record path.
+RECORD_BY_RECORD = (r"[:,\[][ \t\r\n]*-?(?:[0-9.]{16,}|[0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+|[0-9]+\.[0-9]+0"
+                    r"|0\.0000[0-9]*)[ \t\r\n]*(?:[,}\]]|$)|\{[ \t\r\n]*\}")
+_BLOCK_BYTES = 1 << 20  # Arrow reads a chunk in blocks of this size on its threads
+
+
+class NotExact(Exception):
+    """Arrow's reading of the chunk would not be exact: the chunk is read record by record."""
+
+
+@dataclass
+class ArrowRead:
+    """The chunk's lines Arrow read (`rows`, their indexes in the chunk), its fields by flattened key, and the
+    indexes of the lines left for the record-by-record path."""
+
+    rows: list[int]
+    table: pa.Table
+    leaves: dict[str, pa.Array]
+    others: list[int]
+
+
+def read_chunk(lines: Sequence[bytes]) -> ArrowRead | None:
+    """Arrow's reading of the lines it reads exactly; None when none of the chunk can be read that way."""
+    joined = b"\n".join(lines)
+    split = pc.split_pattern(pa.array([joined], pa.binary()), b"\n").flatten()
+    flagged = pc.match_substring_regex(split, RECORD_BY_RECORD).to_pylist()
+    if all(flagged):
+        return None
+    others = [index for index, flag in enumerate(flagged) if flag]
+    rows = [index for index, flag in enumerate(flagged) if not flag]
+    text = b"\n".join(lines[index] for index in rows) if others else joined
+    block = max(_BLOCK_BYTES, 2 * max(map(len, lines)))
+    try:
+        table = pj.read_json(io.BytesIO(text), read_options=pj.ReadOptions(use_threads=True, block_size=block))
+        leaves = flattened_leaves(table)
+    except (pa.ArrowException, NotExact):  # Arrow refused it, or would not read it exactly
+        return None
+    return ArrowRead(rows, table, leaves, others)
+
+
+def flattened_leaves(table: pa.Table) -> dict[str, pa.Array]:
+    """The table's fields by flattened key (``shared.formats.flatten``); NotExact for what Arrow read otherwise."""
+    out: dict[str, pa.Array] = {}
+    for field, column in zip(table.schema, table.columns, strict=True):
+        _leaves(column.combine_chunks(), field.name, out)
+    return out
+
+
+def _leaves(array: pa.Array, name: str, out: dict[str, pa.Array]) -> None:
+    kind = array.type
+    if pa.types.is_struct(kind):
+        if kind.num_fields == 0:
+            raise NotExact  # an empty object
+        prefix = nested_prefix("", name)
+        for field, child in zip(kind, array.flatten(), strict=True):
+            _leaves(child, prefix + field.name, out)
+        return
+    if not _plain(kind):
+        raise NotExact
+    if name in out:
+        raise NotExact  # two fields, one column: the record-by-record path keeps the later in the rest
+    out[name] = array
+
+
+def _plain(kind: pa.DataType) -> bool:
+    """A type Arrow reads exactly: strings, 64-bit integers, doubles, booleans, nulls, and lists of those."""
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return _plain(kind.value_type)
+    return bool(pa.types.is_string(kind) or pa.types.is_int64(kind) or pa.types.is_float64(kind)
+                or pa.types.is_boolean(kind) or pa.types.is_null(kind))
+
+
+def arrow_kind(array: pa.Array) -> ColumnType | None:
+    """The column type an Arrow column's values propose (as ``parquet_schema.decide_type`` would): None when all
+    are null."""
+    kind = array.type
+    if pa.types.is_null(kind) or array.null_count == len(array):
+        return None
+    if pa.types.is_string(kind):
+        return "string"
+    if pa.types.is_int64(kind):
+        return "int64"
+    if pa.types.is_float64(kind):
+        return "float64"
+    if pa.types.is_boolean(kind):
+        return "bool"
+    return "json"
+
+
+def typed_arrow(array: pa.Array, column_type: ColumnType,
+                arrow_type: pa.DataType) -> tuple[pa.Array, list[str | None] | None]:
+    """`array` in a column of `column_type` (Arrow type `arrow_type`) and its companion texts, as
+    ``parquet_values.typed_column`` would give them; NotExact where only the text sent could tell."""
+    kind = arrow_kind(array)
+    if kind is None:
+        return pa.nulls(len(array), arrow_type), None
+    if kind == column_type:
+        if kind == "json":
+            return pa.array(_texts(array), arrow_type), None
+        return array, None
+    if kind == "int64" and column_type == "float64":
+        return array.cast(pa.float64()), None  # at most 15 digits (RECORD_BY_RECORD): exact as doubles
+    if kind == "float64":
+        raise NotExact  # a double may have been sent as an integer, which another type holds
+    texts = _texts(array)
+    if column_type == "json":
+        return pa.array(texts, arrow_type), None
+    return pa.nulls(len(array), arrow_type), texts
+
+
+def _texts(array: pa.Array) -> list[str | None]:
+    return [None if value is None else json_text(value) for value in array.to_pylist()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Core columns, by the rules of ``record_fields`` over Arrow's columns
+
+
+def core_values(read: ArrowRead, record_type: str) -> dict[str, list[Any]]:
+    """The core columns' values of Arrow's rows: the event name, time (epoch microseconds), identity and insert
+    id of events; the identity of profiles."""
+    count = len(read.rows)
+    column = _column_reader(read.table)
+    if record_type == "profiles":
+        return {"identity": first_in_columns(count, map(column, IDENTITY_CHAIN), identity_text)}
+    try:
+        times = [epoch_microseconds(value) for value in first_in_columns(count, map(column, TIME_CHAIN), present)]
+    except EventTimeError:
+        raise NotExact from None  # the record-by-record path names the record
+    return {"name": first_in_columns(count, map(column, NAME_CHAIN), name_text),
+            "time": times,
+            "identity": first_in_columns(count, map(column, IDENTITY_CHAIN), identity_text),
+            "insert_id": first_in_columns(count, map(column, INSERT_ID_CHAIN), identity_text)}
+
+
+def _column_reader(table: pa.Table) -> Callable[[Path], list[Any] | None]:
+    """A path's values in each row as Python values (None where absent), or None when no row has the path."""
+    names = set(table.column_names)
+
+    def column(path: Path) -> list[Any] | None:
+        if path[0] not in names:
+            return None
+        array = table.column(path[0]).combine_chunks()
+        for key in path[1:]:
+            if not pa.types.is_struct(array.type) or array.type.get_field_index(key) < 0:
+                return None
+            array = array.flatten()[array.type.get_field_index(key)]
+        return array.to_pylist()  # type: ignore[no-any-return]
+
+    return column
