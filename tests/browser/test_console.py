@@ -188,7 +188,7 @@ class Shots:
         page.screenshot(path=str(path), full_page=True)
         self.taken.append(path)
         if docs and os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1":
-            page.screenshot(path=str(DOCS_SCREENSHOT), full_page=False)
+            page.screenshot(path=str(DOCS_SCREENSHOT), full_page=True)
         return path
 
 
@@ -270,7 +270,7 @@ def test_the_console_asks_for_the_key_once_and_shows_the_destinations_and_batche
         assert acme.locator("rect.chart-bar").count() == 48
         expect(globex).to_contain_text("1 pending")
         expect(globex).to_contain_text(f"pending, batch {waiting}")
-        shots.take(page, "destinations", docs=True)
+        shots.take(page, "destinations")
 
         page.reload()  # kept for the tab: not asked again
         expect(card(page, "acme")).to_be_visible()
@@ -312,28 +312,40 @@ def test_the_console_asks_for_the_key_once_and_shows_the_destinations_and_batche
 def test_a_sas_token_expiring_in_two_days_counts_down_in_the_warning_colour(
     browser: Browser, console: Console, azurite: Azurite, blob_service: BlobServiceClient, shots: Shots,
 ) -> None:
-    containers = [blob_service.create_container(f"exp-{uuid.uuid4().hex[:12]}") for _ in range(2)]
+    """Beside it, a healthy destination with landings and one whose container is gone: the README's screenshot."""
+    containers = [blob_service.create_container(f"exp-{uuid.uuid4().hex[:12]}") for _ in range(3)]
     try:
         now = datetime.now(UTC)
-        make_destination(console.admin, azurite, containers[0], "soon", expiry=now + timedelta(days=2))
-        make_destination(console.admin, azurite, containers[1], "later", expiry=now + timedelta(days=30))
+        make_destination(console.admin, azurite, containers[0], "acme", expiry=now + timedelta(days=30))
+        make_destination(console.admin, azurite, containers[1], "globex", expiry=now + timedelta(days=2))
+        make_destination(console.admin, azurite, containers[2], "initech", expiry=now + timedelta(days=90))
+        batches = [post_batch(console.intake, "acme", events(20 * (i + 1), 100 * i))["batch_id"] for i in range(3)]
+        containers.pop().delete_container()  # initech's customer deleted the container
+        broken = post_batch(console.intake, "initech", events(4))["batch_id"]
+        console.drain(lambda: all(console.state(b) == "landed" for b in batches) and console.state(broken) == "failed")
+        waiting = post_batch(console.intake, "globex", events(7))["batch_id"]
+
         watched = open_page(browser, console)
         page = watched.page
         enter_key(page)
-        soon = card(page, "soon").locator(".countdown")
-        later = card(page, "later").locator(".countdown")
+        soon = card(page, "globex").locator(".countdown")
+        later = card(page, "acme").locator(".countdown")
         expect(soon).to_have_class(re.compile("level-warn"))
         expect(soon).to_have_text(re.compile(r"expires in 1 d 23 h \d+ min \d+ s, under 7 days: renew it soon"))
         expect(later).to_have_class(re.compile("level-ok"))
         expect(later).to_have_text(re.compile(r"expires in 29 d 23 h \d+ min \d+ s"))
         colours = page.evaluate("""() => [...document.querySelectorAll('.countdown')].map(
             (node) => getComputedStyle(node).backgroundColor)""")
-        assert "rgb(255, 243, 205)" in colours  # the warning colour, on the 2-day token only
-        assert colours.count("rgb(255, 243, 205)") == 1
-        expect(card(page, "soon").locator(".warnings")).to_contain_text("the SAS token expires on")
+        assert colours.count("rgb(255, 243, 205)") == 1  # the warning colour, on the 2-day token only
+        expect(card(page, "globex").locator(".warnings")).to_contain_text("the SAS token expires on")
+        expect(card(page, "globex")).to_contain_text(f"pending, batch {waiting}")
+        expect(card(page, "initech").locator(".last-error")).to_contain_text("does not exist")
+        expect(card(page, "acme").locator("figure.chart")).to_have_attribute("aria-label", re.compile("120 records"))
+        expect(page.locator(".view-head .summary")).to_have_text(  # health at a glance
+            "3 destinations · 1 not up to date: initech · 1 SAS expiring or expired: globex")
         shown = soon.inner_text()
         expect(soon).not_to_have_text(shown)  # it counts down
-        shots.take(page, "sas-countdown")
+        shots.take(page, "destinations", docs=True)
         assert watched.problems == []
         close(watched)
     finally:

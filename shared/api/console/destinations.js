@@ -90,7 +90,7 @@ function countsLine(destination, counts) {
 }
 
 function healthBadge(status) {
-  if (!status) return h("span", {class: "badge"}, "Health loading");
+  if (!status) return h("span", {class: "badge"}, "Health unknown");
   return status.up_to_date
     ? h("span", {class: "badge good"}, "Up to date")
     : h("span", {class: "badge bad"}, "Not up to date");
@@ -179,16 +179,18 @@ function actions(destination, ctx) {
     h("a", {href: `#batches?destination=${segment(destination.id)}`, class: "button-link"}, "Show batches"));
 }
 
-function card(destination, status, statusError, ctx) {
+/** A destination's card, shown at once; `showStatus` fills in its health when the status call answers. Only the
+ * health part changes then, so a control the operator already reached (an open pause form) stays as it is. */
+function card(destination, ctx) {
   const headingId = `dest-${segment(destination.id)}`;
   const pause = pausedFacts(destination);
   const sas = destination.auth.type === "sas" && destination.auth.sas ? destination.auth.sas : null;
-  const node = h("article", {class: ["card", status && !status.up_to_date && "attention"], "aria-labelledby": headingId,
-    dataset: {destination: destination.id}});
-  replace(node,
+  const badge = h("span", {class: "badge"}, "Health loading");
+  const health = h("div", {class: "health", "aria-busy": "true"});
+  const node = h("article", {class: "card", "aria-labelledby": headingId, dataset: {destination: destination.id}},
     h("header", {class: "card-head"},
       h("h3", {id: headingId}, destination.id),
-      healthBadge(status),
+      badge,
       pause && pause.paused ? h("span", {class: "badge bad"}, "Paused") : null),
     pause && pause.paused ? h("p", {class: "paused-reason"}, `${pause.words}. Intake still accepts its batches; ` +
       "exports skip it until it is resumed or its credentials are updated.") : null,
@@ -200,10 +202,16 @@ function card(destination, status, statusError, ctx) {
     ]),
     destination.warnings.length
       ? h("ul", {class: "warnings"}, destination.warnings.map((warning) => h("li", {}, warning))) : null,
-    status ? healthPart(destination, status, ctx) : null,
-    statusError ? h("p", {class: "last-error"}, `Its status could not be read: ${statusError.words}`) : null,
+    health,
     actions(destination, ctx));
-  return node;
+  function showStatus(status, statusError) {
+    badge.replaceWith(healthBadge(status));
+    node.classList.toggle("attention", Boolean(status && !status.up_to_date));
+    replace(health, status ? healthPart(destination, status, ctx) : null,
+      statusError ? h("p", {class: "last-error"}, `Its status could not be read: ${statusError.words}`) : null);
+    health.removeAttribute("aria-busy");
+  }
+  return {node, showStatus};
 }
 
 async function eachAtMost(items, limit, work) {
@@ -214,9 +222,19 @@ async function eachAtMost(items, limit, work) {
   await Promise.all(workers);
 }
 
-function summaryLine(destinations, more) {
-  return h("p", {class: "muted"}, `${plural(destinations.length, "destination")}` +
-    (more ? ` shown; there are more than ${count(destinations.length)} (the console lists the first ones)` : ""));
+/** One line at the top: how many destinations, and how many need attention (health at a glance). */
+function summaryLine(destinations, more, statuses) {
+  const parts = [plural(destinations.length, "destination")];
+  if (more) parts[0] += ` shown (the first ${count(destinations.length)}; there are more)`;
+  const failing = destinations.filter((destination) => statuses.get(destination.id)?.up_to_date === false);
+  const paused = destinations.filter((destination) => pausedFacts(destination)?.paused);
+  const expiring = destinations.filter((destination) => destination.auth.sas &&
+    expiryState(destination.auth.sas.expiry).level !== "ok");
+  for (const [found, words] of [[failing, "not up to date"], [paused, "paused"], [expiring, "SAS expiring or expired"]]) {
+    if (found.length) parts.push(`${count(found.length)} ${words}: ${found.map((d) => d.id).join(", ")}`);
+  }
+  const attention = failing.length || paused.length || expiring.length;
+  return h("p", {class: attention ? "summary attention-text" : "summary muted"}, parts.join(" · "));
 }
 
 /** Render the destinations view into `root`. */
@@ -230,24 +248,23 @@ export async function renderDestinations(root, ctx) {
   const list = h("div", {class: "cards"});
   const cards = new Map();
   for (const destination of destinations) {
-    const node = card(destination, null, null, ctx);
-    cards.set(destination.id, node);
-    list.append(node);
+    const made = card(destination, ctx);
+    cards.set(destination.id, made);
+    list.append(made.node);
   }
-  replace(root, h("div", {class: "view-head"}, heading, summaryLine(destinations, more)), list,
-    setupPanel(ctx, {first: false}));
+  const statuses = new Map();
+  const head = h("div", {class: "view-head"}, heading, summaryLine(destinations, more, statuses));
+  replace(root, head, list, setupPanel(ctx, {first: false}));
   await eachAtMost(destinations, STATUS_CALLS_AT_ONCE, async (destination) => {
-    let status = null;
-    let statusError = null;
     try {
-      status = await get(`destinations/${segment(destination.id)}/status`);
+      const status = await get(`destinations/${segment(destination.id)}/status`);
+      statuses.set(destination.id, status);
+      cards.get(destination.id).showStatus(status, null);
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
-      statusError = error;
+      cards.get(destination.id).showStatus(null, error);
     }
-    const fresh = card(destination, status, statusError, ctx);
-    cards.get(destination.id).replaceWith(fresh);
-    cards.set(destination.id, fresh);
   });
+  head.lastChild.replaceWith(summaryLine(destinations, more, statuses));
   return heading;
 }
