@@ -102,3 +102,29 @@ def test_discard_a_failed_batch_and_its_destination_is_up_to_date_again(
     expect(card(page, "acme").locator(".badge.good")).to_have_text("Up to date")
     assert watched.problems == []
     close(watched)
+
+
+def test_batches_page_by_page_with_the_api_cursors(
+    browser: Browser, console: Console, azurite: Azurite, fresh_container: ContainerClient,  # noqa: F811
+) -> None:
+    make_destination(console.admin, azurite, fresh_container, "acme")
+    posted = [post_batch(console.intake, "acme", events(1, i))["batch_id"] for i in range(27)]  # a page is 25
+    watched = open_page(browser, console, fragment="#batches?destination=acme")
+    page = watched.page
+    enter_key(page)
+    rows = page.locator("table.batches tbody tr")
+    expect(rows).to_have_count(25)
+    first_page = rows.evaluate_all("(rows) => rows.map((row) => row.dataset.batch)")
+    assert first_page == posted[::-1][:25]  # newest first
+    expect(page.get_by_role("button", name="Newer batches")).to_be_disabled()
+    page.get_by_role("button", name="Older batches").click()
+    expect(rows).to_have_count(2)
+    expect(page.locator(".pager")).to_contain_text("Page 2 · 2 batches")
+    assert rows.evaluate_all("(rows) => rows.map((row) => row.dataset.batch)") == posted[1::-1]
+    expect(page.get_by_role("button", name="Older batches")).to_be_disabled()
+    expect(page.get_by_role("heading", name="Batches")).to_be_focused()  # the new page is announced by its heading
+    page.get_by_role("button", name="Newer batches").click()
+    expect(rows).to_have_count(25)
+    expect(page.locator(".pager")).to_contain_text("Page 1 · 25 batches")
+    assert watched.problems == []
+    close(watched)
