@@ -37,6 +37,7 @@ JS = "text/javascript; charset=utf-8"
 ASSETS = {
     "console.css": "text/css; charset=utf-8",
     "console.js": JS,
+    "alerts.js": JS,
     "api.js": JS,
     "dom.js": JS,
     "format.js": JS,

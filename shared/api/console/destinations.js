@@ -1,6 +1,7 @@
 // The destinations view: one card a destination with its settings, health (the status endpoint), SAS expiry as a
 // countdown, the landings chart and its actions.
 
+import {alertsPart} from "./alerts.js";
 import {ApiError, get, post, segment} from "./api.js";
 import {landedChart} from "./chart.js";
 import {button, facts, field, h, replace} from "./dom.js";
@@ -114,6 +115,7 @@ function healthPart(destination, status, ctx) {
       h("span", {class: "muted"}, `(${error.code}, attempt ${error.attempt}, ${utc(error.at)}, batch `),
       h("a", {href: `#batch/${segment(error.batch_id)}`}, error.batch_id),
       h("span", {class: "muted"}, error.will_retry ? "; it will be retried by itself)" : ")")) : null,
+    alertsPart(status),
     landedChart(status.landed_by_hour, `Records landed per hour, ${destination.id}`),
   ];
 }
