@@ -168,8 +168,8 @@ function filesTable(blobs) {
     h("tbody", {}, blobs.map((blob) => h("tr", {},
       h("td", {"data-label": "Name", class: "mono"}, blob.name),
       h("td", {"data-label": "Partition"}, blob.partition),
-      h("td", {"data-label": "Records"}, count(blob.records)),
-      h("td", {"data-label": "Size"}, bytes(blob.bytes)),
+      h("td", {"data-label": "Records", class: "num"}, count(blob.records)),
+      h("td", {"data-label": "Size", class: "num"}, bytes(blob.bytes)),
       h("td", {"data-label": "MD5", class: "mono"}, blob.md5))))));
 }
 
