@@ -83,9 +83,11 @@ def add_destination_routes(api: FastAPI, services: ServicesProvider) -> None:
              summary="Whether a destination is up to date", responses={200: {
                  "model": schemas.DestinationStatus, "description": "How current the destination is"}})
     async def get_destination_status(destination_id: str, threshold_seconds: int | None = None) -> Response:
-        """Up to date means no failed batch waits for a retry and no batch accepted longer ago than
+        """Up to date means not paused, no failed batch waits for a retry and no batch accepted longer ago than
         `threshold_seconds` is still pending or running. Also: counts per state, the oldest batch not landed yet,
-        the last landing, the last error in words, and batches landed per hour over the last 48 hours."""
+        the last landing, the last error in words, batches landed per hour over the last 48 hours, the
+        consecutive failed export runs (AUTO_PAUSE_AFTER of them pause it), and its latest alerts and how each
+        delivery went."""
         return json_response(await run_in_threadpool(status_of, services(), destination_id, threshold_seconds))
 
 
@@ -164,5 +166,7 @@ def status_of(svc: Services, destination_id: str, threshold_seconds: int | None)
     delay = record.coalesce.max_delay_seconds if record.coalesce is not None else None
     subject = destination_status.Subject(
         destination_id=record.id, generation=record.generation, created_at=datetime.fromisoformat(record.created_at),
-        threshold=destination_status.threshold_for(threshold_seconds, delay))
+        threshold=destination_status.threshold_for(threshold_seconds, delay),
+        paused=record.paused.model_dump() if record.paused is not None else None,
+        auto_pause_after=svc.settings.auto_pause_after)
     return destination_status.destination_status(svc.control, subject, datetime.now(UTC))

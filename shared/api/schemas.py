@@ -77,6 +77,9 @@ class AlertsView(BaseModel):
     URL is its own credential."""
 
     webhook_origin: str = Field(description="The webhook's scheme, host and port, such as https://hooks.slack.com.")
+    webhook_secret_name: str = Field(
+        description="The secret holding the webhook's URL in the app's secret store: give it back as "
+                    "`alerts.webhook_secret_name` in a PUT to keep the webhook.")
 
 
 class DestinationView(BaseModel):
@@ -185,6 +188,7 @@ class StatusError(BaseModel):
     attempt: int = Field(description="Which attempt (since the batch's last retry) failed.")
     will_retry: bool = Field(description="true: the batch backs off and is tried again by itself; false: it "
                                          "failed and waits for a retry or new credentials.")
+    run_id: str | None = Field(None, description="The coalesced run it failed in; null if exported on its own.")
 
 
 class LandedHour(BaseModel):
@@ -193,13 +197,42 @@ class LandedHour(BaseModel):
     records: int
 
 
+class AlertDeliveryView(BaseModel):
+    """How sending an alert to one of its targets went."""
+
+    state: Literal["pending", "delivered", "failed"] = Field(
+        description="`pending`: tried again at `next_attempt_at`; `failed`: given up after 8 attempts.")
+    attempts: int
+    origin: str | None = Field(description="The scheme, host and port it was sent to (never the whole URL).")
+    last_attempt_at: datetime | None
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+    status_code: int | None = Field(description="The receiver's answer to the last attempt, if it answered.")
+    last_error: str | None = Field(description="Why the last attempt failed, in words.")
+
+
+class AlertView(BaseModel):
+    """An alert the destination raised (one per kind and UTC day at most) and its delivery."""
+
+    alert_id: str = Field(description="The `webhook-id` it is sent with, the same on every retry.")
+    kind: Literal["batch_failed", "paused", "sas_expiring", "sas_expired", "recovered"]
+    day: str = Field(description="The UTC day (YYYY-MM-DD) of the condition.")
+    occurred_at: datetime
+    state: Literal["pending", "delivered", "failed", "no_target"] = Field(
+        description="`no_target`: neither ALERT_WEBHOOK_URL nor the destination's webhook was set when it was due.")
+    details: dict[str, Any] = Field(description="The facts the alert's text says (the `data` of its payload).")
+    next_attempt_at: datetime | None = Field(description="While pending: when it is tried next.")
+    deliveries: dict[str, AlertDeliveryView] = Field(
+        description="By target: `app` (ALERT_WEBHOOK_URL) and `destination` (its alerts.webhook_url).")
+
+
 class DestinationStatus(BaseModel):
     """How current a destination is, read from a few markers and one small document (never every batch)."""
 
     destination_id: str
     up_to_date: bool = Field(
-        description="true when no batch failed and waits for a retry, and no batch accepted more than "
-                    "`threshold_seconds` ago is still pending or running.")
+        description="true when it is not paused, no batch failed and waits for a retry, and no batch accepted more "
+                    "than `threshold_seconds` ago is still pending or running.")
     reasons: list[str] = Field(description="Why it is not up to date, in words; empty when it is.")
     threshold_seconds: int = Field(
         description="The age past which a batch not landed makes the destination not up to date: as asked, or "
@@ -213,6 +246,12 @@ class DestinationStatus(BaseModel):
         description="The latest error of any attempt, even if a later one landed (compare `at` with "
                     "`last_landed.at`); null if none.")
     landed_by_hour: list[LandedHour] = Field(description="The last 48 UTC hours, oldest first, the current one last.")
+    paused: PausedView | None = Field(description="Set while the destination is paused (then it is not up to date).")
+    consecutive_failed_runs: int = Field(
+        description="Export runs that failed since its last landing or resume (a coalesced run counts once).")
+    auto_pause_after: int = Field(
+        description="AUTO_PAUSE_AFTER: this many consecutive failed runs pause it (0: never).")
+    alerts: list[AlertView] = Field(description="Its latest alerts (up to 10, of the last 7 days), newest first.")
 
 
 # --- Batches ------------------------------------------------------------------------------------------------
@@ -360,6 +399,14 @@ REQUEST_WORDS: dict[str, dict[str, str]] = {
                            "named (properties.$email, profileData.Phone); a path naming an object removes it whole.",
         "access_tier": "hot, cool or cold: the access tier set on every file and manifest as it is written "
                        "(exports are written once and read rarely). Absent: the account's default tier.",
+        "alerts": "The destination's own alert webhook, besides ALERT_WEBHOOK_URL; absent or null: none.",
+    },
+    "AlertsIn": {
+        "": "Where this destination's alerts are also POSTed, signed (Standard Webhooks). Give exactly one of "
+            "`webhook_url` and `webhook_secret_name`.",
+        "webhook_url": "An https:// URL on a public host, such as a Slack or Teams incoming webhook (never shown "
+                       "again: it is a credential, kept in the app's secret store; only its origin is shown).",
+        "webhook_secret_name": "Keeps the current webhook: the `alerts.webhook_secret_name` GET shows.",
     },
     "SasAuth": {
         "": "A SAS token (container or account SAS) with read and write permission; delete is recommended. "

@@ -19,6 +19,15 @@ Merging keeps the newer landing and the newer error, whatever order the changes 
 A crash between the state save and this write leaves the document behind, never ahead: the latest landing and
 the latest error are right again at the destination's next landing or error (the newer one wins); a batch left
 out of an hour's count stays out, and that hour leaves the 48-hour window.
+
+**Failing streaks (issue 17).** Each generation also keeps its consecutive failed export runs: the runs (a batch
+exported on its own, or a coalesced run, counted once by its run id) that ended failed after its latest landing
+(`failing`). A landing newer than them ends the streak and is noted as a recovery (`last_recovery`). A resume
+(`Change.reset_at`) starts the count again: AUTO_PAUSE_AFTER is compared with the runs that failed after it
+(`failing_runs`, read by `DestinationService.pause_if_failing`), while the streak itself lasts until a landing.
+The write that records a run's failure raises its `batch_failed` alert, the one that records a recovery its
+`recovered` alert (`shared.control.alerts_outbox`: best effort, the timer raises them again from this document
+and the failed markers if a crash lost them).
 """
 
 from __future__ import annotations
@@ -31,10 +40,12 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.control.batch_state import BatchState, Timestamp
+from shared.control.alerts_outbox import new_alert, raise_best_effort
+from shared.control.batch_state import BatchState, Timestamp, iso
 from shared.control.store import ControlStore, Document, PreconditionFailed
 from shared.logging_setup import log_event
 
@@ -69,6 +80,26 @@ class ErrorNote(_Model):
     message: str
     attempt: int
     will_retry: bool  # the batch backs off and is tried again; false: it failed and waits for a retry
+    run_id: str | None = None  # the coalesced run it failed in; None: exported on its own
+
+
+class FailedRun(_Model):
+    """An export run that ended failed: a batch on its own (`run` is its id) or a coalesced run, counted once."""
+
+    run: str
+    at: Timestamp
+    batch_id: str
+    code: str
+    message: str
+
+
+class Recovery(_Model):
+    """A landing that ended a failing streak."""
+
+    at: Timestamp
+    batch_id: str
+    failed_runs: int  # how long the streak was
+    failing_since: Timestamp  # its first failure
 
 
 class HourCount(_Model):
@@ -81,6 +112,9 @@ class GenerationActivity(_Model):
     last_error: ErrorNote | None = None
     landed_by_hour: dict[str, HourCount] = {}  # "YYYY-MM-DDTHH" (UTC) -> what landed in that hour
     seen_at: Timestamp | None = None  # the latest change's time: which generations to keep
+    failing: list[FailedRun] = []  # consecutive failed runs since the latest landing, oldest first
+    counting_since: Timestamp | None = None  # the latest resume: runs that failed before it no longer pause it
+    last_recovery: Recovery | None = None
 
 
 class DestinationActivity(_Model):
@@ -88,19 +122,37 @@ class DestinationActivity(_Model):
     generations: dict[str, GenerationActivity] = {}  # by the destination's generation ("" for none)
 
 
+MAX_FAILING = 100  # failed runs kept in a streak: AUTO_PAUSE_AFTER is at most 100
+# Failures that are no export run's: the destination was deleted (DELETE ?force=true fails its batches).
+NOT_RUN_FAILURES = frozenset({"destination_deleted"})
+
+
 @dataclass(frozen=True)
 class Change:
-    """One landing or one error of a batch, for its destination's generation."""
+    """One landing or one error of a batch, for its destination's generation; or a resume (`reset_at`), which
+    ends the generation's failing streak."""
 
     generation: str
     landed: LandedNote | None = None
     error: ErrorNote | None = None
+    reset_at: datetime | None = None
 
     @property
     def at(self) -> datetime:
+        if self.reset_at is not None:
+            return self.reset_at
         note = self.landed or self.error
         assert note is not None
         return note.at
+
+    @property
+    def failed_run(self) -> FailedRun | None:
+        """The export run this change says failed: a batch's failure it does not retry, from an export."""
+        error = self.error
+        if error is None or error.will_retry or error.code in NOT_RUN_FAILURES:
+            return None
+        return FailedRun(run=error.run_id or error.batch_id, at=error.at, batch_id=error.batch_id, code=error.code,
+                         message=error.message)
 
 
 def hour_key(moment: datetime) -> str:
@@ -129,7 +181,7 @@ def change_of(state: BatchState) -> Change | None:
     if error is not None and error.at == state.updated_at and state.state in {"pending", "failed"}:
         return Change(key, error=ErrorNote(at=error.at, batch_id=state.batch_id, code=error.code,
                                            message=error.message, attempt=error.attempt,
-                                           will_retry=state.state == "pending"))
+                                           will_retry=state.state == "pending", run_id=state.run_id))
     return None
 
 
@@ -159,9 +211,35 @@ def _applied(entry: GenerationActivity, change: Change) -> GenerationActivity:
         count = entry.landed_by_hour.get(hour, HourCount())
         update["landed_by_hour"] = {**entry.landed_by_hour, hour: HourCount(
             batches=count.batches + 1, records=count.records + landed.records)}
+        update.update(_streak_ended(entry, landed))
     if change.error is not None and (entry.last_error is None or change.error.at > entry.last_error.at):
         update["last_error"] = change.error
+    failed = change.failed_run
+    if failed is not None and _counts(entry, failed):
+        update["failing"] = sorted([*entry.failing, failed], key=lambda f: (f.at, f.run))[-MAX_FAILING:]
+    if change.reset_at is not None:
+        update["counting_since"] = max(entry.counting_since or change.reset_at, change.reset_at)
     return entry.model_copy(update=update)
+
+
+def _streak_ended(entry: GenerationActivity, landed: LandedNote) -> dict[str, object]:
+    """A landing ends the runs that failed before it: a recovery, when there were some (and it is the newest)."""
+    before = [f for f in entry.failing if f.at <= landed.at]
+    if not before:
+        return {}
+    update: dict[str, object] = {"failing": [f for f in entry.failing if f.at > landed.at]}
+    if entry.last_recovery is None or landed.at > entry.last_recovery.at:
+        update["last_recovery"] = Recovery(at=landed.at, batch_id=landed.batch_id, failed_runs=len(before),
+                                           failing_since=before[0].at)
+    return update
+
+
+def _counts(entry: GenerationActivity, failed: FailedRun) -> bool:
+    """Whether a failed run extends the streak: after the latest landing, and not counted yet (the members of a
+    coalesced run fail together, one run)."""
+    if entry.last_landed is not None and failed.at <= entry.last_landed.at:
+        return False
+    return all(f.run != failed.run for f in entry.failing)
 
 
 def read_activity(control: ControlStore, destination_id: str) -> DestinationActivity:
@@ -240,6 +318,7 @@ def _write(control: ControlStore, destination_id: str, writer: _Writer, changes:
                 doc = control.get(name)
                 continue
             writer.known = Document(body, etag)
+            _raise_alerts(control, destination_id, _parsed(doc, destination_id), body, changes, now)
             return True
     except Exception:
         writer.known = None
@@ -248,3 +327,40 @@ def _write(control: ControlStore, destination_id: str, writer: _Writer, changes:
     log_event(log, "destination activity not recorded: too many concurrent writers", logging.WARNING,
               destination_id=destination_id, changes=len(changes), tries=WRITE_TRIES)
     return False
+
+
+def _raise_alerts(control: ControlStore, destination_id: str, before: DestinationActivity, written: dict[str, Any],
+                  changes: Sequence[Change], now: datetime) -> None:
+    """After a write: a `batch_failed` alert for a run's failure it recorded, a `recovered` one for a recovery it
+    noted (best effort; one per destination and day: the outbox refuses the rest)."""
+    after = DestinationActivity.model_validate(written)
+    failures = [c.failed_run for c in changes if c.failed_run is not None]
+    for failed in failures[:1]:  # the day's first is the one alert: a second would be refused anyway
+        raise_best_effort(control, new_alert("batch_failed", destination_id, failed.at, {
+            "batch_id": failed.batch_id, "run": failed.run, "error_code": failed.code, "message": failed.message,
+            "failed_in_this_write": len(failures)}, now))
+    for key, entry in after.generations.items():
+        recovery = entry.last_recovery
+        previous = before.generations.get(key)
+        if recovery is not None and (previous is None or previous.last_recovery != recovery):
+            raise_best_effort(control, new_alert("recovered", destination_id, recovery.at,
+                                                 recovery_details(recovery), now))
+
+
+def recovery_details(recovery: Recovery) -> dict[str, Any]:
+    return {"batch_id": recovery.batch_id, "failed_runs": recovery.failed_runs,
+            "failing_since": iso(recovery.failing_since)}
+
+
+def reset_streak(control: ControlStore, destination_id: str, generation: str | None, moment: datetime) -> bool:
+    """A resume: the generation's failing streak ends, and runs that failed before `moment` no longer count."""
+    return record_changes(control, destination_id, [Change(generation_key(generation), reset_at=moment)], moment)
+
+
+def failing_runs(activity: DestinationActivity, generation: str | None) -> list[FailedRun]:
+    """The generation's consecutive failed export runs since its latest resume, oldest first: what
+    AUTO_PAUSE_AFTER is compared with."""
+    entry = activity.generations.get(generation_key(generation))
+    if entry is None:
+        return []
+    return [f for f in entry.failing if entry.counting_since is None or f.at > entry.counting_since]

@@ -17,8 +17,10 @@ What one answer reads (storage calls in brackets; none grows with the destinatio
    them are running, and when each was accepted (the markers' `created`). A batch with no such marker yet (its
    index write lags) is taken as accepted when its due marker was written.
 3. `index/failed/{id}/` [1]: its failed batches waiting for a retry.
-4. `activity/{id}.json` [1]: its last landing, last error and landings per hour
-   (`shared.control.destination_activity`, recorded as states are saved).
+4. `activity/{id}.json` [1]: its last landing, last error and landings per hour, and its consecutive failed export
+   runs (`shared.control.destination_activity`, recorded as states are saved).
+5. `alerts/outbox/{id}/` [1, and 1 read per alert shown, at most 10]: its latest alerts and how each delivery went
+   (`shared.control.alerts_outbox`, issue 17). Paused or not comes from the record the caller read.
 
 A destination deleted and created again is another generation: markers written before its creation (less
 CLOCK_SKEW) and batches accepted before it belong to the earlier one and do not count, and the activity is read
@@ -35,12 +37,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.control import batch_index
+from shared.control.alerts_outbox import public_alert, recent_alerts
 from shared.control.batch_state import BatchState, iso
 from shared.control.batches import DUE_PREFIX, FAILED_PREFIX, state_blob
 from shared.control.destination_activity import (
     HOURS_KEPT,
     DestinationActivity,
     GenerationActivity,
+    failing_runs,
     generation_key,
     hour_key,
     read_activity,
@@ -63,6 +67,8 @@ class Subject:
     generation: str | None
     created_at: datetime  # when this generation was created: what came before is an earlier one's
     threshold: timedelta
+    paused: dict[str, Any] | None = None  # the record's pause note (issue 17), as the API shows it
+    auto_pause_after: int = 0  # AUTO_PAUSE_AFTER
 
 
 def threshold_for(requested_seconds: int | None, coalesce_delay_seconds: int | None) -> timedelta:
@@ -100,6 +106,9 @@ def destination_status(control: ControlStore, subject: Subject, now: datetime) -
     recent = hours[-LANDED_WINDOW_HOURS:]
     pending = [b for b in open_batches if b.state == "pending"]
     reasons = _reasons(subject, len(failed), oldest, now)
+    if subject.paused is not None:
+        reasons.insert(0, f"paused ({subject.paused['by']}): {subject.paused['reason']}; its batches wait: resume it "
+                          f"(POST /api/destinations/{subject.destination_id}/resume) or PUT new credentials")
     return {
         "destination_id": subject.destination_id,
         "up_to_date": not reasons,
@@ -121,6 +130,10 @@ def destination_status(control: ControlStore, subject: Subject, now: datetime) -
             **own.last_landed.model_dump(mode="json"), "age_seconds": _seconds(now - own.last_landed.at)},
         "last_error": None if own.last_error is None else own.last_error.model_dump(mode="json"),
         "landed_by_hour": hours,
+        "paused": subject.paused,
+        "consecutive_failed_runs": len(failing_runs(activity, subject.generation)),
+        "auto_pause_after": subject.auto_pause_after,
+        "alerts": [public_alert(alert) for alert in recent_alerts(control, subject.destination_id)],
     }
 
 

@@ -118,6 +118,26 @@ def check_endpoint(url: str, *, allow_http_loopback: bool) -> str:
     through. A public-looking name whose DNS answer is private cannot be caught here. The endpoint is the
     account's: a container's URL pasted here is refused with the parts it should have been given as.
     """
+    parts, loopback = _checked_host(url, allow_http_loopback=allow_http_loopback,
+                                    example="https://myaccount.blob.core.windows.net")
+    _refuse_container_url(parts, loopback)
+    if parts.query:
+        raise ValueError("must not contain a query: the text after '?' looks like a SAS token, which goes in "
+                         "auth.sas_token")
+    return url.rstrip("/")
+
+
+def check_webhook_url(url: str, *, allow_http_loopback: bool) -> str:
+    """An alert webhook's URL (issue 17: ALERT_WEBHOOK_URL, a destination's alerts.webhook_url), under the rules of
+    destination endpoints (`check_endpoint`'s host checks: https, a public host, no private, link-local, reserved
+    or loopback address unless development allows http loopback), with a path and a query, as Slack's and
+    Teams' webhook URLs have. The messages never quote the URL: it is a credential."""
+    _checked_host(url, allow_http_loopback=allow_http_loopback, example="https://hooks.slack.com/services/...")
+    return url
+
+
+def _checked_host(url: str, *, allow_http_loopback: bool, example: str) -> tuple[SplitResult, bool]:
+    """The URL's parts, and whether its host is loopback, once its scheme and host pass the endpoint rules."""
     if len(url) > MAX_ENDPOINT or not url.isascii() or any(not ch.isprintable() or ch.isspace() for ch in url):
         raise ValueError(
             f"must be a plain ASCII URL of at most {MAX_ENDPOINT} characters without spaces or control characters "
@@ -126,7 +146,7 @@ def check_endpoint(url: str, *, allow_http_loopback: bool) -> str:
     parts = urlsplit(url)
     host = (parts.hostname or "").rstrip(".")
     if parts.scheme not in {"https", "http"} or not host:
-        raise ValueError("must be an https:// URL such as https://myaccount.blob.core.windows.net")
+        raise ValueError(f"must be an https:// URL such as {example}")
     if parts.fragment or parts.username or parts.password:
         raise ValueError("must not contain a fragment ('#...') or user info ('name@')")
     try:
@@ -141,11 +161,13 @@ def check_endpoint(url: str, *, allow_http_loopback: bool) -> str:
         raise ValueError("must use https (plain http is only allowed for a loopback emulator in development)")
     if not loopback:
         _check_public_host(host, address)
-    _refuse_container_url(parts, loopback)
-    if parts.query:
-        raise ValueError("must not contain a query: the text after '?' looks like a SAS token, which goes in "
-                         "auth.sas_token")
-    return url.rstrip("/")
+    return parts, loopback
+
+
+def is_public_address(address: IPAddress) -> bool:
+    """Whether an address a host name resolved to may be reached (the delivery of an alert checks its DNS
+    answer with it: a public-looking name can resolve to a private address)."""
+    return _is_public(address)
 
 
 def _check_public_host(host: str, address: IPAddress | None) -> None:
@@ -250,6 +272,31 @@ def check_prefix(value: str) -> str:
     return value
 
 
+class AlertsIn(BaseModel):
+    """A destination's own alert webhook (issue 17), besides ALERT_WEBHOOK_URL."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    webhook_url: SecretStr | None = None  # stored in the secret store: a webhook URL is its own credential
+    webhook_secret_name: str | None = None  # keeps the current one (the name GET shows)
+
+    _name = field_validator("webhook_secret_name")(_check_secret_name)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None:
+            check_webhook_url(value.get_secret_value(),
+                              allow_http_loopback=bool((info.context or {}).get("allow_http_loopback", False)))
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AlertsIn:
+        if (self.webhook_url is None) == (self.webhook_secret_name is None):
+            raise ValueError("give exactly one of webhook_url or webhook_secret_name")
+        return self
+
+
 class DestinationIn(BaseModel):
     """The body of PUT /api/destinations/{id}."""
 
@@ -278,6 +325,7 @@ class DestinationIn(BaseModel):
     exclude_events: tuple[str, ...] = ()
     drop_properties: tuple[str, ...] = ()
     access_tier: Literal["hot", "cool", "cold"] | None = None
+    alerts: AlertsIn | None = None  # absent: alerts go to ALERT_WEBHOOK_URL only
 
     @model_validator(mode="before")
     @classmethod

@@ -8,14 +8,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from shared.control import cursors, destination_batches
+from shared.control import cursors, destination_activity, destination_batches
+from shared.control.alerts_outbox import Alert, new_alert, raise_best_effort
 from shared.control.store import ControlStore, PreconditionFailed
 from shared.destinations.connection_strings import blob_endpoint_of
 from shared.destinations.models import DestinationIn, check_destination_id, validation_details
-from shared.destinations.record import DestinationRecord, PauseNote, StoredAuth, StoredSas
+from shared.destinations.record import DestinationRecord, PauseNote, StoredAlerts, StoredAuth, StoredSas
 from shared.destinations.sas import SasError, check_sas_usable, expired_message, parse_sas, sas_warnings
 from shared.destinations.token_endpoints import (
     TOKEN_AUTH_TYPES,
@@ -56,6 +58,25 @@ class PutResult:
     created: bool
     credentials_changed: bool
     resumed: bool = False  # it was paused, and new credentials resumed it (issue 17)
+
+
+def _alerts_given(alerts: StoredAlerts | None) -> dict[str, Any]:
+    """Absent from the stored record when not given, as the other optional fields."""
+    return {} if alerts is None else {"alerts": alerts}
+
+
+def origin_of(url: str) -> str:
+    """scheme://host[:port] of a URL checked by `check_webhook_url`: what may be shown of a webhook."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def paused_alert(record: DestinationRecord, now: datetime) -> Alert:
+    """The `paused` alert of a paused record."""
+    note = record.paused
+    assert note is not None
+    return new_alert("paused", record.id, datetime.fromisoformat(note.at), {
+        "by": note.by, "reason": note.reason, "failed_runs": note.failed_runs, "paused_at": note.at}, now)
 
 
 def _checked_reason(reason: str) -> str:
@@ -148,17 +169,20 @@ class DestinationService:
                 raise _fail("auth.connection_string", str(exc)) from None
             account_url, account_name = account_url or cs_url, account_name or cs_account
         changed = previous is None or given_secret is not None or previous.auth != auth_record
+        alerts, webhook = self._alerts_record(dest, destination_id, previous)
         record = DestinationRecord(
             id=destination_id, account_name=account_name, account_url=account_url, container=dest.container,
             prefix=dest.prefix, format=dest.format, compression=dest.compression, auth=auth_record,
             created_at=previous.created_at if previous else now.isoformat(), updated_at=now.isoformat(),
             partition=dest.partition, coalesce=dest.coalesce, **dest.output_settings(), **_generation(previous),
-            **_pause_kept(previous, changed),
+            **_pause_kept(previous, changed), **_alerts_given(alerts),
         )
         if verify and self.verifier is not None:
             self.verifier(record, secret)
         if given_secret is not None and secret_name is not None:
             self.secrets.set(secret_name, given_secret)
+        if webhook is not None and alerts is not None:
+            self.secrets.set(alerts.webhook_secret_name, webhook)
         try:
             if existing:
                 self.control.put(destination_blob(destination_id), record.to_json(), etag=existing.etag)
@@ -167,15 +191,37 @@ class DestinationService:
         except PreconditionFailed:
             if given_secret is not None and secret_name is not None:
                 self._delete_own_secret(destination_id, secret_name)
+            if webhook is not None and alerts is not None:
+                self._delete_own_secret(destination_id, alerts.webhook_secret_name)
             raise Conflict(
                 f"destination '{destination_id}' was changed by another request at the same time; retry"
             ) from None
         if own_secret and own_secret.lower() != (secret_name or "").lower():
             self._delete_own_secret(destination_id, own_secret)
+        old_webhook = previous.alerts.webhook_secret_name if previous and previous.alerts else None
+        if old_webhook and old_webhook.lower() != (alerts.webhook_secret_name.lower() if alerts else ""):
+            self._delete_own_secret(destination_id, old_webhook)
         resumed = previous is not None and previous.paused is not None and record.paused is None
         log_event(log, "destination saved", destination_id=destination_id, new=existing is None,
                   auth_type=dest.auth.type, verified=verify and self.verifier is not None, resumed=resumed)
         return PutResult(self.view(record), created=existing is None, credentials_changed=changed, resumed=resumed)
+
+    def _alerts_record(self, dest: DestinationIn, destination_id: str,
+                       previous: DestinationRecord | None) -> tuple[StoredAlerts | None, str | None]:
+        """The destination's own alert webhook as the record keeps it (its secret's name and its origin), and the
+        URL to store under that name when the body gives a new one. `webhook_secret_name` keeps the current one,
+        and names no other secret: a webhook URL is sent to, so it must be one given for this destination."""
+        given = dest.alerts
+        if given is None:
+            return None, None
+        if given.webhook_url is not None:
+            url = given.webhook_url.get_secret_value()
+            return StoredAlerts(webhook_secret_name=new_secret_name(destination_id), webhook_origin=origin_of(url)), url
+        current = previous.alerts if previous is not None else None
+        if current is None or (given.webhook_secret_name or "").lower() != current.webhook_secret_name.lower():
+            raise _fail("alerts.webhook_secret_name", "only the name of this destination's current webhook secret "
+                        "(as GET shows it) keeps its webhook; give webhook_url to set one")
+        return current, None
 
     def _check_token_endpoint(self, dest: DestinationIn, account_url: str | None) -> None:
         """Token auth only towards Azure Storage; the app's own identity only towards listed accounts."""
@@ -269,6 +315,7 @@ class DestinationService:
         if changed:
             log_event(log, "destination paused", logging.WARNING, destination_id=destination_id, by=by,
                       failed_runs=failed_runs, reason=repr(note.reason))
+            raise_best_effort(self.control, paused_alert(record, self.clock()))
         return record, changed
 
     def resume(self, destination_id: str) -> tuple[DestinationRecord, bool]:
@@ -280,10 +327,35 @@ class DestinationService:
                 return None
             return DestinationRecord.model_validate({k: v for k, v in record.to_json().items() if k != "paused"})
 
+        # The failing streak ends first: a crash after it leaves the destination paused (resume again), never
+        # resumed with the streak that paused it, which the timer would take for a reason to pause it again.
+        current = self.get_record(destination_id)
+        destination_activity.reset_streak(self.control, destination_id, current.generation, self.clock())
         record, changed = self._rewrite(destination_id, resumed)
         if changed:
             log_event(log, "destination resumed", destination_id=destination_id)
         return record, changed
+
+    def pause_if_failing(self, destination_id: str) -> bool:
+        """Pause the destination once its latest AUTO_PAUSE_AFTER export runs all failed (issue 17; a coalesced
+        run counts once); True if this call paused it. Called after a pass that failed one of its batches, and by
+        the timer for a pause a crash lost."""
+        after = self.settings.auto_pause_after
+        if after <= 0:
+            return False
+        record = self.get_record(destination_id)
+        if record.paused is not None:
+            return False
+        failing = destination_activity.failing_runs(destination_activity.read_activity(self.control, destination_id),
+                                                    record.generation)
+        if len(failing) < after:
+            return False
+        last = failing[-1]
+        reason = (f"paused after {len(failing)} consecutive failed export runs (AUTO_PAUSE_AFTER={after}); the last, "
+                  f"of batch {last.batch_id}: {last.code}: {last.message}")[:MAX_PAUSE_REASON]
+        _, paused = self.pause(destination_id, by="auto", reason=reason, failed_runs=len(failing),
+                               generation=record.generation)
+        return paused
 
     def _rewrite(self, destination_id: str,
                  change: Callable[[DestinationRecord], DestinationRecord | None]) -> tuple[DestinationRecord, bool]:
@@ -345,6 +417,8 @@ class DestinationService:
         name = record.secret_name
         if name and is_own_secret_name(name, destination_id):
             self.secrets.delete(name)
+        if record.alerts is not None:
+            self._delete_own_secret(destination_id, record.alerts.webhook_secret_name)
         log_event(log, "destination deleted", destination_id=destination_id)
 
     def view(self, record: DestinationRecord) -> dict[str, Any]:
@@ -369,7 +443,7 @@ class DestinationService:
             **record.output_view(),
             "auth": record.auth.model_dump(exclude_unset=True),
             "paused": record.paused.model_dump() if record.paused is not None else None,
-            "alerts": {"webhook_origin": record.alerts.webhook_origin} if record.alerts is not None else None,
+            "alerts": record.alerts.model_dump() if record.alerts is not None else None,
             "warnings": warnings,
             "created_at": record.created_at,
             "updated_at": record.updated_at,

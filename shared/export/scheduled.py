@@ -1,5 +1,6 @@
 """What the timer does each time it fires: the sweep of overdue batches (the queue exports; the timer sends
-again what it lost, or exports when there is no queue), then one bounded run of retention.
+again what it lost, or exports when there is no queue), the alerts (issue 17: raised again if lost, delivered),
+then one bounded run of retention.
 
 One function, called by the timer trigger (function_app.py) and by `make serve`'s in-process timer, so both
 run exactly the same work.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from shared.alerts.sweep import sweep_alerts
 from shared.control.retention import RetentionSummary, sweep
 from shared.export.sweeper import SweepSummary, sweep_due
 
@@ -17,6 +19,7 @@ if TYPE_CHECKING:  # the composition root sits above every package
 
 
 def run_scheduled(services: Services) -> tuple[SweepSummary, RetentionSummary]:
-    """Sweep overdue batches, then apply retention; each logs its own summary."""
+    """Sweep overdue batches, deliver alerts (never raises), then apply retention; each logs its own summary."""
     swept = sweep_due(services)
+    sweep_alerts(services)
     return swept, sweep(services.control, services.settings)
