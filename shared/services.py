@@ -14,10 +14,11 @@ from shared.control.store import ControlStore, build_control_container
 from shared.destinations.access import check_destination, verify_candidate
 from shared.destinations.clients import ClientFactory
 from shared.destinations.service import DestinationService
-from shared.logging_setup import configure_logging, install_redaction, log_event
+from shared.logging_setup import configure_logging, install_redaction, log_event, redact
 from shared.secrets.cache import CachedSecrets
 from shared.secrets.factory import build_secret_store
 from shared.settings import Settings, get_settings
+from shared.telemetry import configure_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -84,4 +85,5 @@ def get_services() -> Services:
     """The process-wide services (first call reads settings; nothing happens at import)."""
     settings = get_settings()
     configure_logging(settings.log_level)
+    configure_telemetry(redact)  # once per process: Application Insights, an OTLP endpoint, or nothing
     return build_services(settings)

@@ -41,6 +41,9 @@ def new_app(*, docs: bool) -> FastAPI:
         docs_url=None,
         openapi_url="/api/openapi.json" if docs else None,
         redoc_url=None,
+        # FastAPI's own OpenTelemetry (on once a provider is configured) is off: it records `?code=` function keys
+        # in `url.query` and lets a failing metrics plug-in fail the request. The app's spans: shared.telemetry.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     install_error_handlers(api)
     if docs:

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from opentelemetry.trace import SpanKind
 from starlette.concurrency import run_in_threadpool
 
+from shared import telemetry
 from shared.api import schemas
 from shared.api.responses import ServicesProvider, json_response
 from shared.export.queued import first_delay
@@ -84,17 +86,20 @@ def add_intake_routes(api: FastAPI, services: ServicesProvider) -> None:
                          503: {"headers": {"Retry-After": RETRY_AFTER_HEADER},
                                "description": "Busy (`intake_busy`), or a dependency is unavailable"}})
     async def post_batch(destination_id: str, request: Request) -> Response:
-        svc = services()
-        limit = svc.settings.max_concurrent_intake
-        if not gate.enter(limit):
-            message = (f"intake is busy: {limit} batches are being received already (MAX_CONCURRENT_INTAKE); "
-                       f"send this batch again in {BUSY_RETRY_AFTER_SECONDS} seconds")
-            return json_response({"error": {"code": "intake_busy", "message": message, "details": []}}, 503,
-                                 {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)})
-        try:
-            return await _post_batch(svc, destination_id, request)
-        finally:
-            gate.leave()
+        with telemetry.traced("intake batch", kind=SpanKind.SERVER, destination_id=destination_id,
+                              record_type=request.query_params.get("type", "")) as span:
+            svc = services()
+            limit = svc.settings.max_concurrent_intake
+            if not gate.enter(limit):
+                span.outcome("busy")
+                message = (f"intake is busy: {limit} batches are being received already (MAX_CONCURRENT_INTAKE); "
+                           f"send this batch again in {BUSY_RETRY_AFTER_SECONDS} seconds")
+                return json_response({"error": {"code": "intake_busy", "message": message, "details": []}}, 503,
+                                     {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)})
+            try:
+                return await _post_batch(svc, destination_id, request)
+            finally:
+                gate.leave()
 
 
 async def _post_batch(svc: Services, destination_id: str, request: Request) -> Response:
@@ -112,6 +117,8 @@ async def _post_batch(svc: Services, destination_id: str, request: Request) -> R
     await feed_body(request.stream(), intake, settings.max_request_bytes)
     parsed = await run_in_threadpool(intake.finish)
     state, created = await run_in_threadpool(stage_parsed, svc.control, intake, parsed)
+    telemetry.records_accepted(destination_id, state.type, batch_id=state.batch_id, records=state.records,
+                               staged_bytes=state.staged_bytes, new=created)
     if created:  # committed: the export queue may take it now (a replay's first request sent its message)
         await run_in_threadpool(svc.nudge, state.batch_id, destination_id, first_delay(destination))
     headers = {"Location": f"/api/batches/{state.batch_id}"}

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from shared import telemetry
 from shared.control import transitions
 from shared.control.batch_state import BatchState, iso
 from shared.control.batches import (
@@ -91,11 +92,14 @@ def due_batches(services: Services, moment: datetime, *, destination_id: str | N
     """(batch id, destination id) of the batches whose due time has come, oldest due first; with
     `destination_id`, only that destination's."""
     due: list[tuple[float, str, str]] = []
+    seen: dict[str, int] = {}  # every due marker, per destination: the pending gauge, at no extra request
     for item in services.control.list(DUE_PREFIX, with_metadata=True):
         due_at = float(item.metadata.get("due_at", "0"))
         destination = item.metadata.get("destination", "")
+        seen[destination] = seen.get(destination, 0) + 1
         if due_at <= moment.timestamp() and destination_id in (None, destination):
             due.append((due_at, item.name[len(DUE_PREFIX):], destination))
+    telemetry.pending_seen(seen)
     return [(batch_id, destination) for _, batch_id, destination in sorted(due)]
 
 
@@ -257,7 +261,9 @@ def export_one(services: Services, batch_id: str, *, hooks: Hooks, clock: Callab
             return "skipped"
         if state.waiting_at(clock()):
             return "skipped"
-        return _attempt(services, _Held(control, lease, state), hooks, clock)
+        with telemetry.exporting("batch", state.destination_id, state.type, batch_id=batch_id,
+                                 records=state.records, attempt=state.attempts + 1) as span:
+            return telemetry.said(span, _attempt(services, _Held(control, lease, state), hooks, clock))
 
 
 def _collect_orphan(services: Services, batch_id: str, moment: datetime) -> None:
@@ -316,6 +322,9 @@ def _attempt(services: Services, held: _Held, hooks: Hooks, clock: Callable[[], 
     delete_staged_at_landing(services.settings, held.state, held.save, services.control)
     log_event(log, "batch landed", **context, records=result.records, files=len(result.files), bytes=result.bytes,
               duration_seconds=round((finished - started).total_seconds(), 3))
+    telemetry.files_written(destination_id, held.state.type, files=len(result.files), written_bytes=result.bytes)
+    telemetry.batch_landed(destination_id, held.state.type, records=held.state.records,
+                           accepted_at=held.state.created_at, landed_at=finished)
     return "landed"
 
 
@@ -382,6 +391,7 @@ def _give_up_after_crashes(services: Services, held: _Held, moment: datetime) ->
     log_event(log, "batch failed", logging.WARNING, batch_id=state.batch_id, destination_id=state.destination_id,
               attempt=state.attempts, error_code="worker_crashed", crashes=held.state.crashes,
               reason=repr(held.state.last_error.message if held.state.last_error else ""))
+    telemetry.batch_failed(state.destination_id, state.type, records=state.records, error_code="worker_crashed")
     return "failed"
 
 
@@ -391,6 +401,7 @@ def _fail(services: Services, held: _Held, problem: DestinationProblem, moment: 
     control, settings, state = services.control, services.settings, held.state
     context: dict[str, Any] = {"batch_id": state.batch_id, "destination_id": state.destination_id,
                                "attempt": state.attempts, "error_code": problem.code}
+    telemetry.note(error_code=problem.code)
     if transitions.may_back_off(state, problem, settings.max_attempts):
         due = moment + timedelta(seconds=backoff_delay(settings, state.attempts))
         held.save(transitions.back_off(state, problem, moment, due=due, max_attempts=settings.max_attempts))
@@ -402,4 +413,5 @@ def _fail(services: Services, held: _Held, problem: DestinationProblem, moment: 
     control.put_bytes(failed_marker(state.destination_id, state.batch_id), b"")
     control.delete(due_marker(state.batch_id))
     log_event(log, "batch failed", logging.WARNING, **context, reason=repr(problem.message))
+    telemetry.batch_failed(state.destination_id, state.type, records=state.records)
     return "failed"

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from shared import telemetry
 from shared.control import runs as run_docs
 from shared.control import transitions
 from shared.control.batch_state import BatchState, iso
@@ -224,6 +225,17 @@ class _RunRecorder:
 def _export_run(services: Services, record: DestinationRecord, run: RunState, etag: str, members: list[_Member],
                 lease: BatchLease, hooks: Hooks, clock: Callable[[], datetime],
                 started: frozenset[str] = frozenset()) -> dict[str, str]:
+    """Export a sealed run, in its span (`export run`, its outcome the members' own)."""
+    with telemetry.exporting("run", run.destination_id, run.type, run_id=run.run_id, batches=len(members),
+                             records=sum(m.state.records for m in members)) as span:
+        outcomes = _export_sealed(services, record, run, etag, members, lease, hooks, clock, started)
+        telemetry.said(span, telemetry.run_outcome(outcomes.values()))
+        return outcomes
+
+
+def _export_sealed(services: Services, record: DestinationRecord, run: RunState, etag: str, members: list[_Member],
+                   lease: BatchLease, hooks: Hooks, clock: Callable[[], datetime],
+                   started: frozenset[str] = frozenset()) -> dict[str, str]:
     """Export a sealed run. `started`: members whose attempt began as they joined; the others begin it here."""
     control, settings = services.control, services.settings
     recorder = _RunRecorder(control, run, etag)
@@ -246,6 +258,7 @@ def _export_run(services: Services, record: DestinationRecord, run: RunState, et
         return dict.fromkeys((m.state.batch_id for m in members), "skipped")
     context: dict[str, Any] = {"run_id": run.run_id, "destination_id": run.destination_id, "batches": len(members)}
     log_event(log, "run export started", **context)
+    telemetry.note(attempt=max(m.state.attempts for m in members))
     try:
         result, manifest_name, kept = with_destination(
             record, services.secrets, services.clients,
@@ -258,6 +271,7 @@ def _export_run(services: Services, record: DestinationRecord, run: RunState, et
         if problem.code == "internal_error":
             log_event(log, "run export raised an unexpected error", logging.ERROR, **context,
                       error=type(exc).__name__, exc_info=exc)
+        telemetry.note(error_code=problem.code)
         return _fail_members(services, recorder, members, problem, clock())
     finished = clock()
     lease.check()
@@ -269,6 +283,8 @@ def _export_run(services: Services, record: DestinationRecord, run: RunState, et
                                                           output_bytes=result.bytes, manifest=manifest_name,
                                                           kept=kept))
         control.delete(due_marker(landed.state.batch_id))
+        telemetry.batch_landed(run.destination_id, run.type, records=landed.state.records,
+                               accepted_at=landed.state.created_at, landed_at=finished)
 
         def save_held(state: BatchState) -> None:
             _save(control, landed, state)
@@ -279,6 +295,7 @@ def _export_run(services: Services, record: DestinationRecord, run: RunState, et
     outcomes = dict(zip((m.state.batch_id for m in members), _each(land, members), strict=True))
     log_event(log, "run landed", **context, records=result.records, files=len(result.files), bytes=result.bytes,
               duration_seconds=round((finished - moment).total_seconds(), 3))
+    telemetry.files_written(run.destination_id, run.type, files=len(result.files), written_bytes=result.bytes)
     return outcomes
 
 
@@ -334,6 +351,7 @@ def _fail_members(services: Services, recorder: _RunRecorder, members: list[_Mem
         control.put_bytes(failed_marker(state.destination_id, state.batch_id), b"")
         control.delete(due_marker(state.batch_id))
         log_event(log, "batch failed", logging.WARNING, **context, reason=repr(problem.message))
+        telemetry.batch_failed(state.destination_id, state.type, records=state.records)
         return "failed"
 
     outcomes = dict(zip((m.state.batch_id for m in members), _each(record, members), strict=True))

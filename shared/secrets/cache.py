@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from shared import telemetry
 from shared.secrets.store import SecretStore
 
 
@@ -44,6 +45,7 @@ class CachedSecrets:
                     return cached
                 generation = self._generations.get(name, 0)
                 self._store_reads += 1
+            telemetry.secret_store_read()
             value = self.store.get_secret(name)
             with self._lock:
                 if self._generations.get(name, 0) == generation:
