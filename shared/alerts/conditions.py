@@ -68,7 +68,7 @@ def raise_lost_failures(control: ControlStore, now: datetime, raised: set[tuple[
             continue
         count += raise_alert(control, new_alert("batch_failed", destination_id, error.at, {
             "batch_id": batch_id, "run": state.run_id or batch_id, "error_code": error.code,
-            "message": error.message, "failed_in_this_write": 1}, now))
+            "message": error.message}, now))
     return count
 
 

@@ -39,8 +39,10 @@ def alert_text(alert: Alert) -> str:
 
 
 def _quoted(message: object) -> str:
-    text = str(message or "")
-    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "…"
+    """A message as a sentence of the text: cut at _MAX_MESSAGE, ending with a full stop."""
+    text = str(message or "").strip()
+    text = text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "…"
+    return text if text.endswith((".", "!", "?", "…")) else text + "."
 
 
 def _batch_failed(destination: str, facts: dict[str, Any]) -> str:

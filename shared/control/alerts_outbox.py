@@ -106,7 +106,7 @@ def new_alert(kind: AlertKind, destination_id: str, occurred_at: datetime, detai
 def _metadata(alert: Alert) -> dict[str, str]:
     """What the timer's listing picks due alerts by, without reading them."""
     due = alert.next_attempt_at.timestamp() if alert.state == "pending" and alert.next_attempt_at else 0
-    return {"state": alert.state, "due": f"{due:.3f}", "kind": alert.kind}
+    return {"state": alert.state, "due": str(int(due)), "kind": alert.kind}  # whole seconds, rounded down
 
 
 def raise_alert(control: ControlStore, alert: Alert) -> bool:

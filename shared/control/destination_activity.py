@@ -337,8 +337,7 @@ def _raise_alerts(control: ControlStore, destination_id: str, before: Destinatio
     failures = [c.failed_run for c in changes if c.failed_run is not None]
     for failed in failures[:1]:  # the day's first is the one alert: a second would be refused anyway
         raise_best_effort(control, new_alert("batch_failed", destination_id, failed.at, {
-            "batch_id": failed.batch_id, "run": failed.run, "error_code": failed.code, "message": failed.message,
-            "failed_in_this_write": len(failures)}, now))
+            "batch_id": failed.batch_id, "run": failed.run, "error_code": failed.code, "message": failed.message}, now))
     for key, entry in after.generations.items():
         recovery = entry.last_recovery
         previous = before.generations.get(key)

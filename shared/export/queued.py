@@ -34,7 +34,7 @@ from shared.control.export_queue import ExportQueue, ExportUnit, MalformedMessag
 from shared.control.store import LeaseHeld, PreconditionFailed
 from shared.destinations.record import DestinationRecord
 from shared.errors import DestinationProblem, NotFound
-from shared.export.runner import due_batches, run_export_pass
+from shared.export.runner import due_batches, pause_failing, run_export_pass
 from shared.logging_setup import log_event
 
 if TYPE_CHECKING:  # the composition root sits above every package
@@ -155,6 +155,7 @@ def handle_poisoned(services: Services, body: bytes | str, *, dequeue_count: int
     control.delete(due_marker(state.batch_id))
     log_event(log, "batch failed", logging.WARNING, batch_id=state.batch_id, destination_id=state.destination_id,
               error_code=problem.code, reason=repr(problem.message))
+    pause_failing([state.destination_id], services)
     return Handled("failed", unit.batch_id)
 
 
