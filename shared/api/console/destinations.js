@@ -201,6 +201,8 @@ function card(destination, ctx) {
       ["Auth", authText(destination.auth)],
       ["SAS expiry", sas ? sasCountdown(sas) : null],
       ["Format", formatText(destination)],
+      ["Alerts to", destination.alerts ? `its own webhook at ${destination.alerts.webhook_origin}, and the app's if set`
+        : null],
     ]),
     destination.warnings.length
       ? h("ul", {class: "warnings"}, destination.warnings.map((warning) => h("li", {}, warning))) : null,
