@@ -8,6 +8,10 @@ found by the rules intake follows (``record_fields``).
 A part is held in memory as Arrow arrays while it is fed (about half its JSON size: the keys are not repeated, a
 number is 8 bytes) and written at ``close``: a Parquet file's columns are only known once its last record is in.
 ``PART_MAX_BYTES`` of staged records bounds it, as it bounds any part. Row groups hold ``ROW_GROUP_ROWS`` rows.
+
+Memory: no ``pyarrow.compute`` function is called here or in ``parquet_arrow`` (``Array.take`` and ``Array.cast``
+are such functions): the first call sets up Arrow's function registry, about 45 MB of a worker's memory for good,
+as much as pyarrow itself costs.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ from shared.formats.serialization import EncodedChunk, take_until
 # multiple of DuckDB's 2,048-row vectors) of this service's events are 20-40 MB of data before compression. A
 # smaller file is one row group.
 ROW_GROUP_ROWS = 131_072
+Chunk = tuple[int, dict[str, pa.Array]]  # rows, and their arrays by column
 ZSTD_LEVEL = 3  # zstd's own default: 1 is about as fast here and makes larger files
 CODECS = {"zstd": "zstd", "snappy": "snappy", "gzip": "gzip", "none": "none"}
 TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -85,7 +90,7 @@ class ParquetPart:
         self.record_type, self.mode, self.compression = record_type, mode, compression
         self._schema = schema
         self._exported_us = int(exported_at.timestamp() * 1_000_000)
-        self._chunks: list[tuple[int, dict[str, pa.Array]]] = []  # (rows, arrays by column)
+        self._chunks: list[Chunk] = []
         self._fields: dict[str, dict[str, str]] = {}  # column -> its field metadata (the key, type, companion of)
         self._types: dict[str, pa.DataType] = dict(_CORE_TYPES)
         self._records = 0
@@ -113,8 +118,7 @@ class ParquetPart:
         if not lines:
             return EncodedChunk(b"", 0, 0)
         with cyclic_gc_paused():
-            arrays = self._encode(lines, records, names, times)
-        self._chunks.append((len(lines), arrays))
+            self._chunks.extend(self._encode(lines, records, names, times))
         raw = sum(map(len, lines)) + len(lines)
         self._records += len(lines)
         self._raw_bytes += raw
@@ -138,8 +142,9 @@ class ParquetPart:
     # -----------------------------------------------------------------------------------------
 
     def _encode(self, lines: Sequence[bytes], records: Sequence[dict[str, Any]] | None,
-                names: Sequence[str | None] | None, times: Sequence[int] | None) -> dict[str, pa.Array]:
-        """The chunk's columns: read by Arrow where it reads exactly (``parquet_arrow``), else record by record."""
+                names: Sequence[str | None] | None, times: Sequence[int] | None) -> list[Chunk]:
+        """The chunk's columns, in one or more pieces of consecutive rows: read by Arrow where it reads exactly
+        (``parquet_arrow``), else record by record."""
         if records is None:
             read = read_chunk(lines)
             if read is not None:
@@ -150,10 +155,10 @@ class ParquetPart:
             records = parse_chunk(lines)
         core = self._core(records, names, times)
         typed = self._typed([(len(records), *chunk_columns(records))])
-        return {**core, **(typed[0] if typed else {PROPERTIES: pa.array(lines, pa.string())})}
+        return [(len(lines), {**core, **(typed[0] if typed else {PROPERTIES: pa.array(lines, pa.string())})})]
 
-    def _encode_read(self, lines: Sequence[bytes], read: ArrowRead) -> dict[str, pa.Array]:
-        """Arrow's rows, with the lines it left read record by record, put back in the order of `lines`."""
+    def _encode_read(self, lines: Sequence[bytes], read: ArrowRead) -> list[Chunk]:
+        """Arrow's rows and the lines it left, read record by record, as pieces in the order of `lines`."""
         others = [lines[index] for index in read.others]
         records = parse_chunk(others) if others else []
         values = core_values(read, self.record_type)
@@ -174,8 +179,8 @@ class ParquetPart:
             if others:
                 slow.update(typed[1])
         if not others:
-            return fast
-        return _in_order([(read.rows, fast), (read.others, slow)], len(lines), self._types)
+            return [(len(lines), fast)]
+        return _in_order([(read.rows, fast), (read.others, slow)])
 
     def _core(self, records: Sequence[dict[str, Any]], names: Sequence[str | None] | None,
               times: Sequence[int] | None) -> dict[str, pa.Array]:
@@ -293,13 +298,18 @@ def _event_time(index: int, record: dict[str, Any]) -> int:
         raise RecordError(index, f"record {index + 1} of the chunk: the event time {exc}") from None
 
 
-def _in_order(parts: list[tuple[list[int], dict[str, pa.Array]]], count: int,
-              types: Mapping[str, pa.DataType]) -> dict[str, pa.Array]:
-    """The columns of `parts` (the chunk's rows at those indexes, and their arrays) as one chunk, rows in order."""
-    position = [0] * count
-    for place, index in enumerate(index for rows, _ in parts for index in rows):
-        position[index] = place
-    order = pa.array(position, pa.int64())
-    columns = {column for _, arrays in parts for column in arrays}
-    return {column: pa.concat_arrays([arrays[column] if column in arrays else pa.nulls(len(rows), types[column])
-                                      for rows, arrays in parts]).take(order) for column in columns}
+def _in_order(parts: list[tuple[list[int], dict[str, pa.Array]]]) -> list[Chunk]:
+    """The rows of `parts` (each: the chunk's rows at those indexes, ascending, and their arrays) as pieces of
+    consecutive rows in the chunk's order: slices, never a copy (and no ``pyarrow.compute``: see above)."""
+    owner = sorted((index, part, place) for part, (rows, _) in enumerate(parts) for place, index in enumerate(rows))
+    pieces: list[Chunk] = []
+    start = 0
+    while start < len(owner):
+        part, first = owner[start][1], owner[start][2]
+        end = start
+        while end + 1 < len(owner) and owner[end + 1][1] == part:
+            end += 1
+        count = end - start + 1
+        pieces.append((count, {column: array.slice(first, count) for column, array in parts[part][1].items()}))
+        start = end + 1
+    return pieces

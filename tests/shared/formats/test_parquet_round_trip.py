@@ -5,6 +5,7 @@ JSON text in the companion column; a field repeating a column in the rest; the c
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 from scripts import sample_data
 from shared.formats.exact_json import parse_exact
 from shared.formats.flatten import flattened_keys, repeated_column
-from shared.formats.parquet_arrow import read_chunk
+from shared.formats.parquet_arrow import RECORD_BY_RECORD, lines_for_records, read_chunk
 from shared.formats.parquet_part import ParquetPart
 from shared.formats.parquet_schema import SchemaRequest, TypedSchema
 from shared.formats.record_fields import (
@@ -242,3 +243,11 @@ def test_arrow_reads_ordinary_lines_and_leaves_inexact_numbers_and_empty_objects
     part.feed(lines)
     rows = part.close().data
     assert table_of(rows).num_rows == 36
+
+
+@PROPERTY
+@given(lines=st.lists(events() | profiles(), min_size=1, max_size=20))
+def test_the_fast_scans_find_every_line_the_reference_expression_matches(lines: list[bytes]) -> None:
+    reference = re.compile(RECORD_BY_RECORD)
+    expected = {index for index, line in enumerate(lines) if reference.search(line)}
+    assert expected <= set(lines_for_records(lines, b"\n".join(lines)))
