@@ -75,7 +75,8 @@ async function render({focus} = {}) {
     if (ticket !== rendering) return;
     keyForm.hidden = true;
     forgetButton.hidden = !savedKey();
-    if (focus && heading) heading.focus();
+    // To the new view's heading, unless the operator already went on into the view while it loaded.
+    if (focus && heading && !view.contains(document.activeElement)) heading.focus();
   } catch (error) {
     if (ticket !== rendering) return;
     if (error instanceof KeyNeeded) {
