@@ -28,6 +28,7 @@ from pydantic import (
 
 StateName = Literal["pending", "running", "landed", "failed"]
 RecordType = Literal["events", "profiles"]
+RECORD_TYPES: tuple[RecordType, ...] = ("events", "profiles")
 STATES: tuple[StateName, ...] = ("pending", "running", "landed", "failed")
 
 

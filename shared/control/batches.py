@@ -223,6 +223,13 @@ def set_due(control: ControlStore, batch_id: str, destination_id: str, due_at: d
     )
 
 
+def settle_finished(control: ControlStore, state: BatchState) -> None:
+    """A finished batch found still due: the worker that finished it died before its due marker went (and maybe
+    before its listing markers were written). Remove the marker and bring the listing up to date."""
+    _index(control, state)
+    control.delete(due_marker(state.batch_id))
+
+
 def get_state(control: ControlStore, batch_id: str) -> BatchState:
     doc = control.get(state_blob(check_batch_id(batch_id)))
     if doc is None:

@@ -29,6 +29,7 @@ from azure.storage.queue import (
 )
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from shared.control.store import POOL_CONNECTIONS, pooled_transport
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -150,9 +151,12 @@ def build_export_queue(settings: Settings, **client_options: Any) -> ExportQueue
     name = settings.export_queue_name
     # A message is a nudge that intake sends before it answers: a queue that does not answer must cost the
     # POST seconds, not the SDK's default minute of retries (the timer finds the batch anyway).
+    # One connection pool for the queue and its poison queue, as large as control storage's: a consumer keeps a
+    # batch of messages in hand, each renewed while its export runs.
     codec = {"message_encode_policy": BinaryBase64EncodePolicy(), "message_decode_policy": BinaryBase64DecodePolicy(),
              "retry_policy": ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2),
-             "connection_timeout": 5, "read_timeout": 10, **client_options}
+             "connection_timeout": 5, "read_timeout": 10, "transport": pooled_transport(POOL_CONNECTIONS),
+             **client_options}
     if settings.control_queue_account_url:
         from azure.identity import DefaultAzureCredential
 

@@ -20,7 +20,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -93,6 +93,8 @@ def _record(services: Services, destination_id: str) -> DestinationRecord | None
 
 def _follow_up(services: Services, unit: ExportUnit, record: DestinationRecord | None, outcome: str,
                now: datetime) -> Handled:
+    if outcome in {"landed", "failed"}:  # this handling finished the batch: nothing to look at again
+        return Handled(outcome, unit.batch_id)
     doc = services.control.get(state_blob(unit.batch_id))
     if doc is None:
         return Handled("done", unit.batch_id)  # collected (an orphan), or deleted
@@ -237,13 +239,20 @@ def _held(queue: ExportQueue, item: Received, seconds: int) -> Iterator[None]:
 
 
 def run_consumer(services: Services, queue: ExportQueue, options: QueueOptions, stop: threading.Event) -> None:
-    """Consume until `stop` is set: up to `batch_size` messages at once, each handled in a thread of its own,
-    polling at most every `max_polling_interval_seconds` while the queue is empty (as the host does)."""
+    """Consume until `stop` is set, as the host does: take `batch_size` messages, each handled in a thread of its
+    own, and take the next `batch_size` once the messages in hand drop to `new_batch_threshold` (so at most
+    their sum at once); poll an empty queue at most every `max_polling_interval_seconds`. On stop, the
+    messages in hand are finished."""
     idle, failing = 0.1, False
-    with ThreadPoolExecutor(max_workers=max(1, options.batch_size), thread_name_prefix="consumer") as pool:
+    in_hand: set[Future[None]] = set()
+    workers = max(1, options.batch_size + options.new_batch_threshold)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="consumer") as pool:
         while not stop.is_set():
+            if len(in_hand) > options.new_batch_threshold:
+                in_hand = set(wait(in_hand, timeout=idle, return_when=FIRST_COMPLETED).not_done)
+                continue
             try:
-                taken = consume_once(services, queue, options, pool)
+                received = queue.receive(max_messages=options.batch_size, visibility_seconds=options.hold_seconds)
                 if failing:
                     log_event(log, "export queue reachable again")
                 failing = False
@@ -251,7 +260,12 @@ def run_consumer(services: Services, queue: ExportQueue, options: QueueOptions, 
                 if not failing:
                     log_event(log, "export queue unreachable; trying again", logging.WARNING,
                               error=type(exc).__name__)
-                failing, taken = True, 0
-            idle = 0.1 if taken else min(options.max_polling_interval_seconds, idle * 2)
-            if not taken:
-                stop.wait(idle)
+                failing, received = True, []
+            in_hand |= {pool.submit(_consume, services, queue, options, item) for item in received}
+            idle = 0.1 if received else min(options.max_polling_interval_seconds, idle * 2)
+            if not received:  # an empty queue: wait, waking early if a message in hand is done
+                if in_hand:
+                    in_hand = set(wait(in_hand, timeout=idle, return_when=FIRST_COMPLETED).not_done)
+                else:
+                    stop.wait(idle)
+        wait(in_hand)

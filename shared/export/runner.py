@@ -22,6 +22,7 @@ from shared.control.batches import (
     now_utc,
     save_state,
     set_due,
+    settle_finished,
     state_blob,
 )
 from shared.control.leases import BatchLease, LeaseLost
@@ -269,7 +270,7 @@ def export_one(services: Services, batch_id: str, *, hooks: Hooks, clock: Callab
             return IN_RUN  # a member of a coalesced run: exported with its run (shared.export.runs)
         # Re-check under the lease: the index can lag behind the state.
         if state.finished:
-            control.delete(due_marker(batch_id))
+            settle_finished(control, state)
             return "skipped"
         if state.waiting_at(clock()):
             return "skipped"
@@ -366,7 +367,7 @@ def _write(services: Services, container: Any, record: DestinationRecord, held: 
         export_date=state.export_date, part_max_bytes=settings.part_max_bytes,
         block_bytes=settings.block_bytes, max_in_flight=settings.upload_concurrency, gzip_level=settings.gzip_level,
         attempt_tag=new_attempt_tag(),  # unique per attempt: a commit names only its own blocks
-        file_concurrency=settings.file_concurrency,
+        file_concurrency=settings.file_concurrency, destination=record, control=services.control,
     )
     outputs = output_partitions(state.partitions, record.partition)
     previous = set(state.written_blobs) | {b.name for b in state.blobs}

@@ -24,8 +24,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from shared import telemetry
 from shared.control import runs as run_docs
 from shared.control import transitions
-from shared.control.batch_state import BatchState, iso
-from shared.control.batches import due_marker, failed_marker, now_utc, save_state, set_due, state_blob
+from shared.control.batch_state import RECORD_TYPES, BatchState, iso
+from shared.control.batches import (
+    due_marker,
+    failed_marker,
+    now_utc,
+    save_state,
+    set_due,
+    settle_finished,
+    state_blob,
+)
 from shared.control.leases import BatchLease, LeaseLost
 from shared.control.retention import delete_staged_at_landing
 from shared.control.runs import RunMember, RunState
@@ -66,23 +74,32 @@ class _Member:
 def export_destination_runs(services: Services, record: DestinationRecord, batch_ids: Sequence[str], hooks: Hooks,
                             clock: Callable[[], datetime]) -> dict[str, str]:
     """Export a destination's due batches as runs; each batch's outcome ('landed', 'failed', 'retried' or
-    'skipped'). Batches of each record type are exported under that type's run lease."""
-    members = _read(services.control, batch_ids)
-    outcomes: dict[str, str] = {}
-    for record_type in sorted({m.state.type for m in members}):
-        group = [m for m in members if m.state.type == record_type]
-        ids = [m.state.batch_id for m in group]
-        lease_blob = run_docs.ensure_group_lease_blob(services.control, record.id, record_type)
-        lease = BatchLease(services.control.container, lease_blob, services.settings.lease_seconds)
-        if not lease.acquire():  # another worker is at this destination's runs
-            outcomes.update(dict.fromkeys(ids, "skipped"))
-            continue
-        with lease:
+    'skipped'). Batches of each record type are exported under that type's run lease.
+
+    The leases are taken before any state is read: while another worker is at this destination's runs (every
+    queue message of a busy destination asks), asking costs two requests a type, not a read of every batch."""
+    control = services.control
+    held: dict[str, BatchLease] = {}
+    for record_type in RECORD_TYPES:
+        lease = BatchLease(control.container, run_docs.ensure_group_lease_blob(control, record.id, record_type),
+                           services.settings.lease_seconds)
+        if lease.acquire():
+            held[record_type] = lease
+    try:
+        members = _read(control, batch_ids) if held else []
+        outcomes = dict.fromkeys(batch_ids, "skipped")  # a type whose lease another worker holds
+        for held_type, lease in held.items():
+            group = [m for m in members if m.state.type == held_type]
+            if not group:
+                continue
             try:
                 outcomes.update(_export_group(services, record, group, lease, hooks, clock))
             except LeaseLost:
                 log_event(log, "run lease lost; leaving the runs to the next pass", logging.WARNING,
-                          destination_id=record.id, type=record_type)
+                          destination_id=record.id, type=held_type)
+    finally:
+        for lease in held.values():
+            lease.release()
     return outcomes
 
 
@@ -93,6 +110,8 @@ def _export_group(services: Services, record: DestinationRecord, group: Sequence
     overwritten."""
     control, now = services.control, clock()
     batch_ids = [m.state.batch_id for m in group]
+    for finished in (m.state for m in group if m.state.finished):  # its worker died before its due marker went
+        settle_finished(control, finished)
     members = [m for m in group if not m.state.finished and not m.state.waiting_at(now)]
     runs: dict[str, RunState] = {}
     free: list[_Member] = []
@@ -308,7 +327,7 @@ def _write(services: Services, container: Any, record: DestinationRecord, record
         fmt=record.format, compression=record.compression, export_date=run.export_date,
         part_max_bytes=settings.part_max_bytes, block_bytes=settings.block_bytes,
         max_in_flight=settings.upload_concurrency, gzip_level=settings.gzip_level, attempt_tag=new_attempt_tag(),
-        file_concurrency=settings.file_concurrency,
+        file_concurrency=settings.file_concurrency, destination=record, control=services.control,
     )
     order = {m.batch_id: index for index, m in enumerate(run.members)}
     states = sorted((m.state for m in members), key=lambda s: order[s.batch_id])
