@@ -179,6 +179,9 @@ class DestinationService:
         )
         if verify and self.verifier is not None:
             self.verifier(record, secret)
+        if previous is not None and previous.paused is not None and record.paused is None:
+            # New credentials resume it: its failing streak ends first, as a resume's does (`resume`).
+            destination_activity.reset_streak(self.control, destination_id, previous.generation, now)
         if given_secret is not None and secret_name is not None:
             self.secrets.set(secret_name, given_secret)
         if webhook is not None and alerts is not None:

@@ -91,6 +91,7 @@ def test_auto_pause_then_resume_loses_nothing(api: httpx.Client, services: Servi
         else:
             body = sas_destination(azurite.account_url, name, container_sas(name, expiry=LONG_LIVED))
             assert api.put("/api/destinations/acme", json=body).json()["paused"] is None
+        assert api.get("/api/destinations/acme/status").json()["consecutive_failed_runs"] == 0  # counted afresh
         everything = failing + waiting
         drain(services, lambda: states(api, everything) == ["landed"] * 7)
         assert len(jsonl_records(container)) == 3 * 2 + 4 * 3
