@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any
 
+from shared.alerts.delivery import check_alert_settings
 from shared.control.batches import requeue_destination
 from shared.control.export_queue import ExportQueue, ExportUnit, build_export_queue
 from shared.control.store import ControlStore, build_control_container
@@ -74,6 +75,7 @@ def build_services(
     settings: Settings, secrets: CachedSecrets | None = None, client_options: dict[str, Any] | None = None
 ) -> Services:
     install_redaction()
+    check_alert_settings(settings)
     control = ControlStore(build_control_container(settings))
     if secrets is None:
         secrets = CachedSecrets(build_secret_store(settings), settings.secret_cache_ttl_seconds)

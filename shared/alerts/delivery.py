@@ -38,6 +38,7 @@ from shared.destinations.service import origin_of
 from shared.errors import NotFound
 from shared.logging_setup import log_event
 from shared.secrets.store import SecretNotFoundError, SecretStoreError
+from shared.settings import Settings, SettingsError
 
 if TYPE_CHECKING:  # the composition root sits above every package
     from shared.services import Services
@@ -72,6 +73,18 @@ class DeliverySummary:
     no_target: int = 0
     left: int = 0  # due, but the time budget ran out first: the next timer run takes them
     outcomes: dict[str, str] = field(default_factory=dict)  # alert id -> its state after this run
+
+
+def check_alert_settings(settings: Settings) -> None:
+    """At start (the composition root builds nothing without it): ALERT_WEBHOOK_URL under the endpoint rules, or
+    SettingsError naming it (never quoting it). Checked again at each delivery, with its DNS answer."""
+    if settings.alert_webhook_url is None:
+        return
+    try:
+        check_webhook_url(settings.alert_webhook_url.get_secret_value(),
+                          allow_http_loopback=settings.allow_http_loopback)
+    except ValueError as exc:
+        raise SettingsError(f"invalid app settings: ALERT_WEBHOOK_URL: {exc}") from None
 
 
 def backoff(attempts: int) -> timedelta:

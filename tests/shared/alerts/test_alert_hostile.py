@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from shared.alerts.sweep import sweep_alerts
 from shared.control.alerts_outbox import alert_blob, new_alert, raise_alert, read_alert
 from shared.services import Services, build_services
-from shared.settings import Settings
+from shared.settings import Settings, SettingsError
 from tests.shared.alerts.receiver import Receiver, receiver
 from tests.support import secret_watch
 from tests.support.resolver import HostRoutes
@@ -66,10 +66,22 @@ def raised(services: Services) -> str:
 
 
 @pytest.mark.parametrize("webhook", ["https://169.254.169.254/latest/meta-data", "https://10.0.0.7/hook",
-                                     "http://127.0.0.1:9/hook"])
-def test_an_alert_webhook_url_setting_the_rules_refuse_is_never_sent_to(settings: Settings, webhook: str) -> None:
+                                     "http://127.0.0.1:9/hook", "http://hooks.slack.com/services/T0/B0/x"])
+def test_an_alert_webhook_url_setting_the_rules_refuse_stops_the_app_naming_it(settings: Settings,
+                                                                                 webhook: str) -> None:
     secret_watch.register(webhook, "refused ALERT_WEBHOOK_URL")
-    services = build_services(settings.model_copy(update={"alert_webhook_url": SecretStr(webhook)}))
+    with pytest.raises(SettingsError, match=r"^invalid app settings: ALERT_WEBHOOK_URL: ") as refused:
+        build_services(settings.model_copy(update={"alert_webhook_url": SecretStr(webhook)}))
+    assert webhook not in str(refused.value)
+
+
+@pytest.mark.parametrize("webhook", ["https://169.254.169.254/latest/meta-data", "https://10.0.0.7/hook",
+                                     "http://127.0.0.1:9/hook"])
+def test_an_alert_webhook_url_the_rules_refuse_is_never_sent_to(settings: Settings, webhook: str) -> None:
+    """Checked again at each delivery (settings changed under a running process cannot get one through)."""
+    secret_watch.register(webhook, "refused ALERT_WEBHOOK_URL")
+    services = build_services(settings)
+    services.settings = settings.model_copy(update={"alert_webhook_url": SecretStr(webhook)})
     name = raised(services)
     sweep_alerts(services)
     found = read_alert(services.control, name)
