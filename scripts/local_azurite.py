@@ -285,7 +285,7 @@ def start(port: int, root: Path, *, command: str = "make demo") -> PortState:
             _terminate(state.ours.pid)
             _wait_until_free(port)
         for extra in (queue_port(port), queue_port(port) + 1):
-            if not bindable(extra):
+            if listening(extra):  # (not `bindable`: a port a client just closed is not bindable for a while)
                 raise AzuriteError(f"127.0.0.1:{extra} is held by {_listener_name(extra)}: Azurite on "
                                    f"AZURITE_PORT={port} serves queues on {queue_port(port)} and tables on "
                                    f"{queue_port(port) + 1}. Pick another AZURITE_PORT, e.g. "
