@@ -6,8 +6,10 @@ Each is raised from durable state and kept to one per destination, condition and
 - `batch_failed`: the failed markers (`index/failed/{destination}/{batch}`) of the last day whose destination has
   no such alert for that day (its batch's state read for the facts).
 - the rest from a scan of every destination (its record and its activity), at most every SCAN_EVERY: `sas_expiring`
-  (its token expires within 7 days), `sas_expired`, `paused` (paused within the last day), `recovered` (a
-  recovery within the last day), and the automatic pause itself (AUTO_PAUSE_AFTER failed runs, not paused).
+  (its token expires within 7 days), `sas_expired`, `paused` (paused within the last day, resumed since or
+  not), `batch_failed` again (the activity's last error, for a failed batch retried since, whose marker went),
+  `recovered` (a recovery within the last day), and the automatic pause itself (AUTO_PAUSE_AFTER failed runs,
+  not paused).
 """
 
 from __future__ import annotations
@@ -118,12 +120,21 @@ def _conditions(control: ControlStore, record: DestinationRecord,
         elif sas.expiry <= now + EXPIRY_WARNING_WINDOW:
             days = round((sas.expiry - now).total_seconds() / 86400, 1)
             found.append(("sas_expiring", (now, {**facts, "days_left": days})))
+    activity = destination_activity.read_activity(control, record.id)
+    entry = activity.generations.get(destination_activity.generation_key(record.generation))
     if record.paused is not None:
         alert = paused_alert(record, now)
         if alert.occurred_at >= now - LOOK_BACK:
             found.append(("paused", (alert.occurred_at, dict(alert.details))))
-    activity = destination_activity.read_activity(control, record.id)
-    entry = activity.generations.get(destination_activity.generation_key(record.generation))
+    elif entry is not None and entry.last_pause is not None and entry.last_pause.at >= now - LOOK_BACK:
+        pause = entry.last_pause  # paused and resumed since
+        found.append(("paused", (pause.at, {"by": pause.by, "reason": pause.reason, "failed_runs": pause.failed_runs,
+                                            "paused_at": iso(pause.at)})))
+    error = entry.last_error if entry is not None else None
+    if error is not None and not error.will_retry and error.code not in destination_activity.NOT_RUN_FAILURES \
+            and error.at >= now - LOOK_BACK:  # its failed marker may be gone: retried, even landed since
+        found.append(("batch_failed", (error.at, {"batch_id": error.batch_id, "run": error.run_id or error.batch_id,
+                                                  "error_code": error.code, "message": error.message})))
     recovery = entry.last_recovery if entry is not None else None
     if recovery is not None and recovery.at >= now - LOOK_BACK:
         found.append(("recovered", (recovery.at, destination_activity.recovery_details(recovery))))

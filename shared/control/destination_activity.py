@@ -93,6 +93,17 @@ class FailedRun(_Model):
     message: str
 
 
+class PauseRecord(_Model):
+    """The latest pause that was resumed (the record forgets it then): what the timer raises a `paused` alert
+    from if a crash lost it."""
+
+    at: Timestamp
+    by: str
+    reason: str
+    failed_runs: int | None = None
+    resumed_at: Timestamp
+
+
 class Recovery(_Model):
     """A landing that ended a failing streak."""
 
@@ -115,6 +126,7 @@ class GenerationActivity(_Model):
     failing: list[FailedRun] = []  # consecutive failed runs since the latest landing, oldest first
     counting_since: Timestamp | None = None  # the latest resume: runs that failed before it no longer pause it
     last_recovery: Recovery | None = None
+    last_pause: PauseRecord | None = None
 
 
 class DestinationActivity(_Model):
@@ -136,6 +148,7 @@ class Change:
     landed: LandedNote | None = None
     error: ErrorNote | None = None
     reset_at: datetime | None = None
+    resumed: PauseRecord | None = None  # with `reset_at`: the pause it ended
 
     @property
     def at(self) -> datetime:
@@ -219,6 +232,8 @@ def _applied(entry: GenerationActivity, change: Change) -> GenerationActivity:
         update["failing"] = sorted([*entry.failing, failed], key=lambda f: (f.at, f.run))[-MAX_FAILING:]
     if change.reset_at is not None:
         update["counting_since"] = max(entry.counting_since or change.reset_at, change.reset_at)
+    if change.resumed is not None and (entry.last_pause is None or change.resumed.at > entry.last_pause.at):
+        update["last_pause"] = change.resumed
     return entry.model_copy(update=update)
 
 
@@ -351,9 +366,12 @@ def recovery_details(recovery: Recovery) -> dict[str, Any]:
             "failing_since": iso(recovery.failing_since)}
 
 
-def reset_streak(control: ControlStore, destination_id: str, generation: str | None, moment: datetime) -> bool:
-    """A resume: the generation's failing streak ends, and runs that failed before `moment` no longer count."""
-    return record_changes(control, destination_id, [Change(generation_key(generation), reset_at=moment)], moment)
+def reset_streak(control: ControlStore, destination_id: str, generation: str | None, moment: datetime,
+                 resumed: PauseRecord | None = None) -> bool:
+    """A resume: runs that failed before `moment` no longer count towards a pause; `resumed` is the pause it ends
+    (kept as `last_pause`)."""
+    change = Change(generation_key(generation), reset_at=moment, resumed=resumed)
+    return record_changes(control, destination_id, [change], moment)
 
 
 def failing_runs(activity: DestinationActivity, generation: str | None) -> list[FailedRun]:

@@ -60,6 +60,15 @@ class PutResult:
     resumed: bool = False  # it was paused, and new credentials resumed it (issue 17)
 
 
+def _ended(record: DestinationRecord, moment: datetime) -> destination_activity.PauseRecord | None:
+    """The pause a resume at `moment` ends, as the activity keeps it."""
+    note = record.paused
+    if note is None:
+        return None
+    return destination_activity.PauseRecord(at=datetime.fromisoformat(note.at), by=note.by, reason=note.reason,
+                                            failed_runs=note.failed_runs, resumed_at=moment)
+
+
 def _alerts_given(alerts: StoredAlerts | None) -> dict[str, Any]:
     """Absent from the stored record when not given, as the other optional fields."""
     return {} if alerts is None else {"alerts": alerts}
@@ -181,7 +190,8 @@ class DestinationService:
             self.verifier(record, secret)
         if previous is not None and previous.paused is not None and record.paused is None:
             # New credentials resume it: its failing streak ends first, as a resume's does (`resume`).
-            destination_activity.reset_streak(self.control, destination_id, previous.generation, now)
+            destination_activity.reset_streak(self.control, destination_id, previous.generation, now,
+                                              resumed=_ended(previous, now))
         if given_secret is not None and secret_name is not None:
             self.secrets.set(secret_name, given_secret)
         if webhook is not None and alerts is not None:
@@ -332,8 +342,9 @@ class DestinationService:
 
         # The failing streak ends first: a crash after it leaves the destination paused (resume again), never
         # resumed with the streak that paused it, which the timer would take for a reason to pause it again.
-        current = self.get_record(destination_id)
-        destination_activity.reset_streak(self.control, destination_id, current.generation, self.clock())
+        current, moment = self.get_record(destination_id), self.clock()
+        destination_activity.reset_streak(self.control, destination_id, current.generation, moment,
+                                          resumed=_ended(current, moment))
         record, changed = self._rewrite(destination_id, resumed)
         if changed:
             log_event(log, "destination resumed", destination_id=destination_id)

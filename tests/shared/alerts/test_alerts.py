@@ -259,3 +259,49 @@ def test_no_alert_holds_a_secret(api: httpx.Client, services: Services, azurite:
         for value in (token, token.split("sig=")[1].split("&")[0], secret, secret.removeprefix("whsec_"),
                       app_hook.path):
             assert value not in sent
+
+
+def test_a_crash_between_a_change_and_its_alert_loses_no_alert_and_doubles_none(
+        api: httpx.Client, services: Services, azurite: Azurite, blob_service: BlobServiceClient,
+        app_hook: Receiver) -> None:
+    """The alerts the changes raised are removed before any delivery, as if each change's process had died right
+    after committing it: the timer raises each again from what is stored (the failed marker, the paused record,
+    the activity's recovery), and delivers each once, however often it runs."""
+    name = failing_destination(api, azurite, blob_service)
+    failed = fail_one(api, services)
+    api.post("/api/destinations/acme/pause", json={"reason": "lost alert"})
+    api.post("/api/destinations/acme/resume")
+    blob_service.create_container(name)
+    try:
+        assert run_export_pass(services, due=[(failed, "acme")]).landed == 1  # the resume made it due: recovered
+    finally:
+        blob_service.delete_container(name)
+    outbox = [b.name for b in services.control.container.list_blobs(name_starts_with="alerts/outbox/acme/")]
+    assert sorted(n.rsplit("/", 1)[1] for n in outbox) == ["batch_failed.json", "paused.json", "recovered.json"]
+    for blob in outbox:
+        services.control.delete(blob)
+
+    for _ in range(3):
+        sweep_alerts(services, scan_every=NOW_SCAN)
+    assert sorted(app_hook.kinds()) == ["batch_failed", "paused", "recovered"]
+    for received in app_hook.received:
+        verify(received, signing_secret(services))
+    assert {r.json["data"].get("batch_id") for r in app_hook.received if r.kind != "paused"} == {failed}
+
+
+def test_a_delivery_whose_outcome_was_lost_is_sent_again_under_the_same_id(
+        api: httpx.Client, services: Services, azurite: Azurite, fresh_container: ContainerClient,
+        app_hook: Receiver) -> None:
+    """The receiver answered but the process died before saving it: the alert is sent again, with the same
+    webhook-id, which a receiver following Standard Webhooks drops (at least once, never two alerts)."""
+    make_destination(api, azurite, fresh_container, expiry=LONG_LIVED)
+    api.post("/api/destinations/acme/pause")
+    outbox = services.control
+    [blob] = [b.name for b in outbox.container.list_blobs(name_starts_with="alerts/outbox/acme/")]
+    before = outbox.get(blob)
+    assert before is not None
+    sweep_alerts(services)
+    outbox.put(blob, before.data, metadata={"state": "pending", "due": "0", "kind": "paused"})  # outcome lost
+    sweep_alerts(services)
+    assert app_hook.kinds() == ["paused", "paused"]
+    assert len({r.headers["webhook-id"] for r in app_hook.received}) == 1
