@@ -6,7 +6,7 @@ export scales with worker processes.
    `--small-events-per-post` (100) for `--freshness-seconds` (60), spread over `--freshness-destinations` (20)
    destinations without coalescing. Each batch's accept-to-landed latency is its state's `finished_at` minus
    its `created_at` (both the server's clock, at the 202 and at the landing): p50 / p95 / p99. Target: p95
-   under 30 s. Then the same for 20 s at each rate of `--freshness-steps` (2x and 4x by default), each in fresh
+   under 30 s. Then the same for 20 s at each rate of `--freshness-steps` (500 and 1,000 by default), each in fresh
    containers: the highest sustained rate is the highest whose POSTs kept their pace (95%) and whose p95
    stayed under 30 s.
 2. **Scale**: `--scale-batches` (500) batches of 100 events are staged with no consumer running (the API

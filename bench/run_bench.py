@@ -339,8 +339,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     fresh.add_argument("--freshness-rate", type=float, default=2_000,
                        help="events/s of the steady load against make serve (default 2,000; 0 skips freshness)")
     fresh.add_argument("--freshness-seconds", type=float, default=60)
-    fresh.add_argument("--freshness-steps", default="4000,8000",
-                       help="higher rates, 20 s each, for the highest sustained rate (comma-separated; '' for none)")
+    fresh.add_argument("--freshness-steps", default="500,1000",
+                       help="other rates, 20 s each, for the highest sustained rate (comma-separated; '' for none)")
     fresh.add_argument("--freshness-destinations", type=int, default=20)
     fresh.add_argument("--scale-batches", type=int, default=500,
                        help="batches the 1, 2 and 4 worker processes export (default 500; 0 skips the scale run)")

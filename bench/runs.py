@@ -52,7 +52,7 @@ class BenchOptions:
     # Freshness and scale-out (issue 14, bench.freshness): 0 events/s skips the freshness runs, 0 batches the scale.
     freshness_rate: float = 2_000  # events/s of the steady load
     freshness_seconds: float = 60
-    freshness_steps: tuple[float, ...] = (4_000, 8_000)  # higher rates, 20 s each, for the highest sustained
+    freshness_steps: tuple[float, ...] = (500, 1_000)  # other rates, 20 s each, for the highest sustained
     freshness_destinations: int = 20
     scale_batches: int = 500
     label: str = ""  # recorded with the results: which tree of the product they measure ("before", a commit)
