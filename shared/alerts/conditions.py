@@ -24,9 +24,10 @@ from shared.control.alerts_outbox import AlertKind, day_of, new_alert, raise_ale
 from shared.control.batch_state import BatchState, iso
 from shared.control.batches import FAILED_PREFIX, state_blob
 from shared.control.store import ControlStore
+from shared.destinations.pauses import paused_alert
 from shared.destinations.record import DestinationRecord
 from shared.destinations.sas import EXPIRY_WARNING_WINDOW, format_time
-from shared.destinations.service import DESTINATIONS_PREFIX, paused_alert
+from shared.destinations.service import DESTINATIONS_PREFIX
 from shared.logging_setup import log_event
 
 if TYPE_CHECKING:  # the composition root sits above every package

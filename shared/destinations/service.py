@@ -13,8 +13,9 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from shared.control import cursors, destination_activity, destination_batches
-from shared.control.alerts_outbox import Alert, new_alert, raise_best_effort
+from shared.control.alerts_outbox import raise_best_effort
 from shared.control.store import ControlStore, PreconditionFailed
+from shared.destinations import pauses
 from shared.destinations.connection_strings import blob_endpoint_of
 from shared.destinations.models import DestinationIn, check_destination_id, validation_details
 from shared.destinations.record import DestinationRecord, PauseNote, StoredAlerts, StoredAuth, StoredSas
@@ -60,15 +61,6 @@ class PutResult:
     resumed: bool = False  # it was paused, and new credentials resumed it (issue 17)
 
 
-def _ended(record: DestinationRecord, moment: datetime) -> destination_activity.PauseRecord | None:
-    """The pause a resume at `moment` ends, as the activity keeps it."""
-    note = record.paused
-    if note is None:
-        return None
-    return destination_activity.PauseRecord(at=datetime.fromisoformat(note.at), by=note.by, reason=note.reason,
-                                            failed_runs=note.failed_runs, resumed_at=moment)
-
-
 def _alerts_given(alerts: StoredAlerts | None) -> dict[str, Any]:
     """Absent from the stored record when not given, as the other optional fields."""
     return {} if alerts is None else {"alerts": alerts}
@@ -78,22 +70,6 @@ def origin_of(url: str) -> str:
     """scheme://host[:port] of a URL checked by `check_webhook_url`: what may be shown of a webhook."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
-
-
-def paused_alert(record: DestinationRecord, now: datetime) -> Alert:
-    """The `paused` alert of a paused record."""
-    note = record.paused
-    assert note is not None
-    return new_alert("paused", record.id, datetime.fromisoformat(note.at), {
-        "by": note.by, "reason": note.reason, "failed_runs": note.failed_runs, "paused_at": note.at}, now)
-
-
-def _checked_reason(reason: str) -> str:
-    text = reason.strip()
-    if not text or len(text) > MAX_PAUSE_REASON or any(not ch.isprintable() for ch in text):
-        message = f"must be 1-{MAX_PAUSE_REASON} printable characters"
-        raise ValidationFailed(f"reason {message}", details=[{"field": "reason", "message": message}])
-    return text
 
 
 def _fail(field: str, message: str) -> ValidationFailed:
@@ -125,17 +101,6 @@ def _generation(previous: DestinationRecord | None) -> dict[str, Any]:
     if previous is None:
         return {"generation": uuid.uuid4().hex}
     return {} if previous.generation is None else {"generation": previous.generation}
-
-
-def _pause_kept(previous: DestinationRecord | None, credentials_changed: bool) -> dict[str, Any]:
-    """A paused destination stays paused through a save, unless the save brings new credentials (issue 17)."""
-    if previous is None or previous.paused is None or credentials_changed:
-        return {}
-    return {"paused": previous.paused}
-
-
-PAUSE_WRITE_TRIES = 5  # conditional writes of a pause or resume before the request gives up with a 409
-MAX_PAUSE_REASON = 500
 
 
 # Proves a destination not saved yet (record, secret): raises DestinationProblem (see destination_access).
@@ -184,14 +149,14 @@ class DestinationService:
             prefix=dest.prefix, format=dest.format, compression=dest.compression, auth=auth_record,
             created_at=previous.created_at if previous else now.isoformat(), updated_at=now.isoformat(),
             partition=dest.partition, coalesce=dest.coalesce, **dest.output_settings(), **_generation(previous),
-            **_pause_kept(previous, changed), **_alerts_given(alerts),
+            **pauses.pause_kept(previous, changed), **_alerts_given(alerts),
         )
         if verify and self.verifier is not None:
             self.verifier(record, secret)
         if previous is not None and previous.paused is not None and record.paused is None:
             # New credentials resume it: its failing streak ends first, as a resume's does (`resume`).
             destination_activity.reset_streak(self.control, destination_id, previous.generation, now,
-                                              resumed=_ended(previous, now))
+                                              resumed=pauses.ended(previous, now))
         if given_secret is not None and secret_name is not None:
             self.secrets.set(secret_name, given_secret)
         if webhook is not None and alerts is not None:
@@ -317,35 +282,28 @@ class DestinationService:
         """Pause the destination: its exports skip it, intake still stages its batches (issue 17). Returns the
         record and whether this call paused it (False: it was paused already, and keeps its first reason).
         With `generation` (an automatic pause), only that generation of the destination is paused."""
-        note = PauseNote(at=self.clock().isoformat(), by=by, reason=_checked_reason(reason), failed_runs=failed_runs)
-
-        def paused(record: DestinationRecord) -> DestinationRecord | None:
-            if record.paused is not None or (generation is not None and record.generation != generation):
-                return None
-            return DestinationRecord.model_validate({**record.to_json(), "paused": note.model_dump()})
-
-        record, changed = self._rewrite(destination_id, paused)
+        require_valid_id(destination_id)
+        note = PauseNote(at=self.clock().isoformat(), by=by, reason=pauses.checked_reason(reason),
+                         failed_runs=failed_runs)
+        record, changed = pauses.rewrite(self.control, destination_blob(destination_id), destination_id,
+                                         pauses.with_pause(note, generation))
         if changed:
             log_event(log, "destination paused", logging.WARNING, destination_id=destination_id, by=by,
                       failed_runs=failed_runs, reason=repr(note.reason))
-            raise_best_effort(self.control, paused_alert(record, self.clock()))
+            raise_best_effort(self.control, pauses.paused_alert(record, self.clock()))
         return record, changed
 
     def resume(self, destination_id: str) -> tuple[DestinationRecord, bool]:
         """Resume a paused destination; returns the record and whether it was paused. The caller makes its
-        waiting batches due and sends their export messages."""
+        waiting batches due and sends their export messages.
 
-        def resumed(record: DestinationRecord) -> DestinationRecord | None:
-            if record.paused is None:
-                return None
-            return DestinationRecord.model_validate({k: v for k, v in record.to_json().items() if k != "paused"})
-
-        # The failing streak ends first: a crash after it leaves the destination paused (resume again), never
-        # resumed with the streak that paused it, which the timer would take for a reason to pause it again.
+        The failing streak ends first: a crash after it leaves the destination paused (resume again), never
+        resumed with the streak that paused it, which the timer would take for a reason to pause it again."""
         current, moment = self.get_record(destination_id), self.clock()
         destination_activity.reset_streak(self.control, destination_id, current.generation, moment,
-                                          resumed=_ended(current, moment))
-        record, changed = self._rewrite(destination_id, resumed)
+                                          resumed=pauses.ended(current, moment))
+        record, changed = pauses.rewrite(self.control, destination_blob(destination_id), destination_id,
+                                         pauses.without_pause)
         if changed:
             log_event(log, "destination resumed", destination_id=destination_id)
         return record, changed
@@ -355,41 +313,15 @@ class DestinationService:
         run counts once); True if this call paused it. Called after a pass that failed one of its batches, and by
         the timer for a pause a crash lost."""
         after = self.settings.auto_pause_after
-        if after <= 0:
-            return False
         record = self.get_record(destination_id)
-        if record.paused is not None:
+        if after <= 0 or record.paused is not None:
             return False
-        failing = destination_activity.failing_runs(destination_activity.read_activity(self.control, destination_id),
-                                                    record.generation)
+        activity = destination_activity.read_activity(self.control, destination_id)
+        failing = destination_activity.failing_runs(activity, record.generation)
         if len(failing) < after:
             return False
-        last = failing[-1]
-        reason = (f"paused after {len(failing)} consecutive failed export runs (AUTO_PAUSE_AFTER={after}); the last, "
-                  f"of batch {last.batch_id}: {last.code}: {last.message}")[:MAX_PAUSE_REASON]
-        _, paused = self.pause(destination_id, by="auto", reason=reason, failed_runs=len(failing),
-                               generation=record.generation)
-        return paused
-
-    def _rewrite(self, destination_id: str,
-                 change: Callable[[DestinationRecord], DestinationRecord | None]) -> tuple[DestinationRecord, bool]:
-        """Apply `change` to the stored record with a conditional write, reading again after a lost race. The
-        secret and everything else stay as they are; `updated_at` is left alone (it says when it was PUT)."""
-        require_valid_id(destination_id)
-        for _ in range(PAUSE_WRITE_TRIES):
-            doc = self.control.get(destination_blob(destination_id))
-            if doc is None:
-                raise NotFound(f"destination '{destination_id}' does not exist")
-            record = DestinationRecord.from_json(doc.data)
-            updated = change(record)
-            if updated is None:
-                return record, False
-            try:
-                self.control.put(destination_blob(destination_id), updated.to_json(), etag=doc.etag)
-            except PreconditionFailed:
-                continue
-            return updated, True
-        raise Conflict(f"destination '{destination_id}' kept changing while it was being paused or resumed; retry")
+        return self.pause(destination_id, by="auto", reason=pauses.auto_pause_reason(failing, after),
+                          failed_runs=len(failing), generation=record.generation)[1]
 
     def get(self, destination_id: str) -> dict[str, Any]:
         return self.view(self.get_record(destination_id))
