@@ -1,6 +1,6 @@
 """What the timer does each time it fires: the sweep of overdue batches (the queue exports; the timer sends
-again what it lost, or exports when there is no queue), the alerts (issue 17: raised again if lost, delivered),
-then one bounded run of retention.
+again what it lost, or exports when there is no queue), one bounded run of retention, then the alerts (issue 17:
+raised again if lost, delivered).
 
 One function, called by the timer trigger (function_app.py) and by `make serve`'s in-process timer, so both
 run exactly the same work.
@@ -19,7 +19,9 @@ if TYPE_CHECKING:  # the composition root sits above every package
 
 
 def run_scheduled(services: Services) -> tuple[SweepSummary, RetentionSummary]:
-    """Sweep overdue batches, deliver alerts (never raises), then apply retention; each logs its own summary."""
+    """Sweep overdue batches, apply retention, then deliver alerts (last: a receiver that does not answer delays
+    neither, and alerts never raise); each logs its own summary."""
     swept = sweep_due(services)
+    retained = sweep(services.control, services.settings)
     sweep_alerts(services)
-    return swept, sweep(services.control, services.settings)
+    return swept, retained
