@@ -61,6 +61,10 @@ def cpu_seconds() -> float:
 
 
 def run_export(job: dict[str, Any]) -> dict[str, Any]:
+    # As deployed: the function app's packages (requirements.txt) hold no numpy, but pyarrow, when it finds numpy,
+    # loads it and sets it up at its first conversion: about 55 MB more for a Parquet export. The test and bench
+    # environment has numpy for pandas; the measured worker does without it, as a Functions worker does.
+    sys.modules.setdefault("numpy", None)
     from shared.export.runner import run_export_pass
     from shared.services import build_services
     from shared.settings import load_settings

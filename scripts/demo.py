@@ -7,7 +7,10 @@
 4. prints what landed: the blob tree with per-file record counts, a manifest, the batch states and the first
    lines of one file; then checks, by counting, that every accepted record landed exactly once.
 
-Every run adds two new batches (the run number picks the sample data's seed and time window, so each run is
+Then it posts the run's events to a destination of each other format too (CSV with zstd in dated folders, Parquet
+with typed columns) and reads the Parquet destination back whole with DuckDB and pandas (`scripts.demo_formats`).
+
+Every run adds new batches (the run number picks the sample data's seed and time window, so each run is
 deterministic); nothing is ever duplicated. Exits 1 if anything did not land.
 
 It runs against this checkout's Azurite on AZURITE_PORT (default 10000) and says so in its first line; a
@@ -35,7 +38,7 @@ import orjson
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContainerSasPermissions, generate_container_sas
 
-from scripts import local_azurite, sample_data
+from scripts import demo_formats, local_azurite, sample_data
 from scripts.local_server import ApiServer
 from scripts.local_settings import merged_values
 from shared.api.app import create_api
@@ -116,6 +119,15 @@ def run_demo(
         out("")
         out(f"4/4  What landed in container '{container}'")
         result = report(api, destination, destination_id, run, states, out)
+        if result.ok:
+            out("")
+            out("Also one destination of each format: the same events as CSV (zstd, dated folders) and as Parquet "
+                "(typed columns, zstd), read back with DuckDB and pandas")
+            result.problems += demo_formats.run_formats(
+                api, BlobServiceClient.from_connection_string(connection_string, retry_total=2),
+                lambda name: container_sas(connection_string, name, datetime.now(UTC)), account_url,
+                destination_id, container, run, events_body(run, events),
+                lambda ids: export_quietly(services, api, ids, settle_seconds), out)
     result.seconds = round(time.monotonic() - started, 2)
     out("")
     if result.ok:
@@ -181,13 +193,19 @@ def count_batches(api: httpx.Client, destination_id: str) -> int:
             return count
 
 
+def events_body(run: int, events: int) -> bytes:
+    """The run's events as gzip NDJSON: CleverTap and Mixpanel shapes over three hours (the same bytes every time)."""
+    start = EVENTS_START + timedelta(hours=EVENT_HOURS * run)
+    records = sample_data.events(events, seed=1000 + run, start=start, hours=EVENT_HOURS,
+                                 shapes=("clevertap", "mixpanel"))
+    return gzip.compress(sample_data.ndjson(list(records)), mtime=0)
+
+
 def post_batches(api: httpx.Client, destination_id: str, run: int, events: int, profiles: int,
                  out: Out) -> list[str]:
     """Post this run's two batches. Idempotency keys name the run, so a re-run after a crash re-finds them."""
     start = EVENTS_START + timedelta(hours=EVENT_HOURS * run)
-    event_records = list(sample_data.events(events, seed=1000 + run, start=start, hours=EVENT_HOURS,
-                                            shapes=("clevertap", "mixpanel")))
-    body = gzip.compress(sample_data.ndjson(event_records), mtime=0)
+    body = events_body(run, events)
     response = api.post(
         f"/api/destinations/{destination_id}/batches", params={"type": "events"}, content=body,
         headers={"content-type": "application/x-ndjson", "content-encoding": "gzip",
@@ -264,6 +282,18 @@ def export(services: Services, api: httpx.Client, batch_ids: list[str], out: Out
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+
+
+def export_quietly(services: Services, api: httpx.Client, batch_ids: list[str],
+                   settle_seconds: float) -> list[dict[str, Any]]:
+    """`export` without its progress lines (the other formats' batches)."""
+    deadline = time.monotonic() + settle_seconds
+    while True:
+        run_export_pass(services)
+        states = [batch_status(api, batch_id) for batch_id in batch_ids]
+        if all(s["state"] in {"landed", "failed"} for s in states) or time.monotonic() > deadline:
+            return states
+        time.sleep(1)
 
 
 def batch_status(api: httpx.Client, batch_id: str) -> dict[str, Any]:
