@@ -262,3 +262,20 @@ def test_a_batch_retried_after_a_format_switch_lists_only_its_new_files(
         assert leftovers == [] and state["notes"] == []
     else:  # kept, named in the batch's notes, and in no manifest
         assert leftovers == old and all(name in state["notes"][0] for name in old)
+
+
+def test_a_coalesced_run_writes_one_parquet_file_per_partition_with_every_batchs_records(
+    api: httpx.Client, azurite: Azurite, fresh_container: ContainerClient, services: Services,
+) -> None:
+    dest = make_destination(api, azurite, fresh_container, format="parquet",
+                            coalesce={"max_delay_seconds": 0, "target_file_mb": 128})
+    batches = [post_lines(api, dest, five_platforms(200)[i::4]) for i in range(4)]
+    post_batch(api, dest, list(sample_data.profiles(6)), record_type="profiles")
+    assert run_export_pass(services).landed == 5
+    files = data_files(fresh_container)
+    events = [name for name in files if name.startswith("events/")]
+    assert len(events) == 3 and all(name.endswith(".parquet") for name in events)  # three hours, one run
+    [manifest] = [m for m in manifests(fresh_container) if m["type"] == "events"]
+    assert sorted(b["batch_id"] for b in manifest["batches"]) == sorted(batches)
+    assert manifest["records_written"] == sum(table_of(fresh_container.download_blob(n).readall()).num_rows
+                                              for n in events) == 200
