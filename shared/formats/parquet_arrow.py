@@ -225,21 +225,26 @@ def core_values(read: ArrowRead, record_type: str) -> dict[str, list[Any]]:
     """The core columns' values of Arrow's rows: the event name, time (epoch microseconds), identity and insert
     id of events; the identity of profiles."""
     count = len(read.rows)
-    column = _column_reader(read.table)
+    column = _column_reader(read.table, integers=False)
+    whole = _column_reader(read.table, integers=True)
     if record_type == "profiles":
-        return {"identity": first_in_columns(count, map(column, IDENTITY_CHAIN), identity_text)}
+        return {"identity": first_in_columns(count, map(whole, IDENTITY_CHAIN), identity_text)}
     try:
         times = [epoch_microseconds(value) for value in first_in_columns(count, map(column, TIME_CHAIN), present)]
     except EventTimeError:
         raise NotExact from None  # the record-by-record path names the record
     return {"name": first_in_columns(count, map(column, NAME_CHAIN), name_text),
             "time": times,
-            "identity": first_in_columns(count, map(column, IDENTITY_CHAIN), identity_text),
-            "insert_id": first_in_columns(count, map(column, INSERT_ID_CHAIN), identity_text)}
+            "identity": first_in_columns(count, map(whole, IDENTITY_CHAIN), identity_text),
+            "insert_id": first_in_columns(count, map(whole, INSERT_ID_CHAIN), identity_text)}
 
 
-def _column_reader(table: pa.Table) -> Callable[[Path], list[Any] | None]:
-    """A path's values in each row as Python values (None where absent), or None when no row has the path."""
+def _column_reader(table: pa.Table, *, integers: bool) -> Callable[[Path], list[Any] | None]:
+    """A path's values in each row as Python values (None where absent), or None when no row has the path.
+
+    With `integers` (an identity or an insert id, where an integer counts and a decimal does not): NotExact for a
+    column of doubles, where Arrow may have read an integer the record sent as a double (it does, when a field's
+    values in the chunk are integers and decimals). An event time is the same instant either way."""
     names = set(table.column_names)
 
     def column(path: Path) -> list[Any] | None:
@@ -250,6 +255,8 @@ def _column_reader(table: pa.Table) -> Callable[[Path], list[Any] | None]:
             if not pa.types.is_struct(array.type) or array.type.get_field_index(key) < 0:
                 return None
             array = array.flatten()[array.type.get_field_index(key)]
+        if integers and pa.types.is_floating(array.type):
+            raise NotExact
         return array.to_pylist()  # type: ignore[no-any-return]
 
     return column
