@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from shared import telemetry
 from shared.control import runs as run_docs
 from shared.control import transitions
-from shared.control.batch_state import RECORD_TYPES, BatchState, iso
+from shared.control.batch_state import RECORD_TYPES, BatchState, LandedFile, iso
 from shared.control.batches import (
     due_marker,
     failed_marker,
@@ -114,15 +114,21 @@ def _export_group(services: Services, record: DestinationRecord, group: Sequence
         settle_finished(control, finished)
     members = [m for m in group if not m.state.finished and not m.state.waiting_at(now)]
     runs: dict[str, RunState] = {}
+    landed_runs: dict[str, RunState] = {}
+    landed_with_run: list[tuple[_Member, RunState]] = []
     free: list[_Member] = []
     on_its_own: list[str] = []
     for member in members:
         run_id = member.state.run_id
-        if run_id is not None and run_id not in runs:
+        if run_id is not None and run_id not in runs and run_id not in landed_runs:
             found = run_docs.get_run(control, run_id)
-            if found is not None and found[0].state != "landed":
-                runs[run_id] = found[0]
+            if found is not None:
+                (runs if found[0].state != "landed" else landed_runs)[run_id] = found[0]
         if run_id is not None and run_id in runs:
+            continue
+        landed_run = landed_runs.get(run_id or "")
+        if landed_run is not None and member.state.state == "running" and member.state.batch_id in landed_run.batch_ids:
+            landed_with_run.append((member, landed_run))  # its run landed, its worker died before its state said so
             continue
         if member.state.state != "pending":  # running in no run: its own export died before coalesce was set
             on_its_own.append(member.state.batch_id)
@@ -134,6 +140,9 @@ def _export_group(services: Services, record: DestinationRecord, group: Sequence
                 continue
         free.append(member)
     outcomes: dict[str, str] = {}
+    for (member, _), outcome in zip(landed_with_run, _each(lambda pair: _land_with_landed_run(services, *pair),
+                                                         landed_with_run), strict=True):
+        outcomes[member.state.batch_id] = outcome
     for run in sorted(runs.values(), key=lambda r: r.run_id):
         outcomes.update(_redo(services, record, run, lease, hooks, clock))
     if record.coalesce is not None:
@@ -298,24 +307,42 @@ def _export_sealed(services: Services, record: DestinationRecord, run: RunState,
                                        written_blobs=(), updated_at=finished))
 
     def land(member: _Member) -> str:
-        landed = _save(control, member, transitions.land(member.state, finished, files=result.files,
-                                                          output_bytes=result.bytes, manifest=manifest_name,
-                                                          kept=kept))
-        control.delete(due_marker(landed.state.batch_id))
-        telemetry.batch_landed(run.destination_id, run.type, records=landed.state.records,
-                               accepted_at=landed.state.created_at, landed_at=finished)
-
-        def save_held(state: BatchState) -> None:
-            _save(control, landed, state)
-
-        delete_staged_at_landing(settings, landed.state, save_held, control)
-        return "landed"
+        return _land_member(services, member, run, files=result.files, output_bytes=result.bytes,
+                            manifest=manifest_name, kept=kept, finished=finished)
 
     outcomes = dict(zip((m.state.batch_id for m in members), _each(land, members), strict=True))
     log_event(log, "run landed", **context, records=result.records, files=len(result.files), bytes=result.bytes,
               duration_seconds=round((finished - moment).total_seconds(), 3))
     telemetry.files_written(run.destination_id, run.type, files=len(result.files), written_bytes=result.bytes)
     return outcomes
+
+
+def _land_member(services: Services, member: _Member, run: RunState, *, files: Sequence[LandedFile],
+                 output_bytes: int, manifest: str, kept: Sequence[str], finished: datetime) -> str:
+    """A member of a landed run: its state says landed (naming the run's files and manifest), then its due marker
+    goes, then its staged records if they are not kept."""
+    control = services.control
+    landed = _save(control, member, transitions.land(member.state, finished, files=files, output_bytes=output_bytes,
+                                                      manifest=manifest, kept=kept))
+    control.delete(due_marker(landed.state.batch_id))
+    telemetry.batch_landed(run.destination_id, run.type, records=landed.state.records,
+                           accepted_at=landed.state.created_at, landed_at=finished)
+
+    def save_held(state: BatchState) -> None:
+        _save(control, landed, state)
+
+    delete_staged_at_landing(services.settings, landed.state, save_held, control)
+    return "landed"
+
+
+def _land_with_landed_run(services: Services, member: _Member, run: RunState) -> str:
+    """A member still running in a run whose document says landed: the worker died after the run's files and
+    manifest (which lists this member) were written and recorded, before the member's state said so. It
+    landed with its run: its state is brought up to date, nothing is written again."""
+    log_event(log, "batch landed with its run (its worker died before recording it)", batch_id=member.state.batch_id,
+              run_id=run.run_id, destination_id=run.destination_id)
+    return _land_member(services, member, run, files=run.files, output_bytes=sum(f.bytes for f in run.files),
+                        manifest=run.manifest or "", kept=(), finished=run.updated_at)
 
 
 def _write(services: Services, container: Any, record: DestinationRecord, recorder: _RunRecorder,

@@ -181,3 +181,34 @@ def test_a_batch_begun_on_its_own_before_coalesce_was_set_is_finished_on_its_own
     assert finished["state"] == "landed" and finished["run_id"] is None and finished["total_attempts"] == 2
     assert sorted(m.get("batch_id", m.get("run_id", ""))[0] for m in manifests(fresh_container)) == ["b", "r"]
     assert landed_lines(fresh_container) == Counter(line for lines in (alone | together).values() for line in lines)
+
+
+def test_members_a_dead_worker_left_running_in_a_landed_run_land_with_it(
+        api: httpx.Client, services: Services, azurite: Azurite, fresh_container: ContainerClient) -> None:
+    """The worker died after the run's files, its manifest and its landed document were written, before three of
+    its members' states said landed (the 4-worker SIGKILL test found it: they stayed running, due, forever).
+    The next pass lands them with their run: no file is written again, their due markers go."""
+    dest = make_destination(api, azurite, fresh_container, coalesce={"max_delay_seconds": 0, "target_file_mb": 128})
+    posted = post_small_batches(api, dest, 6)
+    assert run_export_pass(services).landed == 6
+    blobs_before = sorted(b.name for b in fresh_container.list_blobs())
+    control = services.control
+    interrupted = list(posted)[:3]
+    for batch_id in interrupted:  # as the dead worker left them: running in the run, still due
+        landed = batches.get_state(control, batch_id)
+        running = landed.changed(state="running", finished_at=None, blobs=(), manifest=None, output_bytes=0)
+        batches.save_state(control, running, previous="landed")
+        batches.set_due(control, batch_id, dest, landed.created_at)
+    summary = run_export_pass(services)
+    assert {b["batch_id"]: b["outcome"] for b in summary.batches} == dict.fromkeys(interrupted, "landed")
+    run_id = batches.get_state(control, interrupted[0]).run_id
+    run = run_docs.get_run(control, run_id or "")
+    assert run is not None and run[0].state == "landed"
+    for batch_id in interrupted:
+        state = batches.get_state(control, batch_id)
+        assert state.state == "landed" and state.run_id == run_id and state.manifest == run[0].manifest
+        assert [f.name for f in state.blobs] == [f.name for f in run[0].files]
+        assert control.get(batches.due_marker(batch_id)) is None and not any(
+            item.name == batches.due_marker(batch_id) for item in control.list(batches.DUE_PREFIX))
+    assert sorted(b.name for b in fresh_container.list_blobs()) == blobs_before  # nothing written again
+    assert run_export_pass(services).batches == []
