@@ -58,10 +58,6 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("CONTROL_STORAGE_ACCOUNT_URL", "AzureWebJobsStorage__blobServiceUri"),
         description="Blob endpoint of control storage when it is reached with the app's managed identity.",
     )
-    webjobs_storage_connection: str | None = Field(
-        default=None, validation_alias=AliasChoices("AzureWebJobsStorage"),
-        description="The Functions host's storage connection: the export queue's account (issue 14).",
-    )
     control_queue_account_url: str | None = Field(
         default=None,
         # The identity-based form the Functions host's queue trigger reads (issue 14).
@@ -281,9 +277,9 @@ class Settings(BaseSettings):
 
     @property
     def queue_connection_string(self) -> str | None:
-        """Where the export queue is: the account the queue trigger listens on (AzureWebJobsStorage), or control
-        storage's when only that is given (the same account in every setup this repository makes)."""
-        return (self.webjobs_storage_connection or "").strip() or self.control_storage_connection
+        """Where the export queue is: control storage's account, which is AzureWebJobsStorage's, the account the
+        queue trigger listens on, unless CONTROL_STORAGE_CONNECTION names another (the README says so)."""
+        return self.control_storage_connection
 
     @property
     def uses_local_secret_store(self) -> bool:

@@ -16,7 +16,6 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from scripts import demo
 from scripts.demo import DemoResult, run_demo
-from scripts.local_server import free_port
 from scripts.local_settings import REPO_ROOT
 from tests.scripts.local_env import (
     NO_INSTALL,
@@ -31,7 +30,7 @@ from tests.scripts.local_env import (
 from tests.scripts.readme_text import demo_excerpt, shape
 from tests.shared.export_helpers import data_files, jsonl_records, manifests, read_blob
 from tests.support import secret_watch
-from tests.support.azurite import Azurite
+from tests.support.azurite import Azurite, free_port_triple
 
 DIRECTORY = re.compile(r"^    (\S.*/)$")
 FILE = re.compile(r"^        (\S+)\s+([\d,]+) records\s+([\d,]+) bytes")
@@ -145,7 +144,7 @@ def test_make_demo_on_a_free_azurite_port_sends_nothing_to_port_10000(tmp_path: 
     """AZURITE_PORT=<free port> make demo: it starts this checkout's Azurite on that port, the demo succeeds
     against it, and no process of the run connects to 10000 (a listener there counts the attempts when the port
     is free; every Python process records its connects either way)."""
-    port = free_port()
+    port = free_port_triple()  # Azurite takes the next two ports too (queues, tables)
     env = local_env(tmp_path, AZURITE_PORT=str(port))
     connects = recording_connects(tmp_path, env)
     try:
