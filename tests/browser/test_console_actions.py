@@ -51,9 +51,10 @@ def test_pause_with_a_reason_then_resume_and_the_batch_accepted_meanwhile_lands(
     acme.get_by_role("button", name="Pause exports").click()
     expect(page.locator("#announce")).to_contain_text("Destination acme is paused")
     acme = card(page, "acme")
-    expect(acme.locator(".card-head .badge.bad")).to_have_text("Paused")
-    expect(acme.locator(".paused-reason")).to_contain_text(
-        "Paused by an operator 0 s ago: the customer is rotating the storage account's keys")
+    # Its own badge (a paused destination may also show "Not up to date", depending on when its status arrives).
+    expect(acme.locator(".card-head .badge.bad", has_text="Paused")).to_have_count(1)
+    expect(acme.locator(".paused-reason")).to_contain_text(re.compile(  # "0 s ago", or more on a busy machine
+        r"Paused by an operator \d+ s ago: the customer is rotating the storage account's keys"))
     shots.take(page, "paused")
 
     batch_id = post_batch(console.intake, "acme", events(5))["batch_id"]
@@ -64,7 +65,7 @@ def test_pause_with_a_reason_then_resume_and_the_batch_accepted_meanwhile_lands(
 
     acme.get_by_role("button", name="Resume destination acme").click()
     expect(page.locator("#announce")).to_contain_text("Destination acme is resumed")
-    expect(card(page, "acme").locator(".card-head .badge.bad")).to_have_count(0)
+    expect(card(page, "acme").locator(".card-head .badge.bad", has_text="Paused")).to_have_count(0)
     console.drain(lambda: console.state(batch_id) == "landed")
     page.get_by_role("button", name="Refresh").click()
     expect(card(page, "acme")).to_contain_text("1 landed in 24 h")
