@@ -61,6 +61,7 @@ EVENT_TIME_KEYS: tuple[str, ...] = (
 )
 PROPERTIES_TIME_KEYS: tuple[str, ...] = ("time", "timestamp")  # Mixpanel: properties.time
 _EVENT_TIME_KEY_SET = frozenset(EVENT_TIME_KEYS)
+_NEVER_EQUAL_KINDS = frozenset({int, str})  # an int never equals a str: they may share one lookup
 
 PROFILE_IDENTITY_KEYS: tuple[str, ...] = (
     "identity",  # CleverTap
@@ -148,6 +149,26 @@ def epoch_microseconds(value: object) -> int:
     if isinstance(value, datetime):
         return _from_datetime(value, value)
     raise EventTimeError(value, f"is {json_kind(value)}, not a date-time")
+
+
+def epoch_microseconds_each(values: Sequence[object]) -> list[int]:
+    """``epoch_microseconds`` of each value (``EventTimeError`` when one is not a usable time), each distinct value
+    converted once: the events of a chunk often share their times (stamped to the second, or a batch stamped at
+    once), and a conversion costs 0.5-2 µs where a lookup costs a tenth of that.
+
+    Values of different types that compare equal (1, 1.0 and True) must not share a conversion: the lookup is used
+    only when the values are of one type, or ints and strings, which never compare equal."""
+    kinds = set(map(type, values))
+    if len(kinds) > 1 and not kinds <= _NEVER_EQUAL_KINDS:
+        return list(map(epoch_microseconds, values))
+    try:
+        distinct = dict.fromkeys(values)
+    except TypeError:  # a list or an object: refused below, value by value
+        return list(map(epoch_microseconds, values))
+    if len(distinct) * 2 > len(values):
+        return list(map(epoch_microseconds, values))
+    found = {value: epoch_microseconds(value) for value in distinct}
+    return list(map(found.__getitem__, values))
 
 
 def find_event_time(record: Mapping[str, Any]) -> tuple[str, object] | None:
