@@ -4,11 +4,16 @@ converted a distinct value at a time, exactly as one at a time."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 
+from shared.formats.exact_json import parse_exact
 from shared.formats.parquet_arrow import RECORD_BY_RECORD, lines_for_records
+from shared.formats.parquet_part import ParquetPart
 from shared.formats.record_fields import EventTimeError, epoch_microseconds, epoch_microseconds_each
+from tests.shared.formats.test_parquet_round_trip import MemorySchema
+from tests.shared.parquet_helpers import table_of
 
 
 @pytest.mark.parametrize(("line", "by_records"), [
@@ -51,3 +56,36 @@ def test_times_converted_once_a_value_equal_those_converted_one_at_a_time(values
 def test_a_value_that_is_no_time_is_refused_as_one_at_a_time(values: list[object]) -> None:
     with pytest.raises(EventTimeError):
         epoch_microseconds_each(values)
+
+
+# Each case: chunks of one part, whose later chunks Arrow reads with the types it found in the earlier ones.
+LATER_CHUNKS_DIFFER = {
+    "an integer field then doubles": [[b'{"event":"a","ts":1795167012,"n":1}'],
+                                      [b'{"event":"a","ts":1795167012,"n":1.5}']],
+    "doubles then integers": [[b'{"event":"a","ts":1795167012,"n":1.5}'], [b'{"event":"a","ts":1795167012,"n":2}']],
+    "a list of integers then of doubles": [[b'{"event":"a","ts":1795167012,"l":[1,2]}'],
+                                           [b'{"event":"a","ts":1795167012,"l":[1.5]}']],
+    "an object then a dotted key": [[b'{"event":"a","ts":1795167012,"a":{"b":"x"}}'],
+                                    [b'{"event":"a","ts":1795167012,"a.b":"y"}']],
+    "a string then a number": [[b'{"event":"a","ts":1795167012,"s":"x"}'], [b'{"event":"a","ts":1795167012,"s":3}']],
+    "a date as text": [[b'{"event":"a","ts":1795167012,"d":"x"}'], [b'{"event":"a","ts":1795167012,"d":"2026-11-20"}']],
+    "a field left out, then back": [[b'{"event":"a","ts":1795167012,"o":{"p":true}}'],
+                                    [b'{"event":"a","ts":1795167012}'],
+                                    [b'{"event":"a","ts":1795167012,"o":{"p":false,"q":1}}']],
+}
+
+
+@pytest.mark.parametrize("chunks", LATER_CHUNKS_DIFFER.values(), ids=LATER_CHUNKS_DIFFER.keys())
+def test_later_chunks_read_with_earlier_types_land_as_record_by_record(chunks: list[list[bytes]]) -> None:
+    fast = _part()
+    for chunk in chunks:
+        fast.feed(chunk * 3)
+    slow = _part()
+    for chunk in chunks:
+        slow.feed(chunk * 3, [parse_exact(line) for line in chunk * 3])  # parsed records: record by record
+    assert table_of(fast.close().data).equals(table_of(slow.close().data))
+
+
+def _part() -> ParquetPart:
+    return ParquetPart("events", "typed", "zstd", exported_at=datetime(2026, 12, 1, tzinfo=UTC),
+                       schema=MemorySchema("events"))
