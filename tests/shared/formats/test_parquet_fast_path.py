@@ -11,7 +11,15 @@ import pytest
 from shared.formats.exact_json import parse_exact
 from shared.formats.parquet_arrow import RECORD_BY_RECORD, lines_for_records
 from shared.formats.parquet_part import ParquetPart
-from shared.formats.record_fields import EventTimeError, epoch_microseconds, epoch_microseconds_each
+from shared.formats.record_fields import (
+    EventTimeError,
+    epoch_microseconds,
+    epoch_microseconds_each,
+    first_in_columns,
+    identity_text,
+    name_text,
+    present,
+)
 from tests.shared.formats.test_parquet_round_trip import MemorySchema
 from tests.shared.parquet_helpers import table_of
 
@@ -89,3 +97,18 @@ def test_later_chunks_read_with_earlier_types_land_as_record_by_record(chunks: l
 def _part() -> ParquetPart:
     return ParquetPart("events", "typed", "zstd", exported_at=datetime(2026, 12, 1, tzinfo=UTC),
                        schema=MemorySchema("events"))
+
+
+@pytest.mark.parametrize(("columns", "names", "identities"), [
+    ([["a", None, "b"], ["x", "y", "z"]], ["a", "y", "b"], ["a", "y", "b"]),
+    ([["a", "", " \t"], ["x", "y", "z"]], ["a", "y", "z"], ["a", "y", "z"]),  # blank names are no names
+    ([[7, None, True], ["x", "y", "z"]], ["x", "y", "z"], ["7", "y", "z"]),  # an integer is an identity, not a name
+    ([None, [None, None, "c"], [None, " ", None]], [None, None, "c"], [None, None, "c"]),
+])
+def test_the_first_value_a_chain_takes_whatever_its_columns_hold(columns: list[list[object] | None],
+                                                                  names: list[str | None],
+                                                                  identities: list[str | None]) -> None:
+    assert first_in_columns(3, columns, name_text) == names
+    assert first_in_columns(3, columns, identity_text) == identities
+    assert first_in_columns(3, columns, present) == [next((column[index] for column in columns if column is not None
+                                                            and column[index] is not None), None) for index in range(3)]
