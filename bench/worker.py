@@ -28,10 +28,7 @@ from typing import Any
 
 import orjson
 import psutil
-import requests
-from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobBlock, BlobClient, ContainerClient, ContentSettings
-from urllib3.util.retry import Retry
 
 MB = 1024 * 1024
 
@@ -129,17 +126,6 @@ def floor_copy(chunks: Iterator[bytes], blob: BlobClient, pool: ThreadPoolExecut
     return size
 
 
-def pooled_transport(connections: int) -> RequestsTransport:
-    """The SDK's transport with room for `connections` kept-alive connections (requests keeps 10 by default: a
-    thread beyond the tenth would open and drop a connection per request)."""
-    session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=connections,
-                                            max_retries=Retry(total=False, redirect=False, raise_on_status=False))
-    for scheme in ("http://", "https://"):
-        session.mount(scheme, adapter)
-    return RequestsTransport(session=session, session_owner=False)
-
-
 class StagedSource:
     """Staged bytes read for the files floor: a blob that backs one file is read as that file's range; a blob
     that backs several (staging one blob per batch) is read once, kept while its files use it, then dropped."""
@@ -166,6 +152,8 @@ class StagedSource:
 def run_files_floor(job: dict[str, Any]) -> dict[str, Any]:
     """Every file of `job["files"]` (name, staged blob, offset, length): read, gzip whole, one Put Blob each,
     `concurrency` files at once. Nothing else: no state, no manifest, no checksum."""
+    from shared.control.store import pooled_transport  # the product's transport: the floor's HTTP costs the same
+
     connections = job["concurrency"]
     source = StagedSource(ContainerClient.from_connection_string(
         job["control_connection"], job["control_container"], transport=pooled_transport(connections)), job["files"])

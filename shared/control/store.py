@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -56,6 +57,11 @@ POOL_CONNECTIONS = 64
 # Small control writes that do not depend on each other (a batch's index markers) go out this many at once,
 # from one pool shared by every request of the process.
 SMALL_WRITES_AT_ONCE = 16
+# What requests reads from the environment for every request when a session trusts it: proxies and CA bundles.
+# With none of them set, trusting the environment only costs a search for ~/.netrc (several stat calls) on every
+# request: 10-13% of the export's and intake's CPU, measured with py-spy over 500 small batches.
+ENVIRONMENT_HTTP_SETTINGS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE",
+                             "CURL_CA_BUNDLE")
 _small_writes = ThreadPoolExecutor(max_workers=SMALL_WRITES_AT_ONCE, thread_name_prefix="control-write")
 
 
@@ -99,10 +105,17 @@ def build_control_container(settings: Settings) -> ContainerClient:
     return service.get_container_client(settings.control_container)
 
 
+def environment_configures_http() -> bool:
+    """Whether a proxy or a CA bundle is set in the environment, so HTTP clients must read it (azure-core's
+    `use_env_settings`); otherwise they skip reading it (and looking for ~/.netrc) on every request."""
+    return any(os.environ.get(name) or os.environ.get(name.lower()) for name in ENVIRONMENT_HTTP_SETTINGS)
+
+
 def pooled_transport(connections: int) -> RequestsTransport:
     """The SDK's own transport over a session that keeps `connections` connections per host open (the SDK's
     adapter and its settings: no retries of its own, the pipeline's retry policy does that)."""
     session = Session()
+    session.trust_env = environment_configures_http()
     adapter = BiggerBlockSizeHTTPAdapter(pool_connections=connections, pool_maxsize=connections,
                                          max_retries=Retry(total=False, redirect=False, raise_on_status=False))
     for scheme in ("http://", "https://"):

@@ -33,7 +33,8 @@ from shared.control.batches import due_marker, failed_marker, now_utc, save_stat
 from shared.control.export_queue import ExportQueue, ExportUnit, MalformedMessage, Received, decode_unit
 from shared.control.store import LeaseHeld, PreconditionFailed
 from shared.destinations.record import DestinationRecord
-from shared.errors import DestinationProblem, NotFound
+from shared.errors import DestinationProblem
+from shared.export.pass_records import PassRecords
 from shared.export.runner import due_batches, pause_failing, run_export_pass
 from shared.logging_setup import log_event
 
@@ -71,7 +72,8 @@ def handle_message(services: Services, body: bytes | str, *,
     except MalformedMessage as exc:
         log_event(log, "export message dropped", logging.WARNING, reason=repr(str(exc)))
         return Handled("dropped")
-    record = _record(services, unit.destination_id)
+    records = PassRecords(services)
+    record = records.find(unit.destination_id)  # None: deleted; the batch on its own finds that out and says so
     if record is not None and record.paused is not None:  # issue 17: not sent on; the resume sends it again
         log_event(log, "export message left to the destination's resume", batch_id=unit.batch_id,
                   destination_id=unit.destination_id)
@@ -79,16 +81,9 @@ def handle_message(services: Services, body: bytes | str, *,
     due = [(unit.batch_id, unit.destination_id)]
     if record is not None and record.coalesce is not None:  # the destination's due batches, as runs
         due = due_batches(services, clock(), destination_id=unit.destination_id) or due
-    summary = run_export_pass(services, due=due, clock=clock)
+    summary = run_export_pass(services, due=due, clock=clock, records=records)
     outcome = next((b["outcome"] for b in summary.batches if b["batch_id"] == unit.batch_id), "skipped")
     return _follow_up(services, unit, record, outcome, clock())
-
-
-def _record(services: Services, destination_id: str) -> DestinationRecord | None:
-    try:
-        return services.destinations.get_record(destination_id)
-    except NotFound:
-        return None  # deleted: the batch on its own finds that out and says so
 
 
 def _follow_up(services: Services, unit: ExportUnit, record: DestinationRecord | None, outcome: str,

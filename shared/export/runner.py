@@ -42,6 +42,7 @@ from shared.export.batch_writer import (
     write_run,
 )
 from shared.export.block_upload import new_attempt_tag
+from shared.export.pass_records import PassRecords
 from shared.export.runs import ON_ITS_OWN, export_destination_runs
 from shared.export.staged_reads import staged_reader
 from shared.logging_setup import log_event
@@ -111,9 +112,11 @@ def run_export_pass(
     hooks: Hooks | None = None,
     clock: Callable[[], datetime] = now_utc,
     due: list[tuple[str, str]] | None = None,
+    records: PassRecords | None = None,
 ) -> PassSummary:
     """Export every due batch until the time budget is nearly spent; return what happened. `due`: the
-    (batch id, destination id) to export instead of every due batch (a queue message's unit).
+    (batch id, destination id) to export instead of every due batch (a queue message's unit); `records`: the
+    destination records its caller read already (a queue message's).
 
     Up to EXPORT_CONCURRENCY tasks run at once: a batch exported on its own under its lease, or a destination
     whose batches are coalesced into runs (`shared.export.runs`, one task per destination), so that one
@@ -124,7 +127,8 @@ def run_export_pass(
     summary = PassSummary()
     due = due_batches(services, clock()) if due is None else due
     log_event(log, "export pass started", due=len(due))
-    tasks = _tasks(services, due, hooks or Hooks(), clock)
+    records = records or PassRecords(services)
+    tasks = _tasks(services, due, hooks or Hooks(), clock, records)
     outcomes: dict[str, str] = {}
     workers = max(1, min(services.settings.export_concurrency, len(tasks)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export") as pool:
@@ -143,10 +147,10 @@ def run_export_pass(
         in_runs = sorted({t.destination_id for t in tasks if any(outcomes.get(b) == IN_RUN for b in t.batch_ids)})
         for destination_id in in_runs:  # batches of an open run whose destination stopped coalescing
             ids = [b for b, d in due if d == destination_id]
-            outcomes.update(_runs_task(services, destination_id, ids, hooks or Hooks(), clock).run())
+            outcomes.update(_runs_task(services, destination_id, ids, hooks or Hooks(), clock, records).run())
         for batch_id in [b for b, outcome in outcomes.items() if outcome == ON_ITS_OWN]:
             # begun on its own before its destination coalesced: finished the same way
-            outcomes[batch_id] = _export_or_skip(services, batch_id, hooks or Hooks(), clock)
+            outcomes[batch_id] = _export_or_skip(services, batch_id, hooks or Hooks(), clock, records)
     for batch_id, _ in due:
         if batch_id in outcomes:
             outcome = outcomes[batch_id] if outcomes[batch_id] != IN_RUN else "skipped"
@@ -182,25 +186,26 @@ class Task:
 
 
 def _tasks(services: Services, due: list[tuple[str, str]], hooks: Hooks,
-           clock: Callable[[], datetime]) -> list[Task]:
+           clock: Callable[[], datetime], records: PassRecords) -> list[Task]:
     """Batches of destinations that coalesce become one task per destination; the others one task each. A paused
     destination's batches are skipped: they wait for its resume, which sends their messages again (issue 17)."""
     coalescing: dict[str, list[str]] = {}
     tasks: list[Task] = []
-    records = {destination_id: _record_of(services, destination_id) for destination_id in {d for _, d in due}}
-    paused = {d for d, record in records.items() if record is not None and record.paused is not None}
+    found = {destination_id: _record_of(records, destination_id) for destination_id in {d for _, d in due}}
+    paused = {d for d, record in found.items() if record is not None and record.paused is not None}
     for destination_id in sorted(paused):
         ids = tuple(b for b, d in due if d == destination_id)
         tasks.append(Task(destination_id, ids, _skipped(ids)))
     for batch_id, destination_id in due:
-        record = records[destination_id]
+        record = found[destination_id]
         if destination_id in paused:
             continue
         if record is not None and record.coalesce is not None:
             coalescing.setdefault(destination_id, []).append(batch_id)
         else:
-            tasks.append(Task(destination_id, (batch_id,), _single(services, batch_id, hooks, clock)))
-    tasks.extend(_runs_task(services, destination_id, ids, hooks, clock) for destination_id, ids in coalescing.items())
+            tasks.append(Task(destination_id, (batch_id,), _single(services, batch_id, hooks, clock, records)))
+    tasks.extend(_runs_task(services, destination_id, ids, hooks, clock, records)
+                 for destination_id, ids in coalescing.items())
     return tasks
 
 
@@ -208,25 +213,25 @@ def _skipped(batch_ids: tuple[str, ...]) -> Callable[[], dict[str, str]]:
     return lambda: dict.fromkeys(batch_ids, "skipped")
 
 
-def _record_of(services: Services, destination_id: str) -> DestinationRecord | None:
-    """The destination's record (does it coalesce, is it paused): read once a pass per destination, not once per
-    batch."""
+def _record_of(records: PassRecords, destination_id: str) -> DestinationRecord | None:
+    """The destination's record (does it coalesce, is it paused), or None: read once a pass per destination, not
+    once per batch."""
     try:
-        return services.destinations.get_record(destination_id) if destination_id else None
+        return records.find(destination_id) if destination_id else None
     except Exception:  # missing or unreadable: each batch on its own says why
         return None
 
 
-def _single(services: Services, batch_id: str, hooks: Hooks,
-            clock: Callable[[], datetime]) -> Callable[[], dict[str, str]]:
-    return lambda: {batch_id: _export_or_skip(services, batch_id, hooks, clock)}
+def _single(services: Services, batch_id: str, hooks: Hooks, clock: Callable[[], datetime],
+            records: PassRecords) -> Callable[[], dict[str, str]]:
+    return lambda: {batch_id: _export_or_skip(services, batch_id, hooks, clock, records)}
 
 
 def _runs_task(services: Services, destination_id: str, batch_ids: list[str], hooks: Hooks,
-               clock: Callable[[], datetime]) -> Task:
+               clock: Callable[[], datetime], records: PassRecords) -> Task:
     def run() -> dict[str, str]:
         try:
-            record = services.destinations.get_record(destination_id)
+            record = records.get(destination_id)
             return export_destination_runs(services, record, batch_ids, hooks, clock)
         except Exception as exc:  # one destination's trouble must not stop the pass
             log_event(log, "run export interrupted; its batches stay due", logging.WARNING,
@@ -244,16 +249,18 @@ def _collect(running: dict[Future[dict[str, str]], Task], outcomes: dict[str, st
         outcomes.update(future.result())  # re-raises what ended a worker (only a BaseException can)
 
 
-def _export_or_skip(services: Services, batch_id: str, hooks: Hooks, clock: Callable[[], datetime]) -> str:
+def _export_or_skip(services: Services, batch_id: str, hooks: Hooks, clock: Callable[[], datetime],
+                    records: PassRecords) -> str:
     try:
-        return export_one(services, batch_id, hooks=hooks, clock=clock)
+        return export_one(services, batch_id, hooks=hooks, clock=clock, records=records)
     except Exception as exc:  # one batch's trouble (e.g. control storage) must not stop the pass
         log_event(log, "batch export interrupted; it stays due", logging.WARNING, batch_id=batch_id,
                   error=type(exc).__name__, exc_info=None if isinstance(exc, AppError) else exc)
         return "skipped"
 
 
-def export_one(services: Services, batch_id: str, *, hooks: Hooks, clock: Callable[[], datetime]) -> str:
+def export_one(services: Services, batch_id: str, *, hooks: Hooks, clock: Callable[[], datetime],
+               records: PassRecords | None = None) -> str:
     """Claim one batch and export it. Returns 'landed', 'failed', 'retried' or 'skipped'."""
     control = services.control
     lease = BatchLease(control.container, state_blob(batch_id), services.settings.lease_seconds)
@@ -276,7 +283,8 @@ def export_one(services: Services, batch_id: str, *, hooks: Hooks, clock: Callab
             return "skipped"
         with telemetry.exporting("batch", state.destination_id, state.type, batch_id=batch_id,
                                  records=state.records, attempt=state.attempts + 1) as span:
-            return telemetry.said(span, _attempt(services, _Held(control, lease, state), hooks, clock))
+            held = _Held(control, lease, state)
+            return telemetry.said(span, _attempt(services, held, hooks, clock, records or PassRecords(services)))
 
 
 def _collect_orphan(services: Services, batch_id: str, moment: datetime) -> None:
@@ -290,7 +298,8 @@ def _collect_orphan(services: Services, batch_id: str, moment: datetime) -> None
         log_event(log, "orphaned intake collected", batch_id=batch_id)
 
 
-def _attempt(services: Services, held: _Held, hooks: Hooks, clock: Callable[[], datetime]) -> str:
+def _attempt(services: Services, held: _Held, hooks: Hooks, clock: Callable[[], datetime],
+             records: PassRecords) -> str:
     started = clock()
     interrupted = held.state.state == "running"
     if transitions.crashed_too_often(held.state, services.settings.max_attempts):
@@ -301,7 +310,7 @@ def _attempt(services: Services, held: _Held, hooks: Hooks, clock: Callable[[], 
                                "attempt": held.state.attempts, "resumed_after_interruption": interrupted}
     log_event(log, "batch export started", **context)
     try:
-        record = services.destinations.get_record(destination_id)
+        record = records.get(destination_id)
     except NotFound:
         return _fail(services, held, DestinationProblem(
             f"destination '{destination_id}' no longer exists; recreate it and retry the batch",
