@@ -25,15 +25,7 @@ import pyarrow.parquet as pq
 
 from shared.formats.exact_json import RecordError, json_text, parse_chunk
 from shared.formats.gc_pause import cyclic_gc_paused
-from shared.formats.parquet_arrow import (
-    ArrowRead,
-    NotExact,
-    arrow_kind,
-    core_values,
-    declared_types,
-    read_chunk,
-    typed_arrow,
-)
+from shared.formats.parquet_arrow import ArrowRead, NotExact, arrow_kind, core_values, read_chunk, typed_arrow
 from shared.formats.parquet_columns import Rest, chunk_columns, move_to_rest
 from shared.formats.parquet_schema import (
     CORE_COLUMNS,
@@ -101,7 +93,6 @@ class ParquetPart:
         self._chunks: list[Chunk] = []
         self._fields: dict[str, dict[str, str]] = {}  # column -> its field metadata (the key, type, companion of)
         self._types: dict[str, pa.DataType] = dict(_CORE_TYPES)
-        self._declared: pa.Schema | None = None  # the types Arrow found in the part's last chunk it read
         self._records = 0
         self._raw_bytes = 0
         self._closed = False
@@ -155,9 +146,8 @@ class ParquetPart:
         """The chunk's columns, in one or more pieces of consecutive rows: read by Arrow where it reads exactly
         (``parquet_arrow``), else record by record."""
         if records is None:
-            read = read_chunk(lines, self._declared)
+            read = read_chunk(lines)
             if read is not None:
-                self._declared = declared_types(read.table.schema)
                 try:
                     return self._encode_read(lines, read)
                 except (NotExact, pa.ArrowException):

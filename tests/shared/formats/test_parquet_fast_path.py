@@ -66,7 +66,7 @@ def test_a_value_that_is_no_time_is_refused_as_one_at_a_time(values: list[object
         epoch_microseconds_each(values)
 
 
-# Each case: chunks of one part, whose later chunks Arrow reads with the types it found in the earlier ones.
+# Each case: chunks of one part whose fields change kind from one chunk to the next.
 LATER_CHUNKS_DIFFER = {
     "an integer field then doubles": [[b'{"event":"a","ts":1795167012,"n":1}'],
                                       [b'{"event":"a","ts":1795167012,"n":1.5}']],
@@ -84,7 +84,7 @@ LATER_CHUNKS_DIFFER = {
 
 
 @pytest.mark.parametrize("chunks", LATER_CHUNKS_DIFFER.values(), ids=LATER_CHUNKS_DIFFER.keys())
-def test_later_chunks_read_with_earlier_types_land_as_record_by_record(chunks: list[list[bytes]]) -> None:
+def test_chunks_whose_fields_change_kind_land_as_record_by_record(chunks: list[list[bytes]]) -> None:
     fast = _part()
     for chunk in chunks:
         fast.feed(chunk * 3)
