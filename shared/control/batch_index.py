@@ -5,6 +5,11 @@ every state.
                                               type, created): the unfiltered listing reads these
   index/batches/destination/{dest}/{newest}   one per batch: `?destination_id=` lists only these
   index/batches/state/{state}/{newest}        one per batch, under its current state: `?state=`
+
+A batch that starts running keeps its `all` and `destination` markers as they were (pending, or failed for a
+retry): only its state marker moves, and a listing of those markers reads the running ones' ids from
+`state/running/` (one call; as many as run at once) to show them as running. Two writes fewer per attempt,
+which for a small batch were two of about twenty storage requests.
   index/retention/{queue}/{t}-{batch_id}      a finished batch waiting for retention, ordered by the moment `t`
                                               its clock started (`shared.control.retention` says what each does):
       staged   landed, staged records kept     (STAGED_RETENTION_HOURS after landing)
@@ -117,8 +122,9 @@ def record(control: ControlStore, state: BatchState, *, previous: StateName | No
     if previous == state.state:
         return
     metadata = state.metadata()
-    writes: list[tuple[str, dict[str, str] | None]] = [
-        (marker, metadata) for marker in markers(state.batch_id, state.destination_id, state.state, state.created_at)]
+    every = markers(state.batch_id, state.destination_id, state.state, state.created_at)
+    moved = every[2:] if state.state == "running" else every  # running: the state marker only (module doc)
+    writes: list[tuple[str, dict[str, str] | None]] = [(marker, metadata) for marker in moved]
     queued = retention_queue(state)
     if queued is not None:
         writes.append((retention_marker(queued[0], queued[1], state.batch_id), None))
@@ -127,6 +133,16 @@ def record(control: ControlStore, state: BatchState, *, previous: StateName | No
         key = newest_first_key(state.created_at, state.batch_id)
         left = (previous,) if previous is not None else _CAME_FROM[state.state]
         control.delete_all(f"{BY_STATE}{name}/{key}" for name in left)
+
+
+def running_ids(control: ControlStore) -> set[str]:
+    """The ids of the batches whose state marker is under running (their other markers say what they were)."""
+    return {batch_id_of(item.name) for item in control.list(f"{BY_STATE}running/")}
+
+
+def listed_state(marked: str | None, batch_id: str, running: set[str]) -> str | None:
+    """A batch's state as a listing shows it: its marker's, unless its state marker says it is running now."""
+    return "running" if batch_id in running and marked not in {"landed", "failed"} else marked
 
 
 def forget(control: ControlStore, state: BatchState) -> None:

@@ -310,13 +310,22 @@ def list_batches(
         prefix = batch_index.listing_prefix(state=state, destination_id=destination_id) if indexed else STATES_PREFIX
         token = None
     found: list[dict[str, Any]] = []
+    # The all and destination markers of a running batch still say pending (batch_index): read which run once.
+    overlaid = not prefix.startswith((STATES_PREFIX, batch_index.BY_STATE))
+    running: set[str] | None = None
     while len(found) < limit:
         items, token = control.list_page(prefix, page_size=limit - len(found), continuation=token)
         for item in items:
             meta = item.metadata
-            if (state and meta.get("state") != state) or (destination_id and meta.get("destination") != destination_id):
+            if destination_id and meta.get("destination") != destination_id:
                 continue
-            found.append(_listed(item.name, meta, prefix == STATES_PREFIX))
+            listed = _listed(item.name, meta, prefix == STATES_PREFIX)
+            if overlaid and listed["state"] == "pending":
+                running = batch_index.running_ids(control) if running is None else running
+                listed["state"] = batch_index.listed_state(listed["state"], listed["batch_id"], running)
+            if state and listed["state"] != state:
+                continue
+            found.append(listed)
         if not token:
             break
     return {"batches": found, "next": cursors.seal(control, cursors.Place(prefix, token) if token else None, listing)}

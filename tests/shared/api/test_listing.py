@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from azure.storage.blob import ContainerClient
 
-from shared.control import batch_index, batches
+from shared.control import batch_index, batches, transitions
 from shared.services import Services
 from tests.support.azurite import Azurite
 from tests.support.sas import container_sas, sas_destination
@@ -123,3 +123,26 @@ def test_destinations_are_paged_in_id_order(
     for limit in (0, 1001, -1):
         answer = api.get("/api/destinations", params={"limit": limit})
         assert answer.status_code == 422 and answer.json()["error"]["details"][0]["field"] == "limit"
+
+
+def test_a_running_batch_is_listed_as_running_though_only_its_state_marker_moved(
+    api: httpx.Client, azurite: Azurite, fresh_container: ContainerClient, services: Services
+) -> None:
+    destination(api, azurite, fresh_container, "acme")
+    first, started, last = post_batches(api, "acme", 3)
+    state = batches.get_state(services.control, started)
+    batches.save_state(services.control, transitions.start_attempt(state, batches.now_utc()), previous="pending")
+    key = batch_index.newest_first_key(state.created_at, started)
+    all_marker = services.control.container.get_blob_client(f"{batch_index.ALL}{key}").get_blob_properties()
+    assert all_marker.metadata["state"] == "pending"  # not written again when the batch started: two writes saved
+
+    def shown(**query: Any) -> dict[str, str]:
+        answer = api.get("/api/batches", params=query)
+        assert answer.status_code == 200, answer.text
+        return {item["batch_id"]: item["state"] for item in answer.json()["batches"]}
+
+    expected = {last: "pending", started: "running", first: "pending"}
+    assert shown() == expected and shown(destination_id="acme") == expected
+    assert shown(state="running") == shown(destination_id="acme", state="running") == {started: "running"}
+    assert shown(destination_id="acme", state="pending") == {last: "pending", first: "pending"}
+    assert shown(state="pending") == {last: "pending", first: "pending"}
