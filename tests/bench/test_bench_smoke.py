@@ -43,6 +43,8 @@ def test_the_benchmark_measures_every_variant_and_the_data_lands(azurite: Azurit
                                                                                "parquet+zstd", "jsonl+zstd"}
     fresh = results["freshness"]  # issue 14: through the export queue, every batch landed, latencies measured
     assert fresh["load"]["posts"] == 8 and 0 < fresh["load"]["p50_s"] <= fresh["load"]["p99_s"]
+    coalesced = fresh["load_coalesced"]  # the same load to destinations that coalesce at once
+    assert coalesced["coalesce"] and coalesced["posts"] == 8 and 0 < coalesced["p50_s"] <= coalesced["p99_s"]
     assert [row["workers"] for row in fresh["scale"]] == [1, 2, 4]
     assert all(row["batches"] == 8 and row["events_per_s"] > 0 for row in fresh["scale"])
     assert any(check["target"].startswith("freshness") for check in results["targets"])
