@@ -47,7 +47,7 @@ from shared.formats.record_fields import (
 
 # A line is read record by record when its text holds a JSON number Arrow could read otherwise than the rules
 # keep it, or an empty object; `lines_for_records` finds them with C-level scans only (bytes.translate, regular
-# expressions that start with a literal), at about 0.5 µs a line. Text inside a string can look like such a
+# expressions that start with a literal), at about 1 µs a line. Text inside a string can look like such a
 # number: that line only takes the record-by-record path. RECORD_BY_RECORD says the same as one expression (the
 # tests check that every line it matches is found); Python's engine scans it at a tenth of the speed.
 RECORD_BY_RECORD = (rb"[:,\[][ \t\r\n]*-?(?:[0-9.]{16,}|[0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+|[0-9]+\.[0-9]+0"
