@@ -4,12 +4,17 @@ every state.
   index/batches/all/{newest}                  one per batch, metadata as the state blob's (state, destination,
                                               type, created): the unfiltered listing reads these
   index/batches/destination/{dest}/{newest}   one per batch: `?destination_id=` lists only these
-  index/batches/state/{state}/{newest}        one per batch, under its current state: `?state=`
+  index/batches/state/{state}/{newest}        one per batch, under its current state: `?state=`; a running
+                                              batch stays under pending, its metadata saying running
 
-A batch that starts running keeps its `all` and `destination` markers as they were (pending, or failed for a
-retry): only its state marker moves, and a listing of those markers reads the running ones' ids from
-`state/running/` (one call; as many as run at once) to show them as running. Two writes fewer per attempt,
-which for a small batch were two of about twenty storage requests.
+A batch that starts running keeps its `all` and `destination` markers as they were (pending): its state marker
+stays under `state/pending/` and is written again with metadata that says running. So `state/pending/` holds
+every open batch, each with its exact state; `?state=pending` and `?state=running` read it and filter, and a
+listing of the other markers reads it once (as many as are open) to show the running ones as running. An
+attempt costs one small write to the index and no delete, where it cost two writes and a delete (three of
+about twenty storage requests for a small batch; on Azurite a delete costs the CPU of five writes and grows
+with the number of blobs in the account). Markers under `state/running/` are written no more, and those written
+before are read by nothing (`forget` removes them with their batch).
   index/retention/{queue}/{t}-{batch_id}      a finished batch waiting for retention, ordered by the moment `t`
                                               its clock started (`shared.control.retention` says what each does):
       staged   landed, staged records kept     (STAGED_RETENTION_HOURS after landing)
@@ -55,7 +60,8 @@ _LAST_MICROSECOND = 10**_KEY_DIGITS - 1  # year 5138: the key of every creation 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # The states a save can come from, by the state it goes to (shared.control.transitions): the markers to remove
-# when the caller does not say which state the batch left.
+# when the caller does not say which state the batch left. Those of `running` are under pending (module doc),
+# or under running when written before that.
 log = logging.getLogger(__name__)
 
 _CAME_FROM: dict[str, tuple[StateName, ...]] = {
@@ -76,10 +82,15 @@ def batch_id_of(marker: str) -> str:
     return marker.rsplit("-", 1)[1]
 
 
+def marked_under(state: str) -> str:
+    """The folder of `state/` a batch in `state` has its state marker in: an open batch's is under pending."""
+    return "pending" if state == "running" else state
+
+
 def markers(batch_id: str, destination_id: str, state: str, created: datetime) -> tuple[str, str, str]:
     """A batch's listing markers while in `state`: all, its destination's, its state's."""
     key = newest_first_key(created, batch_id)
-    return f"{ALL}{key}", f"{BY_DESTINATION}{destination_id}/{key}", f"{BY_STATE}{state}/{key}"
+    return f"{ALL}{key}", f"{BY_DESTINATION}{destination_id}/{key}", f"{BY_STATE}{marked_under(state)}/{key}"
 
 
 def listing_prefix(*, state: str | None, destination_id: str | None) -> str:
@@ -87,7 +98,7 @@ def listing_prefix(*, state: str | None, destination_id: str | None) -> str:
     if destination_id:
         return f"{BY_DESTINATION}{destination_id}/"
     if state:
-        return f"{BY_STATE}{state}/"
+        return f"{BY_STATE}{marked_under(state)}/"
     return ALL
 
 
@@ -131,13 +142,16 @@ def record(control: ControlStore, state: BatchState, *, previous: StateName | No
     control.put_markers(writes)  # at once: one round trip's wait, not four
     if not first:  # once the new markers stand: a failure between leaves the batch listed twice, never missing
         key = newest_first_key(state.created_at, state.batch_id)
-        left = (previous,) if previous is not None else _CAME_FROM[state.state]
-        control.delete_all(f"{BY_STATE}{name}/{key}" for name in left)
+        came_from = (previous,) if previous is not None else _CAME_FROM[state.state]
+        left = {marked_under(name) for name in came_from} - {marked_under(state.state)}
+        control.delete_all(f"{BY_STATE}{name}/{key}" for name in sorted(left))
 
 
 def running_ids(control: ControlStore) -> set[str]:
-    """The ids of the batches whose state marker is under running (their other markers say what they were)."""
-    return {batch_id_of(item.name) for item in control.list(f"{BY_STATE}running/")}
+    """The ids of the running batches (their all and destination markers still say pending): one listing of the
+    open batches' state markers."""
+    return {batch_id_of(item.name) for item in control.list(f"{BY_STATE}pending/", with_metadata=True)
+            if item.metadata.get("state") == "running"}
 
 
 def listed_state(marked: str | None, batch_id: str, running: set[str]) -> str | None:

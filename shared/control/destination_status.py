@@ -13,9 +13,9 @@ What one answer reads (storage calls in brackets; none grows with the destinatio
    them; this destination's are its pending and running batches. A due marker is deleted only after the state
    that ends the batch is saved, and a pass deletes one left behind by a crash, so a batch that has landed is
    counted at most until the next pass, and one not landed is never missed.
-2. Only when it has such batches: `index/batches/state/running/` and `.../pending/` [1 each a 5,000]: which of
-   them are running, and when each was accepted (the markers' `created`). A batch with no such marker yet (its
-   index write lags) is taken as accepted when its due marker was written.
+2. Only when it has such batches: `index/batches/state/pending/` [1 a 5,000]: the open batches' state markers,
+   which say which of them are running, and when each was accepted (the markers' `state` and `created`). A batch
+   with no such marker yet (its index write lags) is taken as accepted when its due marker was written.
 3. `index/failed/{id}/` [1]: its failed batches waiting for a retry.
 4. `activity/{id}.json` [1]: its last landing, last error and landings per hour, and its consecutive failed export
    runs (`shared.control.destination_activity`, recorded as states are saved).
@@ -142,8 +142,7 @@ def _open_batches(control: ControlStore, subject: Subject) -> list[_Open]:
            if item.metadata.get("destination") == subject.destination_id}
     if not due:
         return []
-    running = _accepted_times(control, "running", subject.destination_id)
-    pending = _accepted_times(control, "pending", subject.destination_id)
+    running, pending = _accepted_times(control, subject.destination_id)
     found = []
     for batch_id, marker in due.items():
         accepted = running.get(batch_id) or pending.get(batch_id) or marker.modified
@@ -154,17 +153,19 @@ def _open_batches(control: ControlStore, subject: Subject) -> list[_Open]:
     return found
 
 
-def _accepted_times(control: ControlStore, state: str, destination_id: str) -> dict[str, datetime]:
-    """The batches of a destination whose listing marker is under `state`, with when each was accepted."""
-    found = {}
-    for item in control.list(f"{batch_index.BY_STATE}{state}/", with_metadata=True):
+def _accepted_times(control: ControlStore, destination_id: str) -> tuple[dict[str, datetime], dict[str, datetime]]:
+    """A destination's (running, pending) batches by their state markers, with when each was accepted."""
+    running: dict[str, datetime] = {}
+    pending: dict[str, datetime] = {}
+    for item in control.list(batch_index.listing_prefix(state="pending", destination_id=None), with_metadata=True):
         if item.metadata.get("destination") != destination_id:
             continue
+        found = running if item.metadata.get("state") == "running" else pending
         try:
             found[batch_index.batch_id_of(item.name)] = datetime.fromisoformat(item.metadata.get("created", ""))
         except ValueError:
             continue  # no creation time: the due marker's time stands in
-    return found
+    return running, pending
 
 
 def _failed_batches(control: ControlStore, subject: Subject, activity: DestinationActivity,
