@@ -125,7 +125,7 @@ def test_destinations_are_paged_in_id_order(
         assert answer.status_code == 422 and answer.json()["error"]["details"][0]["field"] == "limit"
 
 
-def test_a_running_batch_is_listed_as_running_though_only_its_state_marker_moved(
+def test_a_running_batch_is_listed_as_running_though_its_all_and_destination_markers_say_pending(
     api: httpx.Client, azurite: Azurite, fresh_container: ContainerClient, services: Services
 ) -> None:
     destination(api, azurite, fresh_container, "acme")
