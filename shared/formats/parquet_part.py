@@ -9,16 +9,18 @@ A part is held in memory as Arrow arrays while it is fed (about half its JSON si
 number is 8 bytes) and written at ``close``: a Parquet file's columns are only known once its last record is in.
 ``PART_MAX_BYTES`` of staged records bounds it, as it bounds any part. Row groups hold ``ROW_GROUP_ROWS`` rows.
 
-Memory: no ``pyarrow.compute`` function is called here or in ``parquet_arrow`` (``Array.take`` and ``Array.cast``
-are such functions): the first call sets up Arrow's function registry, about 45 MB of a worker's memory for good,
-as much as pyarrow itself costs.
+Memory: ``parquet_arrow`` finds the core columns with ``pyarrow.compute`` functions, whose first call sets up
+Arrow's function registry: 17 MB of a worker's memory for good, without numpy (a process's RSS is 49 MB once
+``pyarrow.parquet`` and ``pyarrow.json`` are imported, 66 MB after the first calls), where Python lists of the core
+values cost more while a part is fed (the encoder alone on 200,000 bench events peaks at 195 MB, 216 MB without
+``pyarrow.compute``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -59,6 +61,7 @@ from shared.formats.serialization import EncodedChunk, take_until
 # smaller file is one row group.
 ROW_GROUP_ROWS = 131_072
 Chunk = tuple[int, dict[str, pa.Array]]  # rows, and their arrays by column
+Values: TypeAlias = "Sequence[Any] | pa.Array"  # a column's values, as Python's or as an Arrow array
 ZSTD_LEVEL = 3  # zstd's own default: 1 is about as fast here and makes larger files
 CODECS = {"zstd": "zstd", "snappy": "snappy", "gzip": "gzip", "none": "none"}
 TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -193,13 +196,15 @@ class ParquetPart:
         return self._core_of(len(records), names, times, list(map(find_profile_identity, records)),
                              list(map(find_insert_id, records)))
 
-    def _core_of(self, count: int, names: Sequence[str | None] | None, times: Sequence[int] | None,
-                 identities: Sequence[str | None], insert_ids: Sequence[str | None] | None) -> dict[str, pa.Array]:
+    def _core_of(self, count: int, names: Values | None, times: Values | None, identities: Values,
+                 insert_ids: Values | None) -> dict[str, pa.Array]:
+        """The core columns of `count` rows from their values (Python's, or Arrow's: ``core_values``); `times` in
+        epoch microseconds."""
         if self.record_type == "profiles":
-            return {IDENTITY: pa.array(identities, pa.string()),
+            return {IDENTITY: _array(identities, pa.string()),
                     EXPORTED_AT: pa.repeat(pa.scalar(self._exported_us, TIMESTAMP), count)}
-        return {EVENT_NAME: pa.array(names, pa.string()), EVENT_TIME: pa.array(times, TIMESTAMP),
-                IDENTITY: pa.array(identities, pa.string()), INSERT_ID: pa.array(insert_ids, pa.string())}
+        return {EVENT_NAME: _array(names, pa.string()), EVENT_TIME: _array(times, TIMESTAMP),
+                IDENTITY: _array(identities, pa.string()), INSERT_ID: _array(insert_ids, pa.string())}
 
     def _typed(self, sources: list[tuple[int, Mapping[str, Any], list[Rest | None]]]) -> list[dict[str, pa.Array]]:
         """Each source's typed columns (a source: its row count, its fields' values by flattened key, as Python
@@ -291,6 +296,12 @@ class ParquetPart:
         return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
+def _array(values: Values | None, kind: pa.DataType) -> pa.Array:
+    if isinstance(values, pa.Array):
+        return values.view(kind) if values.type != kind else values  # epoch microseconds as a timestamp: no copy
+    return pa.array(values, kind)
+
+
 def _event_time(index: int, record: dict[str, Any]) -> int:
     try:
         return event_microseconds(record)
@@ -300,7 +311,7 @@ def _event_time(index: int, record: dict[str, Any]) -> int:
 
 def _in_order(parts: list[tuple[list[int], dict[str, pa.Array]]]) -> list[Chunk]:
     """The rows of `parts` (each: the chunk's rows at those indexes, ascending, and their arrays) as pieces of
-    consecutive rows in the chunk's order: slices, never a copy (and no ``pyarrow.compute``: see above)."""
+    consecutive rows in the chunk's order: slices, never a copy."""
     owner = sorted((index, part, place) for part, (rows, _) in enumerate(parts) for place, index in enumerate(rows))
     pieces: list[Chunk] = []
     start = 0

@@ -40,11 +40,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from itertools import compress, repeat
-from operator import is_
 from typing import Any
 
 from shared.formats.exact_json import json_kind
@@ -63,7 +61,6 @@ EVENT_TIME_KEYS: tuple[str, ...] = (
 )
 PROPERTIES_TIME_KEYS: tuple[str, ...] = ("time", "timestamp")  # Mixpanel: properties.time
 _EVENT_TIME_KEY_SET = frozenset(EVENT_TIME_KEYS)
-_NEVER_EQUAL_KINDS = frozenset({int, str})  # an int never equals a str: they may share one lookup
 
 PROFILE_IDENTITY_KEYS: tuple[str, ...] = (
     "identity",  # CleverTap
@@ -153,26 +150,6 @@ def epoch_microseconds(value: object) -> int:
     raise EventTimeError(value, f"is {json_kind(value)}, not a date-time")
 
 
-def epoch_microseconds_each(values: Sequence[object]) -> list[int]:
-    """``epoch_microseconds`` of each value (``EventTimeError`` when one is not a usable time), each distinct value
-    converted once: the events of a chunk often share their times (stamped to the second, or a batch stamped at
-    once), and a conversion costs 0.5-2 µs where a lookup costs a tenth of that.
-
-    Values of different types that compare equal (1, 1.0 and True) must not share a conversion: the lookup is used
-    only when the values are of one type, or ints and strings, which never compare equal."""
-    kinds = set(map(type, values))
-    if len(kinds) > 1 and not kinds <= _NEVER_EQUAL_KINDS:
-        return list(map(epoch_microseconds, values))
-    try:
-        distinct = dict.fromkeys(values)
-    except TypeError:  # a list or an object: refused below, value by value
-        return list(map(epoch_microseconds, values))
-    if len(distinct) * 2 > len(values):
-        return list(map(epoch_microseconds, values))
-    found = {value: epoch_microseconds(value) for value in distinct}
-    return list(map(found.__getitem__, values))
-
-
 def find_event_time(record: Mapping[str, Any]) -> tuple[str, object] | None:
     """The field holding the event time, as (dotted key, raw value), or None if there is none.
 
@@ -250,9 +227,9 @@ def find_insert_id(record: Mapping[str, Any]) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The same rules over columns: a Parquet part reads whole columns of values (one list per key) rather than
-# records. Each chain lists the paths ``find_*`` look at, in their order; ``first_in_columns`` takes, for each
-# record, the first value of the chain that ``accept`` takes. Tests check them against the ``find_*`` functions.
+# The same rules over columns: a Parquet part reads whole columns of values (one per key) rather than records
+# (``shared.formats.parquet_arrow``). Each chain lists the paths ``find_*`` look at, in their order; tests check
+# the columns' answers against the ``find_*`` functions.
 
 Path = tuple[str, ...]  # a top-level key, or (object, key) inside a top-level object
 NAME_CHAIN: tuple[Path, ...] = tuple((key,) for key in EVENT_NAME_KEYS)
@@ -260,61 +237,10 @@ TIME_CHAIN: tuple[Path, ...] = (*((key,) for key in EVENT_TIME_KEYS),
                                 *(("properties", key) for key in PROPERTIES_TIME_KEYS))
 IDENTITY_CHAIN: tuple[Path, ...] = (*((key,) for key in PROFILE_IDENTITY_KEYS), *PROPERTIES_IDENTITY_KEYS)
 INSERT_ID_CHAIN: tuple[Path, ...] = (*((key,) for key in INSERT_ID_KEYS), *PROPERTIES_INSERT_ID_KEYS)
-
-
-def name_text(value: object) -> str | None:
-    """An event name: a non-blank string."""
-    return value if type(value) is str and value and not value.isspace() else None  # type: ignore[return-value]
-
-
-def present(value: object) -> object | None:
-    """An event time's field: any value but null (an unusable one is refused, not skipped)."""
-    return value
-
-
-def identity_text(value: object) -> str | None:
-    """An identity or insert id: a non-blank string, or an integer as text."""
-    return _identity_text(value)
-
-
-def first_in_columns(count: int, columns: Iterable[Sequence[Any] | None],
-                     accept: Callable[[Any], Any]) -> list[Any]:
-    """For each of `count` records, the first value `accept` takes (not None) from `columns` (one per path of a
-    chain, in its order: the path's value in each record, None where absent; None for a path no record has)."""
-    found: list[Any] | None = None
-    missing: list[int] = []
-    for column in columns:
-        if column is None:
-            continue
-        if found is None:  # the first column the records have: C-level passes
-            found = _accepted(list(column), accept)
-            missing = list(compress(range(count), map(is_, found, repeat(None))))
-            continue
-        if not missing:
-            break
-        still = []
-        for index, value in zip(missing, _accepted(list(map(column.__getitem__, missing)), accept), strict=True):
-            if value is None:
-                still.append(index)
-            else:
-                found[index] = value
-        missing = still
-    return found if found is not None else [None] * count
-
-
-def _accepted(values: list[Any], accept: Callable[[Any], Any]) -> list[Any]:
-    """`accept` of each value; without a call a value where every value is one `accept` keeps as it is (strings,
-    none of them blank, and nulls), checked in C: a call a value costs more than the rest of a chain."""
-    if accept is present:
-        return values
-    if accept in _KEEP_STRINGS and set(map(type, values)) <= _STRING_OR_NULL and "" not in values \
-            and not any(map(str.isspace, filter(None, values))):
-        return values
-    return list(map(accept, values))
-
-
-_KEEP_STRINGS = frozenset({name_text, identity_text})  # a non-blank string is kept as it is
-_STRING_OR_NULL = frozenset({str, type(None)})
+# A blank string (empty, or what ``str.isspace`` calls whitespace only: names and identities are not blank), as
+# one expression that Arrow's regular expressions (RE2) and Python's read alike; a test checks it against
+# ``str.isspace`` at every code point.
+BLANK = "^[\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
 
 
 def partition_key_for_event_time(ts: datetime) -> str:

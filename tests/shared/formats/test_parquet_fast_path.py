@@ -1,24 +1,34 @@
-"""The Parquet fast path's pure parts, by cases: which lines the scans send record by record, and event times
-converted a distinct value at a time, exactly as one at a time."""
+"""The Parquet fast path's pure parts, by cases: which lines the scans send record by record, and the core columns
+Arrow's columns give, exactly as the record-by-record rules find them."""
 
 from __future__ import annotations
 
 import re
+import sys
 from datetime import UTC, datetime
 
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from shared.formats.exact_json import parse_exact
-from shared.formats.parquet_arrow import RECORD_BY_RECORD, lines_for_records
+from shared.formats.parquet_arrow import (
+    RECORD_BY_RECORD,
+    NotExact,
+    first_text,
+    first_time,
+    lines_for_records,
+    read_chunk,
+)
 from shared.formats.parquet_part import ParquetPart
 from shared.formats.record_fields import (
-    EventTimeError,
-    epoch_microseconds,
-    epoch_microseconds_each,
-    first_in_columns,
-    identity_text,
-    name_text,
-    present,
+    BLANK,
+    IDENTITY_CHAIN,
+    NAME_CHAIN,
+    event_microseconds,
+    find_event_name,
+    find_profile_identity,
 )
 from tests.shared.formats.test_parquet_round_trip import MemorySchema
 from tests.shared.parquet_helpers import table_of
@@ -46,24 +56,33 @@ def test_the_scans_send_a_line_record_by_record_exactly_when_arrow_could_alter_i
     assert lines_for_records(lines, b"\n".join(lines)) == ([1] if by_records else [])
 
 
-@pytest.mark.parametrize("values", [
-    [1795167012] * 5 + [1795167013] * 5,  # repeated: one conversion each
-    ["2026-11-20T09:00:00.000Z"] * 4 + [1795167012000] * 4,  # ints and strings share a lookup
-    [1795167012, 1795167012.0, 1795167012.5, 1795167012],  # ints and floats do not
-    ["2026-11-20T09:00:00Z", "2026-11-20T09:00:01Z"],  # distinct: one at a time
-])
-def test_times_converted_once_a_value_equal_those_converted_one_at_a_time(values: list[object]) -> None:
-    assert epoch_microseconds_each(values) == [epoch_microseconds(value) for value in values]
+TIMES = {
+    "repeated: one conversion each": [b'{"ts":1795167012}'] * 3 + [b'{"ts":1795167013}'] * 3,
+    "fields of different kinds": [b'{"timestamp":"2026-11-20T09:00:00.000Z"}', b'{"ts":1795167012000}',
+                                  b'{"properties":{"time":1795167012.5}}', b'{"ts":20261120090000}'],
+    "a later field is never read": [b'{"timestamp":"2026-11-20T09:00:00.000Z","ts":"no time"}', b'{"ts":"1795167012"}'],
+    "integers and decimals of one field": [b'{"ts":1795167012}', b'{"ts":1795167012.5}', b'{"ts":1795167012}'],
+}
 
 
-@pytest.mark.parametrize("values", [
-    [1795167012, 1795167012, True, True],  # True equals 1, but is no time
-    [1795167012, 1795167012, [1], [1]],  # a list cannot be looked up
-    ["2026-11-20T09:00:00Z"] * 3 + [None],
+@pytest.mark.parametrize("lines", TIMES.values(), ids=TIMES.keys())
+def test_times_over_arrow_columns_are_those_found_record_by_record(lines: list[bytes]) -> None:
+    read = read_chunk(lines)
+    assert read is not None
+    assert first_time(read.table).to_pylist() == [event_microseconds(parse_exact(line)) for line in lines]
+
+
+@pytest.mark.parametrize("lines", [
+    [b'{"timestamp":true}', b'{"ts":1795167012}'],  # true is no time
+    [b'{"ts":"1795167012"}', b'{"ts":"2026-13-01"}'],
+    [b'{"ts":1795167012}', b'{"event":"no time"}'],
+    [b'{"ts":[1795167012]}'],
 ])
-def test_a_value_that_is_no_time_is_refused_as_one_at_a_time(values: list[object]) -> None:
-    with pytest.raises(EventTimeError):
-        epoch_microseconds_each(values)
+def test_a_value_that_is_no_time_leaves_the_chunk_to_the_record_path(lines: list[bytes]) -> None:
+    read = read_chunk(lines)
+    assert read is not None
+    with pytest.raises(NotExact):
+        first_time(read.table)
 
 
 # Each case: chunks of one part whose fields change kind from one chunk to the next.
@@ -99,16 +118,35 @@ def _part() -> ParquetPart:
                        schema=MemorySchema("events"))
 
 
-@pytest.mark.parametrize(("columns", "names", "identities"), [
-    ([["a", None, "b"], ["x", "y", "z"]], ["a", "y", "b"], ["a", "y", "b"]),
-    ([["a", "", " \t"], ["x", "y", "z"]], ["a", "y", "z"], ["a", "y", "z"]),  # blank names are no names
-    ([[7, None, True], ["x", "y", "z"]], ["x", "y", "z"], ["7", "y", "z"]),  # an integer is an identity, not a name
-    ([None, [None, None, "c"], [None, " ", None]], [None, None, "c"], [None, None, "c"]),
+SPACES = "".join(chr(code) for code in range(sys.maxunicode + 1) if chr(code).isspace())
+
+
+def test_blank_is_what_isspace_says_at_every_code_point() -> None:
+    others = "".join(chr(code) for code in range(sys.maxunicode + 1)
+                     if not chr(code).isspace() and not 0xD800 <= code < 0xE000)
+    assert re.fullmatch(BLANK, SPACES) and re.fullmatch(BLANK, "")
+    assert pc.match_substring_regex(pa.array([SPACES, "", *SPACES]), BLANK).to_pylist() == [True] * (len(SPACES) + 2)
+    assert not any(pc.match_substring_regex(pa.array(list(others)), BLANK).to_pylist())
+
+
+@pytest.mark.parametrize(("lines", "names", "identities"), [
+    ([b'{"event":"a","userId":"x"}', b'{"name":"y","user_id":"y"}', b'{"event":"b","identity":"b"}'],
+     ["a", "y", "b"], ["x", "y", "b"]),
+    ([b'{"event":"a","identity":"a","id":"x"}', b'{"event":"","identity":"","id":"y"}',
+      b'{"event":" \\t","identity":"\\u3000","id":"z","name":"z"}'], ["a", None, "z"], ["a", "y", "z"]),
+    ([b'{"event":7,"identity":7,"id":"x"}', b'{"name":"y","id":"y"}', b'{"event":8,"identity":null,"id":"z"}'],
+     [None, "y", None], ["7", "y", "z"]),  # an integer is an identity, not a name
+    ([b'{"event":true,"type":"t"}', b'{"event":false,"name":"n"}'], [None, "n"], [None, None]),
+    ([b'{"properties":{"distinct_id":-3}}', b'{"properties":{"distinct_id":12}}', b'{"properties":null}'],
+     [None, None, None], ["-3", "12", None]),
+    ([orjson.dumps({"event": space, "identity": space * 2}) for space in SPACES],
+     [None] * len(SPACES), [None] * len(SPACES)),  # whitespace, as str.isspace says
 ])
-def test_the_first_value_a_chain_takes_whatever_its_columns_hold(columns: list[list[object] | None],
-                                                                  names: list[str | None],
-                                                                  identities: list[str | None]) -> None:
-    assert first_in_columns(3, columns, name_text) == names
-    assert first_in_columns(3, columns, identity_text) == identities
-    assert first_in_columns(3, columns, present) == [next((column[index] for column in columns if column is not None
-                                                            and column[index] is not None), None) for index in range(3)]
+def test_the_first_value_a_chain_takes_over_arrow_columns(lines: list[bytes], names: list[str | None],
+                                                          identities: list[str | None]) -> None:
+    read = read_chunk(lines)
+    assert read is not None
+    assert first_text(read.table, NAME_CHAIN, integers=False).to_pylist() == names
+    assert first_text(read.table, IDENTITY_CHAIN, integers=True).to_pylist() == identities
+    records = [parse_exact(line) for line in lines]
+    assert names == list(map(find_event_name, records)) and identities == list(map(find_profile_identity, records))
