@@ -57,11 +57,12 @@ POOL_CONNECTIONS = 64
 # Small control writes that do not depend on each other (a batch's index markers) go out this many at once,
 # from one pool shared by every request of the process.
 SMALL_WRITES_AT_ONCE = 16
-# What requests reads from the environment for every request when a session trusts it: proxies and CA bundles.
-# With none of them set, trusting the environment only costs a search for ~/.netrc (several stat calls) on every
-# request: 10-13% of the export's and intake's CPU, measured with py-spy over 500 small batches.
-ENVIRONMENT_HTTP_SETTINGS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE",
-                             "CURL_CA_BUNDLE")
+# What requests reads from the environment on every request when a session trusts it: proxies, CA bundles and
+# ~/.netrc. Looking for ~/.netrc (several stat calls a request) cost 10-20% of intake's and the export's CPU,
+# measured with py-spy over 500 small batches. So the environment is read once: a proxy setting leaves it to
+# requests as before, a CA bundle alone is handed to the SDK (`http_options`), and ~/.netrc is never used.
+PROXY_SETTINGS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+CA_BUNDLE_SETTINGS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")  # in the order requests reads them
 _small_writes = ThreadPoolExecutor(max_workers=SMALL_WRITES_AT_ONCE, thread_name_prefix="control-write")
 
 
@@ -105,22 +106,31 @@ def build_control_container(settings: Settings) -> ContainerClient:
     return service.get_container_client(settings.control_container)
 
 
-def environment_configures_http() -> bool:
-    """Whether a proxy or a CA bundle is set in the environment, so HTTP clients must read it (azure-core's
-    `use_env_settings`); otherwise they skip reading it (and looking for ~/.netrc) on every request."""
-    return any(os.environ.get(name) or os.environ.get(name.lower()) for name in ENVIRONMENT_HTTP_SETTINGS)
+def _environment(name: str) -> str | None:
+    return os.environ.get(name) or os.environ.get(name.lower()) or None
+
+
+def http_options() -> dict[str, Any]:
+    """Storage clients' HTTP settings from the environment, read once: with a proxy set, requests reads the
+    environment on every request as before (azure-core's `use_env_settings`); otherwise not, and a CA bundle
+    set in it is given as `connection_verify`."""
+    if any(_environment(name) for name in PROXY_SETTINGS):
+        return {"use_env_settings": True}
+    bundle = next((value for value in map(_environment, CA_BUNDLE_SETTINGS) if value), None)
+    return {"use_env_settings": False, **({"connection_verify": bundle} if bundle else {})}
 
 
 def pooled_transport(connections: int) -> RequestsTransport:
     """The SDK's own transport over a session that keeps `connections` connections per host open (the SDK's
     adapter and its settings: no retries of its own, the pipeline's retry policy does that)."""
+    options = http_options()
     session = Session()
-    session.trust_env = environment_configures_http()
+    session.trust_env = options.pop("use_env_settings")
     adapter = BiggerBlockSizeHTTPAdapter(pool_connections=connections, pool_maxsize=connections,
                                          max_retries=Retry(total=False, redirect=False, raise_on_status=False))
     for scheme in ("http://", "https://"):
         session.mount(scheme, adapter)
-    return RequestsTransport(session=session, session_owner=False)
+    return RequestsTransport(session=session, session_owner=False, **options)
 
 
 def unavailable(exc: Exception) -> ServiceUnavailable:

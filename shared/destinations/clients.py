@@ -17,7 +17,7 @@ from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import ClientSecretCredential, ManagedIdentityCredential
 from azure.storage.blob import ContainerClient, ExponentialRetry
 
-from shared.control.store import environment_configures_http
+from shared.control.store import http_options
 from shared.destinations.record import DestinationRecord
 from shared.settings import Settings
 
@@ -80,7 +80,6 @@ class ClientFactory:
             "connection_timeout": 10,
             # A redirect could carry the request (a token, the customer's records) past the endpoint check.
             "permit_redirects": False,
-            "use_env_settings": environment_configures_http(),
             "read_timeout": s.request_timeout_seconds,
             # The SDK types these as int but computes with floats; sub-second backoff keeps tests fast.
             "retry_policy": ExponentialRetry(
@@ -89,6 +88,7 @@ class ClientFactory:
                 retry_total=s.storage_retry_total,
                 random_jitter_range=1,
             ),
+            **http_options(),
             **self.transport_options,
         }
 
