@@ -121,7 +121,8 @@ def storage_process(account_url: str) -> psutil.Process | None:
     return None
 
 
-def _cpu(process: psutil.Process | None) -> float | None:
+def cpu_of(process: psutil.Process | None) -> float | None:
+    """A process's CPU seconds so far (user and system), or None when it is not known."""
     try:
         return sum(process.cpu_times()[:2]) if process else None
     except psutil.Error:
@@ -138,9 +139,9 @@ def run_worker(job: dict[str, Any], storage: psutil.Process | None = None, profi
     command = [sys.executable, "-m", "bench.worker"]
     if profile is not None:
         command = profiled_command(command, profile.with_suffix(".folded"))
-    before = _cpu(storage)
+    before = cpu_of(storage)
     done = subprocess.run(command, input=orjson.dumps(job), capture_output=True, cwd=REPO_ROOT, check=False)
-    after = _cpu(storage)
+    after = cpu_of(storage)
     if profile is not None and done.returncode == 0:
         profile.with_suffix(".txt").write_text(summarize(profile.with_suffix(".folded")))
     if done.returncode != 0:

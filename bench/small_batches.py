@@ -33,10 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 from azure.storage.blob import ContainerClient
 
 from bench import intake_memory
-from bench.runs import REPO_ROOT, Run, run_worker
+from bench.runs import REPO_ROOT, Run, cpu_of, run_worker
 from bench.workload import destination_body, landed
 from scripts import sample_data
 
@@ -81,8 +82,8 @@ def new_setup(run: Run, name: str, slug: str) -> Setup:
 
 
 @contextmanager
-def server_process(settings: dict[str, Any]) -> Iterator[str]:
-    """The product's API in a process of its own with these app settings; yields its base URL."""
+def server_process(settings: dict[str, Any]) -> Iterator[tuple[str, psutil.Process]]:
+    """The product's API in a process of its own with these app settings; yields its base URL and process."""
     port = intake_memory.free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "LOG_LEVEL": "WARNING",
            **{name.upper(): str(value).lower() if isinstance(value, bool) else str(value)
@@ -93,7 +94,7 @@ def server_process(settings: dict[str, Any]) -> Iterator[str]:
         base_url = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base_url) as client:
             intake_memory.wait_until_up(client, server)
-        yield base_url
+        yield base_url, psutil.Process(server.pid)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -165,6 +166,11 @@ def post_all(base_url: str, jobs: list[tuple[str, bytes]], clients: int) -> tupl
     return seconds, latencies
 
 
+def _cpu_now(server: psutil.Process, run: Run) -> tuple[float | None, float | None, float | None]:
+    """CPU seconds so far of the API's process, of the storage emulator, and of this process (the clients)."""
+    return cpu_of(server), cpu_of(run.storage), cpu_of(psutil.Process())
+
+
 def _percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
@@ -203,13 +209,17 @@ def measure_shape(run: Run, name: str, slug: str, posts: list[bytes], *, coalesc
     options = run.options
     setup = new_setup(run, name, slug)
     jobs = [(setup.destinations[i % len(setup.destinations)][0], body) for i, body in enumerate(posts)]
-    with server_process(setup.settings) as base_url:
+    with server_process(setup.settings) as (base_url, server):
         with httpx.Client(base_url=base_url, timeout=60) as client:
             setup.coalesced = register(client, run, setup, coalesce=coalesce)
         how = "coalesced" if setup.coalesced else "one batch at a time"
         run.say(f"posting {len(posts):,} batches of {options.small_events_per_post} events to "
                 f"{len(setup.destinations)} destinations from {options.small_clients} clients ({how}) ...")
+        before = _cpu_now(server, run)
         seconds, latencies = post_all(base_url, jobs, options.small_clients)
+        app_cpu, storage_cpu, client_cpu = [
+            None if start is None or end is None else round(1000 * (end - start) / len(posts), 2)
+            for start, end in zip(before, _cpu_now(server, run), strict=True)]
     events = len(posts) * options.small_events_per_post
     run.say(f"measuring the export of the small batches ({how}) ...")
     export = export_all(run, setup, events)
@@ -223,7 +233,8 @@ def measure_shape(run: Run, name: str, slug: str, posts: list[bytes], *, coalesc
         "intake": {"seconds": round(seconds, 3), "posts_per_s": round(len(posts) / seconds, 1),
                    "records_per_s": round(events / seconds), "p50_ms": round(1000 * _percentile(latencies, 0.5), 1),
                    "p99_ms": round(1000 * _percentile(latencies, 0.99), 1),
-                   "max_ms": round(1000 * max(latencies), 1)},
+                   "max_ms": round(1000 * max(latencies), 1), "app_cpu_ms_per_post": app_cpu,
+                   "storage_cpu_ms_per_post": storage_cpu, "client_cpu_ms_per_post": client_cpu},
         "export": export | {"batches": len(posts), "batches_per_s": round(len(posts) / export["seconds"], 1)},
     }
 
@@ -266,7 +277,9 @@ def format_rows(rows: list[dict[str, Any]]) -> list[str]:
             f"\n{row['variant']}: {row['posts']:,} POSTs of {row['events_per_post']} events to "
             f"{row['destinations']} destinations from {row['clients']} clients",
             f"  intake: {intake['posts_per_s']:,} POSTs/s ({intake['records_per_s']:,} records/s), per POST "
-            f"p50 {intake['p50_ms']:.0f} ms, p99 {intake['p99_ms']:.0f} ms",
+            f"p50 {intake['p50_ms']:.0f} ms, p99 {intake['p99_ms']:.0f} ms; CPU per POST: app "
+            f"{intake.get('app_cpu_ms_per_post')} ms, storage {intake.get('storage_cpu_ms_per_post')} ms, clients "
+            f"{intake.get('client_cpu_ms_per_post')} ms",
             f"  export: {export['batches_per_s']:,} batches/s, {export['events_per_s']:,} events/s, "
             f"{export['files']:,} files, {export['manifests']:,} manifests in {export['passes']} pass(es), "
             f"{export['cpu_ms_per_file']:.1f} ms CPU per file, storage CPU {export['storage_cpu_seconds']} s, "
