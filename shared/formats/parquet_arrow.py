@@ -102,7 +102,7 @@ def read_chunk(lines: Sequence[bytes]) -> ArrowRead | None:
         text = b"\n".join(lines[index] for index in rows)
     # One block for a chunk of up to 16 MB (a chunk is a downloaded chunk's lines at most, 8 MB): Arrow reads a
     # column of several blocks as several arrays, which `flattened_leaves` copies into one; 8% less CPU than 1 MB.
-    block = max(min(len(text) + 1, _MAX_BLOCK_BYTES), 2 * max(map(len, lines)))
+    block = len(text) + 1 if len(text) < _MAX_BLOCK_BYTES else max(_MAX_BLOCK_BYTES, 2 * max(map(len, lines)))
     try:
         table = pj.read_json(io.BytesIO(text), read_options=pj.ReadOptions(use_threads=False, block_size=block))
         leaves = flattened_leaves(table)
@@ -193,20 +193,55 @@ def _texts(array: pa.Array) -> list[str | None]:
 def core_values(read: ArrowRead, record_type: str) -> dict[str, pa.Array]:
     """The core columns' values of Arrow's rows: the event name, time (epoch microseconds), identity and insert
     id of events; the identity of profiles."""
-    table = read.table
+    columns = PathColumns(read.table)
     if record_type == "profiles":
-        return {"identity": first_text(table, IDENTITY_CHAIN, integers=True)}
-    return {"name": first_text(table, NAME_CHAIN, integers=False),
-            "time": first_time(table),
-            "identity": first_text(table, IDENTITY_CHAIN, integers=True),
-            "insert_id": first_text(table, INSERT_ID_CHAIN, integers=True)}
+        return {"identity": first_text(columns, IDENTITY_CHAIN, integers=True)}
+    return {"name": first_text(columns, NAME_CHAIN, integers=False),
+            "time": first_time(columns),
+            "identity": first_text(columns, IDENTITY_CHAIN, integers=True),
+            "insert_id": first_text(columns, INSERT_ID_CHAIN, integers=True)}
 
 
-def first_text(table: pa.Table, chain: tuple[Path, ...], *, integers: bool) -> pa.Array:
+class PathColumns:
+    """A table's column at each path (a top-level key, or a key inside a top-level object), null where a row lacks
+    it: each top-level column combined, and each object's fields taken apart, once for all chains."""
+
+    def __init__(self, table: pa.Table):
+        self.rows = table.num_rows
+        self._table = table
+        self._names = set(table.column_names)
+        self._top: dict[str, pa.Array] = {}
+        self._fields: dict[str, list[pa.Array]] = {}
+
+    def at(self, path: Path) -> pa.Array | None:
+        """The column at `path`; None when no row has it (absent, or null in every row)."""
+        name = path[0]
+        if name not in self._names:
+            return None
+        array = self._top.get(name)
+        if array is None:
+            array = self._top[name] = self._table.column(name).combine_chunks()
+        if len(path) > 1:
+            index = array.type.get_field_index(path[1]) if pa.types.is_struct(array.type) else -1
+            if index < 0:
+                return None
+            fields = self._fields.get(name)
+            if fields is None:
+                fields = self._fields[name] = array.flatten()  # each null where the object is
+            array = fields[index]
+        return None if pa.types.is_null(array.type) else array
+
+    def chain(self, chain: tuple[Path, ...]) -> list[pa.Array]:
+        """The columns of `chain`'s paths that some row has, in chain order."""
+        found = map(self.at, chain)
+        return [array for array in found if array is not None]
+
+
+def first_text(columns: PathColumns, chain: tuple[Path, ...], *, integers: bool) -> pa.Array:
     """For each row, the first value of `chain` that ``name_text`` (``identity_text`` with `integers`) takes:
     a non-blank string, or (`integers`) an integer as its decimal text; null where none."""
-    taken = [_text_taken(array, integers=integers) for array in chain_columns(table, chain)]
-    return _coalesced([array for array in taken if array is not None], table.num_rows, pa.string())
+    taken = [_text_taken(array, integers=integers) for array in columns.chain(chain)]
+    return _coalesced([array for array in taken if array is not None], columns.rows, pa.string())
 
 
 def _text_taken(array: pa.Array, *, integers: bool) -> pa.Array | None:
@@ -225,7 +260,7 @@ def _text_taken(array: pa.Array, *, integers: bool) -> pa.Array | None:
     return None  # booleans, doubles (names), lists, objects: never taken
 
 
-def first_time(table: pa.Table) -> pa.Array:
+def first_time(columns: PathColumns) -> pa.Array:
     """For each row, the first non-null value of the time chain in epoch microseconds (int64); NotExact when a
     row has none or one is not a usable time (the record-by-record path names the record).
 
@@ -233,7 +268,7 @@ def first_time(table: pa.Table) -> pa.Array:
     the column is the first with a value: a later field is never read, as ``find_event_time`` never reads it."""
     converted: list[pa.Array] = []
     earlier: pa.Array | None = None  # the rows an earlier column has a value at
-    for array in chain_columns(table, TIME_CHAIN):
+    for array in columns.chain(TIME_CHAIN):
         if array.null_count == len(array):
             continue
         valid = pc.is_valid(array)
@@ -250,7 +285,7 @@ def first_time(table: pa.Table) -> pa.Array:
                 raise NotExact from None
             converted.append(pa.array(micros, pa.int64()).take(encoded.indices))
         earlier = valid if earlier is None else pc.or_(earlier, valid)
-    times = _coalesced(converted, table.num_rows, pa.int64())
+    times = _coalesced(converted, columns.rows, pa.int64())
     if times.null_count:
         raise NotExact  # an event without a time
     return times
@@ -260,22 +295,3 @@ def _coalesced(arrays: list[pa.Array], count: int, kind: pa.DataType) -> pa.Arra
     if not arrays:
         return pa.nulls(count, kind)
     return arrays[0] if len(arrays) == 1 else pc.coalesce(*arrays)
-
-
-def chain_columns(table: pa.Table, chain: tuple[Path, ...]) -> list[pa.Array]:
-    """The Arrow column of each path of `chain` that the table has (null where a row lacks it), in chain order."""
-    names = set(table.column_names)
-    found = []
-    for path in chain:
-        if path[0] not in names:
-            continue
-        array = table.column(path[0]).combine_chunks()
-        for key in path[1:]:
-            index = array.type.get_field_index(key) if pa.types.is_struct(array.type) else -1
-            if index < 0:
-                break
-            array = array.flatten()[index]  # null where the object is
-        else:
-            if not pa.types.is_null(array.type):
-                found.append(array)
-    return found

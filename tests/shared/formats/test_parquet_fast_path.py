@@ -16,6 +16,7 @@ from shared.formats.exact_json import parse_exact
 from shared.formats.parquet_arrow import (
     RECORD_BY_RECORD,
     NotExact,
+    PathColumns,
     first_text,
     first_time,
     lines_for_records,
@@ -69,7 +70,7 @@ TIMES = {
 def test_times_over_arrow_columns_are_those_found_record_by_record(lines: list[bytes]) -> None:
     read = read_chunk(lines)
     assert read is not None
-    assert first_time(read.table).to_pylist() == [event_microseconds(parse_exact(line)) for line in lines]
+    assert first_time(PathColumns(read.table)).to_pylist() == [event_microseconds(parse_exact(line)) for line in lines]
 
 
 @pytest.mark.parametrize("lines", [
@@ -82,7 +83,7 @@ def test_a_value_that_is_no_time_leaves_the_chunk_to_the_record_path(lines: list
     read = read_chunk(lines)
     assert read is not None
     with pytest.raises(NotExact):
-        first_time(read.table)
+        first_time(PathColumns(read.table))
 
 
 # Each case: chunks of one part whose fields change kind from one chunk to the next.
@@ -146,7 +147,7 @@ def test_the_first_value_a_chain_takes_over_arrow_columns(lines: list[bytes], na
                                                           identities: list[str | None]) -> None:
     read = read_chunk(lines)
     assert read is not None
-    assert first_text(read.table, NAME_CHAIN, integers=False).to_pylist() == names
-    assert first_text(read.table, IDENTITY_CHAIN, integers=True).to_pylist() == identities
+    assert first_text(PathColumns(read.table), NAME_CHAIN, integers=False).to_pylist() == names
+    assert first_text(PathColumns(read.table), IDENTITY_CHAIN, integers=True).to_pylist() == identities
     records = [parse_exact(line) for line in lines]
     assert names == list(map(find_event_name, records)) and identities == list(map(find_profile_identity, records))

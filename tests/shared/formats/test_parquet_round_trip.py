@@ -24,7 +24,7 @@ from shared.formats.parquet_arrow import (
     RECORD_BY_RECORD,
     ArrowRead,
     NotExact,
-    chain_columns,
+    PathColumns,
     first_text,
     first_time,
     lines_for_records,
@@ -219,21 +219,22 @@ def test_the_core_rules_over_arrow_columns_find_what_they_find_record_by_record(
 
 
 def _check_core_columns(read: ArrowRead, records: list[dict[str, Any]]) -> None:
+    columns = PathColumns(read.table)
     doubles = any(pa.types.is_floating(array.type) for chain in (IDENTITY_CHAIN, INSERT_ID_CHAIN)
-                  for array in chain_columns(read.table, chain))
-    assert first_text(read.table, NAME_CHAIN, integers=False).to_pylist() == list(map(find_event_name, records))
+                  for array in columns.chain(chain))
+    assert first_text(columns, NAME_CHAIN, integers=False).to_pylist() == list(map(find_event_name, records))
     for chain, find in ((IDENTITY_CHAIN, find_profile_identity), (INSERT_ID_CHAIN, find_insert_id)):
         try:
-            assert first_text(read.table, chain, integers=True).to_pylist() == list(map(find, records))
+            assert first_text(columns, chain, integers=True).to_pylist() == list(map(find, records))
         except NotExact:
             assert doubles  # an integer Arrow may have read as a double: the record-by-record path decides
     try:
         expected = list(map(event_microseconds, records))
     except EventTimeError:
         with pytest.raises(NotExact):
-            first_time(read.table)
+            first_time(columns)
     else:
-        assert first_time(read.table).to_pylist() == expected
+        assert first_time(columns).to_pylist() == expected
 
 
 def test_arrow_reads_ordinary_lines_and_leaves_inexact_numbers_and_empty_objects_to_the_record_path() -> None:
