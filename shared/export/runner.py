@@ -35,6 +35,7 @@ from shared.errors import AppError, DestinationProblem, NotFound
 from shared.export.backoff import backoff_delay
 from shared.export.batch_writer import (
     ExportPlan,
+    OutputPartition,
     build_manifest,
     delete_stale,
     output_partitions,
@@ -44,7 +45,7 @@ from shared.export.batch_writer import (
 from shared.export.block_upload import new_attempt_tag
 from shared.export.pass_records import PassRecords
 from shared.export.runs import ON_ITS_OWN, export_destination_runs
-from shared.export.staged_reads import staged_reader
+from shared.export.staged_reads import Read, staged_reader
 from shared.logging_setup import log_event
 
 if TYPE_CHECKING:  # the composition root sits above every package
@@ -304,25 +305,34 @@ def _attempt(services: Services, held: _Held, hooks: Hooks, clock: Callable[[], 
     interrupted = held.state.state == "running"
     if transitions.crashed_too_often(held.state, services.settings.max_attempts):
         return _give_up_after_crashes(services, held, started)
-    held.save(transitions.start_attempt(held.state, started))
     batch_id, destination_id = held.state.batch_id, held.state.destination_id
-    context: dict[str, Any] = {"batch_id": batch_id, "destination_id": destination_id,
-                               "attempt": held.state.attempts, "resumed_after_interruption": interrupted}
-    log_event(log, "batch export started", **context)
+    starting = transitions.start_attempt(held.state, started)
     try:
         record = records.get(destination_id)
     except NotFound:
+        held.save(starting)
         return _fail(services, held, DestinationProblem(
             f"destination '{destination_id}' no longer exists; recreate it and retry the batch",
             code="destination_missing"), clock())
     if not record.owns(held.state):
+        held.save(starting)
         return _fail(services, held, DestinationProblem(
             f"destination deleted: '{destination_id}' was deleted and created again after this batch was accepted; "
             "the new destination does not export the old one's batches", code="destination_deleted"), clock())
+    plan = _plan(services, record, starting)
+    outputs = output_partitions(starting.partitions, record.partition)
+    previous = set(starting.written_blobs) | {b.name for b in starting.blobs}
+    # The attempt starts with every partition's first part on record, in one save, before any is written (a
+    # crash after a commit still knows the part exists); only the further parts of a large partition are
+    # recorded one by one.
+    held.save(transitions.record_parts(starting, plan.first_part_names(outputs), started))
+    context: dict[str, Any] = {"batch_id": batch_id, "destination_id": destination_id,
+                               "attempt": held.state.attempts, "resumed_after_interruption": interrupted}
+    log_event(log, "batch export started", **context)
     try:
         result, manifest_name, kept = with_destination(
             record, services.secrets, services.clients,
-            lambda container: _write(services, container, record, held, hooks, clock),
+            lambda container: _write(container, plan, outputs, previous, held, hooks, services.control.stream, clock),
         )
     except LeaseLost:
         # Another worker may own the batch now; it records the outcome, we must not write.
@@ -366,11 +376,11 @@ def _replaced_secret_is_retryable(services: Services, record: DestinationRecord,
                               "the new ones", code="credentials_replaced", retryable=True)
 
 
-def _write(services: Services, container: Any, record: DestinationRecord, held: _Held, hooks: Hooks,
-           clock: Callable[[], datetime]) -> tuple[Any, str, list[str]]:
-    settings, control, lease, state = services.settings, services.control, held.lease, held.state
+def _plan(services: Services, record: DestinationRecord, state: BatchState) -> ExportPlan:
+    """How an attempt at one batch writes: its files are named for the batch, in the destination's format."""
+    settings = services.settings
     assert state.export_date is not None  # start_attempt fixed it
-    plan = ExportPlan(
+    return ExportPlan(
         run_id=state.batch_id, destination_id=state.destination_id, record_type=state.type,
         prefix=record.prefix, fmt=record.format, compression=record.compression,
         export_date=state.export_date, part_max_bytes=settings.part_max_bytes,
@@ -378,11 +388,13 @@ def _write(services: Services, container: Any, record: DestinationRecord, held: 
         attempt_tag=new_attempt_tag(),  # unique per attempt: a commit names only its own blocks
         file_concurrency=settings.file_concurrency, destination=record, control=services.control,
     )
-    outputs = output_partitions(state.partitions, record.partition)
-    previous = set(state.written_blobs) | {b.name for b in state.blobs}
-    # Every partition's first part on record in one change, before any is written (a crash after a commit
-    # still knows the part exists); only the further parts of a large partition are recorded one by one.
-    held.save(transitions.record_parts(held.state, plan.first_part_names(outputs), now_utc()))
+
+
+def _write(container: Any, plan: ExportPlan, outputs: list[OutputPartition], previous: set[str], held: _Held,
+           hooks: Hooks, stream: Read, clock: Callable[[], datetime]) -> tuple[Any, str, list[str]]:
+    """Write the batch's files, then its manifest; delete what an earlier attempt left that this one did not
+    write again. (files, manifest name, stale files the credentials could not delete)."""
+    lease, state = held.lease, held.state
     recording = threading.Lock()  # small partitions are written several at once
 
     def before_commit(name: str) -> None:
@@ -394,7 +406,7 @@ def _write(services: Services, container: Any, record: DestinationRecord, held: 
         if hooks.before_commit is not None:
             hooks.before_commit(name)
 
-    result = write_run(container, plan, outputs, staged_reader(control.stream), before_commit)
+    result = write_run(container, plan, outputs, staged_reader(stream), before_commit)
     lease.check()
     manifest = build_manifest(plan, result, iso(state.created_at), clock())
     manifest_name = write_manifest(container, plan, manifest)
