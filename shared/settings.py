@@ -8,11 +8,13 @@ from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlparse
 
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 AZURITE_CONNECTION_STRING = "UseDevelopmentStorage=true"
+HOST_STORAGE = "AzureWebJobsStorage"  # the Functions host's storage setting (and its identity-based __ forms)
 _ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
 _SUFFIX = re.compile(r"^(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?){2,}$")
 
@@ -275,6 +277,24 @@ class Settings(BaseSettings):
             raise ValueError("; ".join(problems))
         return self
 
+    @model_validator(mode="after")
+    def _export_queue_where_its_trigger_listens(self) -> Settings:
+        """In Azure, a separate control storage account would take the export messages where the queue trigger
+        (on AzureWebJobsStorage's account) never sees them: refused, naming both accounts (never a key)."""
+        marker = azure_instance_marker(os.environ)
+        separate = os.environ.get("CONTROL_STORAGE_CONNECTION")
+        if marker is None or not separate:
+            return self
+        host = _account_of(os.environ.get(HOST_STORAGE, ""), os.environ.get(f"{HOST_STORAGE}__queueServiceUri", ""))
+        control = _account_of(separate, "")
+        if host and control and host != control:
+            raise ValueError(
+                f"CONTROL_STORAGE_CONNECTION must name the account of AzureWebJobsStorage when the app runs in Azure "
+                f"({marker} is set): it names '{control}' and AzureWebJobsStorage '{host}', and the export queue is "
+                "in control storage's account while its trigger listens on AzureWebJobsStorage's, so no export "
+                "message would ever be seen; leave CONTROL_STORAGE_CONNECTION unset")
+        return self
+
     @property
     def queue_connection_string(self) -> str | None:
         """Where the export queue is: control storage's account, which is AzureWebJobsStorage's, the account the
@@ -284,6 +304,18 @@ class Settings(BaseSettings):
     @property
     def uses_local_secret_store(self) -> bool:
         return self.key_vault_url is None
+
+
+def _account_of(connection: str, service_uri: str) -> str | None:
+    """The storage account a connection string (AccountName, or its blob endpoint's host) or, failing that, a
+    service URI names, lower-cased; None when neither says. Only names: a key never leaves here."""
+    pairs = dict(part.split("=", 1) for part in connection.split(";") if "=" in part)
+    pairs = {key.strip().lower(): value.strip() for key, value in pairs.items()}
+    if pairs.get("accountname"):
+        return pairs["accountname"].lower()
+    url = pairs.get("blobendpoint") or service_uri
+    host = urlparse(url).hostname if url else None
+    return host.split(".", 1)[0].lower() if host else None
 
 
 _ENV_NAMES = {

@@ -118,6 +118,34 @@ def test_in_azure_the_app_refuses_to_start_with_http_loopback_allowed(
     assert f"({marker} is set)" in message and "KEY_VAULT_URL" not in message
 
 
+KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def _account(name: str) -> str:
+    return f"DefaultEndpointsProtocol=https;AccountName={name};AccountKey={KEY};EndpointSuffix=core.windows.net"
+
+
+@pytest.mark.parametrize("host", [{"AzureWebJobsStorage": _account("fnhost")},
+                                  {"AzureWebJobsStorage__queueServiceUri": "https://fnhost.queue.core.windows.net"}])
+def test_in_azure_a_separate_control_account_is_refused_for_the_queue_trigger_would_not_see_its_messages(
+    monkeypatch: pytest.MonkeyPatch, azure_storage: None, host: dict[str, str]
+) -> None:
+    """The export queue is in control storage's account and its trigger listens on AzureWebJobsStorage's."""
+    monkeypatch.setenv("WEBSITE_INSTANCE_ID", "3f1a0c2e9b7d")
+    monkeypatch.setenv("KEY_VAULT_URL", "https://acme-export-kv.vault.azure.net/")
+    for name, value in host.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CONTROL_STORAGE_CONNECTION", _account("otherctl"))
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    message = str(refused.value)
+    assert "CONTROL_STORAGE_CONNECTION must name the account of AzureWebJobsStorage" in message
+    assert "'otherctl'" in message and "'fnhost'" in message and KEY not in message
+
+    monkeypatch.setenv("CONTROL_STORAGE_CONNECTION", _account("FNHOST"))  # the same account: the trigger sees them
+    assert load_settings().control_storage_connection == _account("FNHOST")
+
+
 @pytest.mark.parametrize(("marker", "value"), AZURE)
 def test_in_azure_key_vault_without_loopback_starts(
     monkeypatch: pytest.MonkeyPatch, azure_storage: None, marker: str, value: str
