@@ -247,9 +247,12 @@ def measure_freshness(run: Run) -> dict[str, Any]:
 
 def targets(row: dict[str, Any]) -> list[dict[str, Any]]:
     loads = [row["load"], *([row["load_coalesced"]] if "load_coalesced" in row else [])]
-    best = min(load["p95_s"] for load in loads)  # the load is to destinations with or without coalescing
-    found = [{"target": "freshness: accept-to-landed p95 under 30 s at the steady load (with or without coalescing)",
-              "measured": best, "met": best < P95_TARGET_SECONDS}]
+    # The load is to destinations with or without coalescing; it counts only if its POSTs kept the pace.
+    kept = [load for load in loads if load["events_per_s_sent"] >= PACE_KEPT * load["events_per_s_asked"]]
+    best = min(kept or loads, key=lambda load: load["p95_s"])
+    found = [{"target": "freshness: accept-to-landed p95 under 30 s at the steady load, its pace kept (with or "
+                        "without coalescing)",
+              "measured": best["p95_s"], "met": bool(kept) and best["p95_s"] < P95_TARGET_SECONDS}]
     by_count = {item["workers"]: item for item in row["scale"]}
     if 1 in by_count and 4 in by_count:
         ratio = by_count[4]["events_per_s"] / by_count[1]["events_per_s"]
