@@ -80,10 +80,20 @@ def handle_message(services: Services, body: bytes | str, *,
         return Handled("paused", unit.batch_id)
     due = [(unit.batch_id, unit.destination_id)]
     if record is not None and record.coalesce is not None:  # the destination's due batches, as runs
+        if _finished(services, unit.batch_id):  # an earlier message's run took it: no listing, no pass
+            return Handled("done", unit.batch_id)
         due = due_batches(services, clock(), destination_id=unit.destination_id) or due
     summary = run_export_pass(services, due=due, clock=clock, records=records)
     outcome = next((b["outcome"] for b in summary.batches if b["batch_id"] == unit.batch_id), "skipped")
     return _follow_up(services, unit, record, outcome, clock())
+
+
+def _finished(services: Services, batch_id: str) -> bool:
+    """Whether the batch needs nothing more: finished, or gone (collected as an orphan, or deleted). In a burst, a
+    coalesced run takes the due batches of several messages, and the later messages find theirs landed: one read,
+    where listing every due marker (which grows with the backlog) and a pass cost many."""
+    doc = services.control.get(state_blob(batch_id))
+    return doc is None or BatchState.from_json(doc.data).finished
 
 
 def _follow_up(services: Services, unit: ExportUnit, record: DestinationRecord | None, outcome: str,

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import orjson
 import pytest
+from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from shared.control.export_queue import ExportQueue, ExportUnit, build_export_queue
@@ -183,6 +185,27 @@ def test_coalesced_batches_are_exported_as_one_run_from_their_messages(
     assert len(runs) == 1 and None not in runs  # the first message's handling took every due batch
     drain(services, lambda: queue_of(services).approximate_length() == 0)
     assert len(manifests(fresh_container)) == 1 and len(jsonl_records(fresh_container)) == 18
+
+
+def test_a_later_message_of_a_coalesced_run_reads_its_batch_and_nothing_else(
+        api: httpx.Client, services: Services, azurite: Azurite, fresh_container: ContainerClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its batch landed with an earlier message's run: one read of its state, no listing of every due marker."""
+    make_destination(api, azurite, fresh_container, coalesce={"max_delay_seconds": 0, "target_file_mb": 128})
+    posted = [post_batch(api, "acme", events(3, start=10 * i)) for i in range(3)]
+    assert handle_message(services, ExportUnit(batch_id=str(posted[0]["batch_id"]),
+                                               destination_id="acme").encode()).outcome == "landed"
+    sent: list[str] = []
+    real_send = RequestsTransport.send
+
+    def counted(self: RequestsTransport, request: Any, **kwargs: Any) -> Any:  # every storage request, still sent
+        sent.append(f"{request.method} {request.url.split('?')[0].rsplit('/', 2)[-2]}")
+        return real_send(self, request, **kwargs)
+
+    monkeypatch.setattr(RequestsTransport, "send", counted)
+    later = handle_message(services, ExportUnit(batch_id=str(posted[2]["batch_id"]), destination_id="acme").encode())
+    assert sent == ["GET destinations", "GET states"], sent
+    assert later.outcome == "done" and status(api, posted[2])["state"] == "landed"
 
 
 def test_build_export_queue_needs_a_queue_service(settings: Settings, azurite: Azurite) -> None:
