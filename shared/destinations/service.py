@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from shared.control import cursors, destination_activity, destination_batches
 from shared.control.alerts_outbox import raise_best_effort
+from shared.control.destination_schemas import schema_blob
 from shared.control.store import ControlStore, PreconditionFailed
 from shared.destinations import pauses
 from shared.destinations.connection_strings import blob_endpoint_of
@@ -360,6 +361,7 @@ class DestinationService:
             log_event(log, "batches failed: destination deleted", destination_id=destination_id,
                       failed=abandoned.failed, still_running=len(abandoned.running))
         self.control.delete(destination_blob(destination_id))
+        self.control.delete(schema_blob(destination_id, record.generation))  # a typed Parquet destination's
         name = record.secret_name
         if name and is_own_secret_name(name, destination_id):
             self.secrets.delete(name)

@@ -189,6 +189,11 @@ def test_types_stay_fixed_across_files_so_readers_that_merge_schemas_read_them_a
     assert rows == [(1, None, "x", None), (2, None, None, None), (None, '"three"', None, "y"),
                     (None, "4.5", None, None), (None, "[5]", None, None)]
 
+    generation = services.destinations.get_record(dest).generation
+    assert services.control.get(schema_blob(dest, generation)) is not None
+    assert api.delete(f"/api/destinations/{dest}").status_code == 204
+    assert services.control.get(schema_blob(dest, generation)) is None  # deleted with its destination
+
 
 def test_two_exports_adding_to_one_schema_at_once_lose_no_column_type(
     api: httpx.Client, azurite: Azurite, fresh_container: ContainerClient, services: Services,
