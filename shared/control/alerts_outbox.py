@@ -29,10 +29,10 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from pydantic import BaseModel, ConfigDict
 
 from shared.control.batch_state import Timestamp, iso
+from shared.control.leases import ensure_lease_blob
 from shared.control.store import ControlStore, PreconditionFailed
 from shared.logging_setup import log_event
 
@@ -186,15 +186,7 @@ def prune(control: ControlStore, now: datetime) -> int:
 
 def ensure_delivery_lease_blob(control: ControlStore) -> str:
     """The blob the delivering worker leases, created once."""
-    control.ensure_container()
-    try:
-        control.container.upload_blob(DELIVERY_LEASE_BLOB, b"", overwrite=False)
-    except ResourceExistsError:
-        pass
-    except HttpResponseError as exc:
-        if exc.status_code not in {409, 412}:  # exists, and leased: another worker is delivering
-            raise
-    return DELIVERY_LEASE_BLOB
+    return ensure_lease_blob(control, DELIVERY_LEASE_BLOB)
 
 
 def public_alert(alert: Alert) -> dict[str, Any]:

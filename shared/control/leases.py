@@ -10,7 +10,28 @@ from types import TracebackType
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobLeaseClient, ContainerClient
 
+from shared.control.store import ControlStore
+
 log = logging.getLogger(__name__)
+
+_known_lease_blobs: set[tuple[str, str]] = set()  # created, by this process or another: never asked for again
+
+
+def ensure_lease_blob(control: ControlStore, name: str) -> str:
+    """The empty blob `name` that workers lease, created once (and asked about once a process); one that exists,
+    leased or not, is left as it is."""
+    if (control.container.container_name, name) in _known_lease_blobs:
+        return name
+    control.ensure_container()
+    try:
+        control.container.upload_blob(name, b"", overwrite=False)
+    except ResourceExistsError:
+        pass
+    except HttpResponseError as exc:
+        if exc.status_code not in {409, 412}:  # exists, and leased: another worker holds it
+            raise
+    _known_lease_blobs.add((control.container.container_name, name))
+    return name
 
 
 class LeaseLost(Exception):

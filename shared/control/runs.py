@@ -17,9 +17,8 @@ import secrets
 from datetime import datetime
 from typing import Literal
 
-from azure.core.exceptions import HttpResponseError, ResourceExistsError
-
 from shared.control.batch_state import LandedFile, RecordType, Timestamp, _Stored
+from shared.control.leases import ensure_lease_blob
 from shared.control.store import ControlStore
 
 RUNS_PREFIX = "runs/"
@@ -80,21 +79,6 @@ def save_run(control: ControlStore, run: RunState, etag: str | None = None) -> s
     return control.put(run_blob(run.run_id), run.model_dump(mode="json"), etag=etag)
 
 
-_known_lease_blobs: set[tuple[str, str]] = set()  # created, by this process or another: never asked for again
-
-
 def ensure_group_lease_blob(control: ControlStore, destination_id: str, record_type: str) -> str:
     """The blob a destination's runs are leased on, created once (and asked about once a process)."""
-    name = group_lease_blob(destination_id, record_type)
-    if (control.container.container_name, name) in _known_lease_blobs:
-        return name
-    control.ensure_container()
-    try:
-        control.container.upload_blob(name, b"", overwrite=False)
-    except ResourceExistsError:
-        pass
-    except HttpResponseError as exc:
-        if exc.status_code not in {409, 412}:  # exists and leased: someone is at work on it
-            raise
-    _known_lease_blobs.add((control.container.container_name, name))
-    return name
+    return ensure_lease_blob(control, group_lease_blob(destination_id, record_type))
