@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -13,6 +15,7 @@ import orjson
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from scripts import sample_data
+from shared.export.queued import QueueOptions, consume_once
 from shared.export.runner import run_export_pass
 from shared.services import Services
 from tests.support.azurite import Azurite
@@ -75,3 +78,21 @@ def failed_batch(api: httpx.Client, services: Services, azurite: Azurite, blob_s
     container.delete_container()
     assert run_export_pass(services).failed == 1
     return batch_id
+
+
+# The export queue consumed in tests: every message visible again at once, polled quickly.
+QUEUE_OPTIONS = QueueOptions(batch_size=16, new_batch_threshold=8, max_dequeue_count=3, visibility_timeout_seconds=0,
+                             max_polling_interval_seconds=0.2)
+
+
+def drain_queue(services: Services, until: Callable[[], bool] = lambda: False, seconds: float = 60) -> None:
+    """Consume the export queue as the host would until `until()` holds, or until it is empty."""
+    queue = services.export_queue
+    assert queue is not None
+    deadline = time.monotonic() + seconds
+    while not until():
+        assert time.monotonic() < deadline, "the queue consumer did not finish in time"
+        if consume_once(services, queue, QUEUE_OPTIONS) == 0:
+            if queue.approximate_length() == 0 and not until():
+                return
+            time.sleep(0.1)

@@ -4,42 +4,25 @@ sweeper leaves them, a pass skips them), and every one lands after a resume or n
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
 
 import httpx
 import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from shared.export.queued import QueueOptions, consume_once
 from shared.export.runner import run_export_pass
 from shared.export.sweeper import sweep_due
 from shared.services import Services, build_services
 from shared.settings import Settings
+from tests.shared.export_helpers import drain_queue as drain
 from tests.shared.export_helpers import failed_batch, jsonl_records, make_destination, post_batch
 from tests.support.azurite import Azurite
 from tests.support.sas import container_sas, sas_destination
-
-OPTIONS = QueueOptions(batch_size=16, new_batch_threshold=8, max_dequeue_count=3, visibility_timeout_seconds=0,
-                       max_polling_interval_seconds=0.2)
 
 
 def events(count: int, start: int = 0) -> list[dict[str, object]]:
     return [{"event": "Signed up", "ts": 1763629200 + start + i, "$insert_id": f"p{start + i}"} for i in range(count)]
 
-
-def drain(services: Services, until: Callable[[], bool] = lambda: False, seconds: float = 60) -> None:
-    """Consume the export queue as the host would until `until()` holds, or until it is empty."""
-    queue = services.export_queue
-    assert queue is not None
-    deadline = time.monotonic() + seconds
-    while not until():
-        assert time.monotonic() < deadline, "the queue consumer did not finish in time"
-        if consume_once(services, queue, OPTIONS) == 0:
-            if queue.approximate_length() == 0 and not until():
-                return
-            time.sleep(0.1)
 
 
 def state_of(api: httpx.Client, batch: dict[str, object]) -> str:

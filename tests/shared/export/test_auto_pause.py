@@ -5,7 +5,6 @@ included, lands: nothing is lost. A coalesced run counts once; a landing ends th
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -15,16 +14,13 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from shared.alerts.sweep import sweep_alerts
-from shared.export.queued import QueueOptions, consume_once
 from shared.export.sweeper import sweep_due
 from shared.services import Services, build_services
 from shared.settings import Settings
-from tests.shared.export_helpers import jsonl_records, post_batch
+from tests.shared.export_helpers import drain_queue, jsonl_records, post_batch
 from tests.support.azurite import Azurite
 from tests.support.sas import container_sas, sas_destination
 
-OPTIONS = QueueOptions(batch_size=16, new_batch_threshold=8, max_dequeue_count=3, visibility_timeout_seconds=0,
-                       max_polling_interval_seconds=0.2)
 LONG_LIVED = datetime.now(UTC) + timedelta(days=60)
 
 
@@ -37,17 +33,8 @@ def events(count: int, start: int) -> list[dict[str, object]]:
     return [{"event": "Viewed", "ts": 1763629200 + start + i, "$insert_id": f"a{start + i}"} for i in range(count)]
 
 
-def drain(services: Services, until: Callable[[], bool] = lambda: False, seconds: float = 90) -> None:
-    """Consume the export queue as the host does until `until()` holds, or until it is empty."""
-    queue = services.export_queue
-    assert queue is not None
-    deadline = time.monotonic() + seconds
-    while not until():
-        assert time.monotonic() < deadline, "the queue consumer did not finish in time"
-        if consume_once(services, queue, OPTIONS) == 0:
-            if queue.approximate_length() == 0 and not until():
-                return
-            time.sleep(0.1)
+def drain(services: Services, until: Callable[[], bool] = lambda: False) -> None:
+    drain_queue(services, until, seconds=90)
 
 
 def states(api: httpx.Client, batches: list[dict[str, object]]) -> list[str]:
