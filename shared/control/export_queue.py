@@ -155,7 +155,7 @@ def build_export_queue(settings: Settings, **client_options: Any) -> ExportQueue
     # batch of messages in hand, each renewed while its export runs.
     codec = {"message_encode_policy": BinaryBase64EncodePolicy(), "message_decode_policy": BinaryBase64DecodePolicy(),
              "retry_policy": ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2),
-             "connection_timeout": 5, "read_timeout": 10, "transport": pooled_transport(POOL_CONNECTIONS),
+             "transport": pooled_transport(POOL_CONNECTIONS, connection_timeout=5, read_timeout=10),
              **client_options}
     if settings.control_queue_account_url:
         from azure.identity import DefaultAzureCredential

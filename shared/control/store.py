@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from azure.core.exceptions import (
@@ -61,6 +62,7 @@ SMALL_WRITES_AT_ONCE = 16
 # ~/.netrc. Looking for ~/.netrc (several stat calls a request) cost 10-20% of intake's and the export's CPU,
 # measured with py-spy over 500 small batches. So the environment is read once: a proxy setting leaves it to
 # requests as before, a CA bundle alone is handed to the SDK (`http_options`), and ~/.netrc is never used.
+READ_BLOCK_BYTES = 256 * 1024  # what a response body is read in: the storage SDK's own transport's size
 PROXY_SETTINGS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 CA_BUNDLE_SETTINGS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")  # in the order requests reads them
 _small_writes = ThreadPoolExecutor(max_workers=SMALL_WRITES_AT_ONCE, thread_name_prefix="control-write")
@@ -90,10 +92,9 @@ class Listed:
 def build_control_container(settings: Settings) -> ContainerClient:
     """The control container client, with explicit timeouts and retries (one place builds it)."""
     options: dict[str, Any] = {
-        "transport": pooled_transport(POOL_CONNECTIONS),
+        "transport": pooled_transport(POOL_CONNECTIONS, connection_timeout=10,
+                                      read_timeout=settings.request_timeout_seconds),
         "retry_policy": ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=3),
-        "connection_timeout": 10,
-        "read_timeout": settings.request_timeout_seconds,
         "max_single_get_size": STREAM_CHUNK_BYTES,
         "max_chunk_get_size": STREAM_CHUNK_BYTES,
     }
@@ -120,17 +121,42 @@ def http_options() -> dict[str, Any]:
     return {"use_env_settings": False, **({"connection_verify": bundle} if bundle else {})}
 
 
-def pooled_transport(connections: int) -> RequestsTransport:
+class PoolKeyCachingAdapter(BiggerBlockSizeHTTPAdapter):
+    """The SDK's adapter, working out a connection pool's key once per host rather than on every request: with a
+    CA bundle given as a path, requests asks the file system whether it is a folder each time (a stat call and
+    a release of the GIL per request, 6% of the export's samples under py-spy). The key depends on the URL's
+    scheme, host and port, the bundle and the client certificate only."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pool_keys: dict[tuple[Any, ...], tuple[dict[str, Any], dict[str, Any]]] = {}
+
+    def build_connection_pool_key_attributes(self, request: Any, verify: Any,
+                                             cert: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        url = urlsplit(request.url)
+        key = (url.scheme.lower(), url.hostname, url.port, verify, cert)
+        found = self._pool_keys.get(key)
+        if found is None:
+            found = self._pool_keys.setdefault(key, super().build_connection_pool_key_attributes(request, verify, cert))
+        return dict(found[0]), dict(found[1])
+
+
+def pooled_transport(connections: int, *, connection_timeout: float = 20, read_timeout: float = 60,
+                     **overrides: Any) -> RequestsTransport:
     """The SDK's own transport over a session that keeps `connections` connections per host open (the SDK's
-    adapter and its settings: no retries of its own, the pipeline's retry policy does that)."""
-    options = http_options()
+    adapter and its settings: no retries of its own, the pipeline's retry policy does that). A client given a
+    transport does not pass its own timeouts or read size on to it: they are the transport's (the defaults are
+    the storage SDK's own transport's; azure-core's would wait 300 s and read 4 KiB at a time). `overrides`:
+    transport settings over the environment's (e.g. `connection_verify`, a private CA's bundle)."""
+    options = {**http_options(), **overrides}
     session = Session()
     session.trust_env = options.pop("use_env_settings")
-    adapter = BiggerBlockSizeHTTPAdapter(pool_connections=connections, pool_maxsize=connections,
-                                         max_retries=Retry(total=False, redirect=False, raise_on_status=False))
+    adapter = PoolKeyCachingAdapter(pool_connections=connections, pool_maxsize=connections,
+                                    max_retries=Retry(total=False, redirect=False, raise_on_status=False))
     for scheme in ("http://", "https://"):
         session.mount(scheme, adapter)
-    return RequestsTransport(session=session, session_owner=False, **options)
+    return RequestsTransport(session=session, session_owner=False, connection_timeout=connection_timeout,
+                             read_timeout=read_timeout, connection_data_block_size=READ_BLOCK_BYTES, **options)
 
 
 def unavailable(exc: Exception) -> ServiceUnavailable:

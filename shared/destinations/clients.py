@@ -17,7 +17,7 @@ from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import ClientSecretCredential, ManagedIdentityCredential
 from azure.storage.blob import ContainerClient, ExponentialRetry
 
-from shared.control.store import http_options
+from shared.control.store import POOL_CONNECTIONS, pooled_transport
 from shared.destinations.record import DestinationRecord
 from shared.settings import Settings
 
@@ -64,10 +64,13 @@ class ClientFactory:
     def __init__(self, settings: Settings, *, credential_options: dict[str, Any] | None = None,
                  transport_options: dict[str, Any] | None = None):
         """`credential_options` go to azure-identity credentials (e.g. a sovereign cloud's authority);
-        `transport_options` to every storage client (e.g. connection_verify for a private CA)."""
+        `transport_options` to the transport every storage client shares (e.g. connection_verify for a private
+        CA)."""
         self.settings = settings
         self.credential_options = credential_options or {}
         self.transport_options = transport_options or {}
+        self._transport = pooled_transport(POOL_CONNECTIONS, connection_timeout=10,
+                                           read_timeout=settings.request_timeout_seconds, **self.transport_options)
         self._credentials: dict[tuple[str, ...], StorageOnlyCredential] = {}
         self._clients: dict[tuple[str, ...], ContainerClient] = {}
         self._lock = threading.Lock()
@@ -77,10 +80,11 @@ class ClientFactory:
         return {
             "max_block_size": s.block_bytes,
             "max_single_put_size": 4 * 1024 * 1024,
-            "connection_timeout": 10,
+            # One transport for every destination client of the process (a connection pool per host), with the
+            # proxies and CA bundle of the environment read once (shared.control.store.http_options).
+            "transport": self._transport,
             # A redirect could carry the request (a token, the customer's records) past the endpoint check.
             "permit_redirects": False,
-            "read_timeout": s.request_timeout_seconds,
             # The SDK types these as int but computes with floats; sub-second backoff keeps tests fast.
             "retry_policy": ExponentialRetry(
                 initial_backoff=s.storage_retry_backoff_seconds,  # type: ignore[arg-type]
@@ -88,8 +92,6 @@ class ClientFactory:
                 retry_total=s.storage_retry_total,
                 random_jitter_range=1,
             ),
-            **http_options(),
-            **self.transport_options,
         }
 
     def candidate_client(self, record: DestinationRecord, secret: str | None) -> ContainerClient:

@@ -1,11 +1,27 @@
 """Storage clients read the environment's HTTP settings once (shared.control.store.http_options), not on every
-request: requests looked for ~/.netrc on each one, 10-20% of intake's CPU."""
+request: requests looked for ~/.netrc on each one, 10-20% of intake's CPU; and the transport they share carries
+the timeouts their callers chose."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
 import pytest
 
-from shared.control.store import CA_BUNDLE_SETTINGS, PROXY_SETTINGS, http_options, pooled_transport
+from shared.control.store import (
+    CA_BUNDLE_SETTINGS,
+    PROXY_SETTINGS,
+    READ_BLOCK_BYTES,
+    PoolKeyCachingAdapter,
+    http_options,
+    pooled_transport,
+)
+from shared.settings import Settings
 from tests.support.azurite import Azurite
 
 
@@ -43,3 +59,96 @@ def test_clients_built_so_still_reach_storage(bare: pytest.MonkeyPatch, azurite:
 
     service = BlobServiceClient.from_connection_string(azurite.connection_string, transport=pooled_transport(4))
     assert service.get_service_properties() is not None
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A server that accepts connections and never answers: a storage endpoint that hangs."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                accepted.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/devstoreaccount1"
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    listener.close()
+
+
+def test_a_hanging_storage_request_gives_up_at_the_transports_read_timeout(silent_server: str) -> None:
+    """A client given a transport does not hand its own timeouts to it: they are set on the transport, and a
+    request to storage that never answers fails after its read timeout (azure-core's default would wait 300 s)."""
+    from azure.core.exceptions import ServiceResponseError
+    from azure.storage.blob import ContainerClient, LinearRetry
+
+    container = ContainerClient(silent_server, "control", credential=None,
+                                transport=pooled_transport(2, connection_timeout=1, read_timeout=1),
+                                retry_policy=LinearRetry(retry_total=0))
+    outcome: list[BaseException] = []
+    thread = threading.Thread(target=lambda: _record_failure(outcome, container.get_container_properties))
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "the request was still waiting a minute later"
+    assert outcome and isinstance(outcome[0], ServiceResponseError)
+
+
+def test_control_queue_and_destination_clients_carry_their_timeouts(settings: Settings) -> None:
+    from shared.control.export_queue import build_export_queue
+    from shared.control.store import build_control_container
+    from shared.destinations.clients import ClientFactory
+
+    transports = {
+        "control": build_control_container(settings)._config.transport,
+        "destinations": ClientFactory(settings).sdk_options()["transport"],
+    }
+    for name, transport in transports.items():
+        assert transport.connection_config.timeout == 10, name
+        assert transport.connection_config.read_timeout == settings.request_timeout_seconds, name
+        assert transport.connection_config.data_block_size == READ_BLOCK_BYTES, name
+    queue = build_export_queue(settings)  # intake waits for it before answering: seconds, not minutes
+    assert queue is not None
+    for client in (queue.queue, queue.poison):
+        assert (client._config.transport.connection_config.timeout,
+                client._config.transport.connection_config.read_timeout) == (5, 10)
+
+
+def _record_failure(outcome: list[BaseException], call: Callable[[], object]) -> None:
+    try:
+        call()
+    except BaseException as exc:
+        outcome.append(exc)
+
+
+def test_a_ca_bundle_is_looked_at_once_per_host_not_once_per_request(
+        bare: pytest.MonkeyPatch, azurite: Azurite, tmp_path: Path) -> None:
+    """requests asks the file system whether a CA bundle path is a folder on every request; the adapter asks once
+    per host and bundle, and still answers each with the pool key requests would have built."""
+    from azure.storage.blob import BlobServiceClient
+    from requests import Request
+
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text("")
+    bare.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    transport = pooled_transport(4)
+    adapter = transport.session.get_adapter("http://")  # type: ignore[union-attr]
+    assert isinstance(adapter, PoolKeyCachingAdapter)
+    looked: list[str] = []
+    real_isdir = os.path.isdir
+    bare.setattr(os.path, "isdir", lambda path: looked.append(path) or real_isdir(path))
+    service = BlobServiceClient.from_connection_string(azurite.connection_string, transport=transport)
+    for _ in range(5):
+        service.get_service_properties()
+    assert looked.count(str(bundle)) == 1
+    request = Request("GET", "https://account.blob.core.windows.net/c/b").prepare()
+    assert adapter.build_connection_pool_key_attributes(request, str(bundle)) == (
+        {"scheme": "https", "host": "account.blob.core.windows.net", "port": None},
+        {"ca_certs": str(bundle), "cert_reqs": "CERT_REQUIRED"})
