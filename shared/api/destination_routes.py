@@ -14,8 +14,8 @@ from starlette.concurrency import run_in_threadpool
 
 from shared.api import schemas
 from shared.api.responses import ServicesProvider, check_page_limit, json_response, read_json_body
-from shared.control import destination_status
-from shared.control.batches import DUE_PREFIX, requeue_destination
+from shared.control import batch_index, destination_status
+from shared.control.batches import requeue_destination
 from shared.errors import BadRequest, PayloadTooLarge, ValidationFailed
 
 if TYPE_CHECKING:  # the composition root sits above every package
@@ -152,9 +152,9 @@ def send_waiting(svc: Services, destination_id: str) -> int:
     paused the consumer dropped their messages and the timer sent none), oldest first, up to RESUME_MESSAGES;
     returns how many were sent. The timer sends the rest once they are overdue."""
     now = datetime.now(UTC).timestamp()
-    due = sorted((float(item.metadata.get("due_at", "0")), item.name[len(DUE_PREFIX):])
-                 for item in svc.control.list(DUE_PREFIX, with_metadata=True)
-                 if item.metadata.get("destination") == destination_id)
+    due = sorted((marker.due_at, marker.batch_id)
+                 for marker in batch_index.open_batches(svc.control, destination_id=destination_id)
+                 if not marker.staging)
     waiting = [batch_id for due_at, batch_id in due if due_at <= now][:RESUME_MESSAGES]
     return sum(1 for batch_id in waiting if svc.nudge(batch_id, destination_id))
 

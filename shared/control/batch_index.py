@@ -7,6 +7,14 @@ every state.
   index/batches/state/{state}/{newest}        one per batch, under its current state: `?state=`; a running
                                               batch stays under pending, its metadata saying running
 
+`state/pending/` is also what the export finds due batches by (`open_batches`): an open batch's marker there
+carries `due_at` (when it is due: its next attempt's time, or when its attempt started while it runs), and intake
+writes it first, before the staged records, with the state `staging` (`mark_staging`), so that an intake which
+never commits leaves a marker to collect its garbage by (`shared.control.batches.settle_staging`). Listings skip
+`staging` markers. Before this, a second marker per batch, `index/due/{batch_id}`, said the same: one more write
+at intake and one more delete when the batch finished (the most expensive request of a small batch on Azurite);
+`shared.control.batches.migrate_due_markers` moves those still in storage over.
+
 A batch that starts running keeps its `all` and `destination` markers as they were (pending): its state marker
 stays under `state/pending/` and is written again with metadata that says running. So `state/pending/` holds
 every open batch, each with its exact state; `?state=pending` and `?state=running` read it and filter, and a
@@ -35,10 +43,11 @@ Listing is by name, so a page costs one storage call whatever the number of othe
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from shared.control.batch_state import STATES, BatchState, StateName
+from shared.control.batch_state import STATES, BatchState, RecordType, StateName, iso
 from shared.control.store import ControlStore, Listed
 from shared.logging_setup import log_event
 
@@ -52,6 +61,8 @@ BACKFILL = f"{BATCHES}backfill.json"
 # the backfill once the new markers are complete.
 FORMER = ("index/by-destination/", "index/by-state/", "index/backfill.json")
 
+OPEN = f"{BY_STATE}pending/"  # every open batch's state marker, and intake's staging markers (module doc)
+STAGING = "staging"  # a state marker's state while its intake has not committed
 RetentionQueue = Literal["staged", "failed", "state"]
 LISTING_BACKFILL_STATES = 500
 _STAMP = "%Y%m%dT%H%M%S"
@@ -93,6 +104,65 @@ def markers(batch_id: str, destination_id: str, state: str, created: datetime) -
     return f"{ALL}{key}", f"{BY_DESTINATION}{destination_id}/{key}", f"{BY_STATE}{marked_under(state)}/{key}"
 
 
+def open_marker(batch_id: str, created: datetime) -> str:
+    """The name of a batch's marker under `state/pending/` (staging, pending or running)."""
+    return f"{OPEN}{newest_first_key(created, batch_id)}"
+
+
+def marker_metadata(state: BatchState) -> dict[str, str]:
+    """What a batch's markers carry: its state blob's metadata, and while it is open when it is due."""
+    metadata = state.metadata()
+    if not state.finished:
+        due = state.next_attempt_at if state.state == "pending" and state.next_attempt_at else state.updated_at
+        metadata["due_at"] = f"{due.timestamp():.3f}"
+    return metadata
+
+
+def mark_staging(control: ControlStore, batch_id: str, destination_id: str, record_type: RecordType,
+                 created: datetime) -> None:
+    """Intake's first write, before its staged records (module doc): the batch's open marker, saying staging."""
+    control.put_bytes(open_marker(batch_id, created), b"", metadata={
+        "state": STAGING, "destination": destination_id, "type": record_type, "created": iso(created),
+        "due_at": f"{created.timestamp():.3f}"})
+
+
+def mark_open(control: ControlStore, state: BatchState) -> None:
+    """Write an open batch's marker under `state/pending/` on its own (before the state it describes is saved)."""
+    control.put_bytes(open_marker(state.batch_id, state.created_at), b"", metadata=marker_metadata(state))
+
+
+@dataclass(frozen=True)
+class OpenBatch:
+    """A marker under `state/pending/`: a batch staging, pending (due from `due_at`) or running."""
+
+    batch_id: str
+    destination_id: str
+    state: str
+    due_at: float
+    created: datetime | None
+    marker: str
+
+    @property
+    def staging(self) -> bool:
+        return self.state == STAGING
+
+
+def open_batches(control: ControlStore, *, destination_id: str | None = None) -> list[OpenBatch]:
+    """Every open batch (one listing call per 5,000), or one destination's, from their markers."""
+    found = []
+    for item in control.list(OPEN, with_metadata=True):
+        meta = item.metadata
+        if destination_id is not None and meta.get("destination") != destination_id:
+            continue
+        try:
+            created: datetime | None = datetime.fromisoformat(meta.get("created", ""))
+        except ValueError:
+            created = item.modified  # a marker indexed from a state that did not say
+        found.append(OpenBatch(batch_id_of(item.name), meta.get("destination", ""), meta.get("state", ""),
+                               float(meta.get("due_at") or 0), created, item.name))
+    return found
+
+
 def listing_prefix(*, state: str | None, destination_id: str | None) -> str:
     """Where a listing reads: a destination's markers (filtered by state on their metadata), a state's, or all."""
     if destination_id:
@@ -132,7 +202,7 @@ def record(control: ControlStore, state: BatchState, *, previous: StateName | No
     staged, nothing to clear."""
     if previous == state.state:
         return
-    metadata = state.metadata()
+    metadata = marker_metadata(state)
     every = markers(state.batch_id, state.destination_id, state.state, state.created_at)
     moved = every[2:] if state.state == "running" else every  # running: the state marker only (module doc)
     writes: list[tuple[str, dict[str, str] | None]] = [(marker, metadata) for marker in moved]

@@ -9,8 +9,10 @@ Layout in the control container:
                                 in key order (the state names each partition's byte range), under a staging
                                 id {s} new to each intake request; before issue 13, {n}.jsonl: one blob per
                                 partition, which states staged then still name
-  index/due/{batch_id}          marker: the batch still needs exporting (metadata: destination, due_at)
+  index/batches/state/pending/{newest}  marker: the batch still needs exporting (metadata: state, destination,
+                                due_at); written first, saying `staging`, by intake (`shared.control.batch_index`)
   index/failed/{dest}/{id}      marker: the batch failed and waits for a fix or a retry
+  index/due/{batch_id}          what said "still needs exporting" before: moved over by `migrate_due_markers`
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import logging
 import secrets as pyrandom
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -32,10 +34,14 @@ from shared.logging_setup import log_event
 
 log = logging.getLogger(__name__)
 
-DUE_PREFIX = "index/due/"
+LEGACY_DUE_PREFIX = "index/due/"
 FAILED_PREFIX = "index/failed/"
 STATES_PREFIX = "states/"
 STAGED_PREFIX = "staged/"
+# A staging marker this old has lost its intake: the state is read to tell a commit whose listing markers were
+# never written (the batch is due) from an intake that never committed (garbage once ORPHAN_AGE old).
+STAGING_GRACE = timedelta(minutes=1)
+ORPHAN_AGE = timedelta(minutes=15)
 
 
 def now_utc() -> datetime:
@@ -46,11 +52,11 @@ def state_blob(batch_id: str) -> str:
     return f"{STATES_PREFIX}{batch_id}.json"
 
 
-def discard_staging(control: ControlStore, batch_id: str) -> None:
-    """Delete what an intake that never committed left behind: its staged records, then its due marker."""
+def discard_staging(control: ControlStore, batch_id: str, marker: str) -> None:
+    """Delete what an intake that never committed left behind: its staged records, then its marker."""
     for item in list(control.list(f"{STAGED_PREFIX}{batch_id}/")):
         control.delete(item.name)
-    control.delete(due_marker(batch_id))
+    control.delete(marker)
 
 
 def new_staging_id() -> str:
@@ -68,10 +74,6 @@ def discard_staged_attempt(control: ControlStore, batch_id: str, staging_id: str
     """Delete one intake request's staged records (its state was never committed, or another request's was)."""
     for item in list(control.list(f"{STAGED_PREFIX}{batch_id}/{staging_id}/")):
         control.delete(item.name)
-
-
-def due_marker(batch_id: str) -> str:
-    return f"{DUE_PREFIX}{batch_id}"
 
 
 def failed_marker(destination_id: str, batch_id: str) -> str:
@@ -120,12 +122,14 @@ class NewBatch:
 def stage_batch(control: ControlStore, batch: NewBatch) -> tuple[BatchState, bool]:
     """Durably stage a batch; return (state, created). The state document is written last: it is the commit.
 
-    Order: due marker -> staged records -> state. The staged records are one blob whatever the number of
-    partitions (each partition a byte range of it, which the state records), written as blocks and one
-    commit: a crash before that commit leaves uncommitted blocks, which no listing shows and the service
-    discards; a crash after it and before the state leaves garbage that the export pass collects (a marker
-    without a state, and the blob under the batch's staged/ prefix); a crash after the state leaves a
-    complete, due batch. A failure that raises is cleaned up at once where possible (`_after_failed_staging`).
+    Order: staging marker -> staged records -> state -> listing markers (the staging marker becomes pending).
+    The staged records are one blob whatever the number of partitions (each partition a byte range of it,
+    which the state records), written as blocks and one commit: a crash before that commit leaves uncommitted
+    blocks, which no listing shows and the service discards; a crash after it and before the state leaves
+    garbage that the export pass collects (a staging marker without a state, and the blob under the batch's
+    staged/ prefix); a crash after the state leaves a complete batch, due once a pass finds its staging marker
+    a minute old (`settle_staging`). A failure that raises is cleaned up at once where possible
+    (`_after_failed_staging`).
 
     Staged records go under a staging id of this request's own, and the state names them: a concurrent
     request with the same Idempotency-Key and another body writes elsewhere, so the committed state's blob
@@ -140,7 +144,7 @@ def stage_batch(control: ControlStore, batch: NewBatch) -> tuple[BatchState, boo
     try:
         return _stage_new(control, batch, staging_id)
     except Exception:
-        committed = _after_failed_staging(control, batch.batch_id, staging_id)
+        committed = _after_failed_staging(control, batch, staging_id)
         if committed is None:
             raise
         return _replayed(committed, batch.body_sha256), batch.batch_id.startswith("b")
@@ -149,7 +153,7 @@ def stage_batch(control: ControlStore, batch: NewBatch) -> tuple[BatchState, boo
 def _stage_new(control: ControlStore, batch: NewBatch, staging_id: str) -> tuple[BatchState, bool]:
     batch_id, destination_id, moment = batch.batch_id, batch.destination_id, batch.moment
     # The marker first: whatever a failure leaves behind, the export pass can find it and collect it.
-    set_due(control, batch_id, destination_id, moment)
+    batch_index.mark_staging(control, batch_id, destination_id, batch.record_type, moment)
     name = staged_blob(batch_id, staging_id)
     control.put_buffers(name, [part.text for part in batch.parts])
     partitions = staged_ranges(name, batch.parts)
@@ -165,8 +169,12 @@ def _stage_new(control: ControlStore, batch: NewBatch, staging_id: str) -> tuple
         # The same Idempotency-Key raced us; the first writer's batch stands, and our staged records are garbage.
         current = control.get(state_blob(batch_id))
         assert current is not None
-        discard_staged_attempt(control, batch_id, staging_id)
-        return _replayed(BatchState.from_json(current.data), batch.body_sha256), False
+        winner = BatchState.from_json(current.data)
+        if winner.created_at != moment:  # the same moment: the same marker name, which the winner's index owns
+            _discard_attempt(control, batch, staging_id)
+        else:
+            discard_staged_attempt(control, batch_id, staging_id)
+        return _replayed(winner, batch.body_sha256), False
     _index(control, state, first=True)
     log_event(log, "batch staged", batch_id=batch_id, destination_id=destination_id, records=batch.records,
               bytes=total)
@@ -184,29 +192,39 @@ def staged_ranges(blob: str, parts: list[StagedPart]) -> list[StagedPartition]:
     return partitions
 
 
-def _after_failed_staging(control: ControlStore, batch_id: str, staging_id: str) -> BatchState | None:
+def _after_failed_staging(control: ControlStore, batch: NewBatch, staging_id: str) -> BatchState | None:
     """Best effort after a staging write failed. Returns the state if the commit happened after all (its
-    answer was lost); otherwise removes what was staged, so the caller's error means "nothing was changed".
-
-    For Idempotency-Key ids only this request's own staged records go: a retry with the same key may be
-    staging right now, under its own staging id, and needs the due marker. Whatever cannot be removed
-    (storage still down) is a due marker without a state: the export pass collects it once it is older than
-    its orphan age.
+    answer was lost: the listing markers are written now) or another request with the same Idempotency-Key
+    committed; otherwise removes what this request staged and its marker, so the caller's error means "nothing
+    was changed". Each request's staged records and marker are its own (a staging id, and its moment in the
+    marker's name): a retry with the same key staging right now keeps its own. Whatever cannot be removed
+    (storage still down) is a staging marker without a state: the export pass collects it once it is older
+    than ORPHAN_AGE.
     """
+    batch_id = batch.batch_id
     try:
         current = control.get(state_blob(batch_id))
         if current is not None:
-            log_event(log, "batch staged (its commit answer was lost)", batch_id=batch_id)
-            return BatchState.from_json(current.data)
-        if batch_id.startswith("k"):
-            discard_staged_attempt(control, batch_id, staging_id)
-            return None
-        discard_staging(control, batch_id)
+            state = BatchState.from_json(current.data)
+            if state.created_at == batch.moment:
+                log_event(log, "batch staged (its commit answer was lost)", batch_id=batch_id)
+                _index(control, state, first=True)
+            else:
+                _discard_attempt(control, batch, staging_id)
+            return state
+        _discard_attempt(control, batch, staging_id)
         log_event(log, "failed intake cleaned up", logging.WARNING, batch_id=batch_id)
     except Exception as exc:
         log_event(log, "failed intake left for the export pass to collect", logging.WARNING, batch_id=batch_id,
                   error=type(exc).__name__)
     return None
+
+
+def _discard_attempt(control: ControlStore, batch: NewBatch, staging_id: str) -> None:
+    """Remove what one intake request staged and its staging marker: another request committed the batch (the
+    same Idempotency-Key), or none did."""
+    discard_staged_attempt(control, batch.batch_id, staging_id)
+    control.delete(batch_index.open_marker(batch.batch_id, batch.moment))
 
 
 def _replayed(state: BatchState, body_sha256: str) -> BatchState:
@@ -217,17 +235,52 @@ def _replayed(state: BatchState, body_sha256: str) -> BatchState:
     return state
 
 
-def set_due(control: ControlStore, batch_id: str, destination_id: str, due_at: datetime) -> None:
-    control.put_bytes(
-        due_marker(batch_id), b"", metadata={"destination": destination_id, "due_at": f"{due_at.timestamp():.3f}"}
-    )
-
-
 def settle_finished(control: ControlStore, state: BatchState) -> None:
-    """A finished batch found still due: the worker that finished it died before its due marker went (and maybe
-    before its listing markers were written). Remove the marker and bring the listing up to date."""
+    """A finished batch found still open: the worker that finished it died before its listing markers were
+    brought up to date (its open marker deleted). Bring them up to date."""
     _index(control, state)
-    control.delete(due_marker(state.batch_id))
+
+
+def settle_staging(control: ControlStore, marker: batch_index.OpenBatch, moment: datetime) -> BatchState | None:
+    """A staging marker older than STAGING_GRACE: its intake died. Committed (the state exists): its listing
+    markers are written now and the batch is returned, due (a marker of another request with the same
+    Idempotency-Key than the one that committed just goes). Never committed: its staged records and the marker
+    are deleted once ORPHAN_AGE old."""
+    doc = control.get(state_blob(marker.batch_id))
+    if doc is not None:
+        state = BatchState.from_json(doc.data)
+        if state.created_at != marker.created:  # another request with the same Idempotency-Key committed it
+            control.delete(marker.marker)
+            return None
+        _index(control, state)
+        log_event(log, "committed batch indexed (its intake died before)", batch_id=state.batch_id)
+        return state
+    if marker.created is not None and moment - marker.created > ORPHAN_AGE:
+        discard_staging(control, marker.batch_id, marker.marker)
+        log_event(log, "orphaned intake collected", batch_id=marker.batch_id)
+    return None
+
+
+def migrate_due_markers(control: ControlStore, moment: datetime) -> int:
+    """Move the due markers written before the open markers carried `due_at` (`index/due/{batch_id}`) over:
+    an open batch's open marker is written, a finished one's listing is brought up to date, then the old marker
+    goes; one without a state (an intake that never committed) goes with its staged records once ORPHAN_AGE
+    old. Returns how many were moved. One listing call when there are none."""
+    moved = 0
+    for item in list(control.list(LEGACY_DUE_PREFIX)):
+        batch_id = item.name[len(LEGACY_DUE_PREFIX):]
+        doc = control.get(state_blob(batch_id))
+        if doc is None:
+            if item.modified is not None and moment - item.modified > ORPHAN_AGE:
+                discard_staging(control, batch_id, item.name)
+            continue
+        state = BatchState.from_json(doc.data)
+        batch_index.record(control, state)  # raises if it fails: the old marker stays until it succeeds
+        control.delete(item.name)
+        moved += 1
+    if moved:
+        log_event(log, "due markers moved to the open batch markers", moved=moved)
+    return moved
 
 
 def get_state(control: ControlStore, batch_id: str) -> BatchState:
@@ -374,10 +427,10 @@ def _make_due_now(control: ControlStore, batch_id: str, transition: Callable[[Ba
         raise NotFound(f"batch '{batch_id}' does not exist")
     current = BatchState.from_json(doc.data)
     state = transition(current, moment)
-    # The due marker before the state, as intake does: a failure between the two leaves a marker whose batch
-    # is still failed (the export pass drops the marker; the retry can be asked again), never a pending batch
-    # that no pass will find.
-    set_due(control, batch_id, state.destination_id, moment)
+    # The open marker before the state, as intake does: a failure between the two leaves a marker whose batch
+    # is still failed (the export pass finds it finished and puts its listing right; the retry can be asked
+    # again), never a pending batch that no pass will find.
+    batch_index.mark_open(control, state)
     try:
         save_state(control, state, etag=doc.etag)
     except (PreconditionFailed, LeaseHeld):
@@ -404,18 +457,15 @@ def requeue_destination(control: ControlStore, destination_id: str, moment: date
             continue
         if on_due is not None:
             on_due(batch_id, destination_id)
-    for item in control.list(DUE_PREFIX, with_metadata=True):
-        if item.metadata.get("destination") != destination_id:
-            continue
-        if float(item.metadata.get("due_at", "0")) > when.timestamp():
-            batch_id = item.name[len(DUE_PREFIX):]
+    for waiting in batch_index.open_batches(control, destination_id=destination_id):
+        if waiting.state == "pending" and waiting.due_at > when.timestamp():
             try:
-                _requeue(control, batch_id, when)
+                _requeue(control, waiting.batch_id, when)
                 count += 1
             except (Conflict, NotFound):
                 continue
             if on_due is not None:
-                on_due(batch_id, destination_id)
+                on_due(waiting.batch_id, destination_id)
     return count
 
 

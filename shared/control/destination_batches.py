@@ -1,7 +1,8 @@
 """A destination's batches that have not landed, for DELETE /api/destinations/{id}: count them, or fail them.
 
-Found through the due and failed markers (`shared.control.batches`): pending and running batches have a due
-marker naming their destination, retryable failed ones a failed marker under it. Landed batches do not count.
+Found through the open and failed markers (`shared.control.batch_index`, `shared.control.batches`): pending and
+running batches have an open marker naming their destination, retryable failed ones a failed marker under it.
+Landed batches do not count; neither does an intake that has not committed (a staging marker).
 """
 
 from __future__ import annotations
@@ -10,16 +11,9 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.control import transitions
+from shared.control import batch_index, transitions
 from shared.control.batch_state import BatchState
-from shared.control.batches import (
-    DUE_PREFIX,
-    FAILED_PREFIX,
-    due_marker,
-    failed_marker,
-    save_state,
-    state_blob,
-)
+from shared.control.batches import FAILED_PREFIX, failed_marker, save_state, state_blob
 from shared.control.retention import delete_staged_records
 from shared.control.store import ControlStore, LeaseHeld, PreconditionFailed
 from shared.logging_setup import log_event
@@ -29,8 +23,8 @@ log = logging.getLogger(__name__)
 
 def not_landed(control: ControlStore, destination_id: str) -> list[str]:
     """Ids of the destination's batches still to export (pending, running) or waiting for a retry (failed)."""
-    ids = [item.name[len(DUE_PREFIX):] for item in control.list(DUE_PREFIX, with_metadata=True)
-           if item.metadata.get("destination") == destination_id]
+    ids = [marker.batch_id for marker in batch_index.open_batches(control, destination_id=destination_id)
+           if not marker.staging]
     ids += [item.name.rsplit("/", 1)[1] for item in control.list(f"{FAILED_PREFIX}{destination_id}/")]
     return sorted(set(ids))
 
@@ -52,8 +46,7 @@ def fail_for_deleted_destination(control: ControlStore, destination_id: str, bat
     for batch_id in batch_ids:
         doc = control.get(state_blob(batch_id))
         if doc is None:
-            control.delete(due_marker(batch_id))  # an intake that never committed: garbage
-            continue
+            continue  # deleted meanwhile
         state = BatchState.from_json(doc.data)
         if state.destination_id != destination_id or state.state == "landed":
             continue
@@ -67,7 +60,6 @@ def fail_for_deleted_destination(control: ControlStore, destination_id: str, bat
             running.append(batch_id)  # a worker took it just now
             continue
         delete_staged_records(control, batch_id)
-        control.delete(due_marker(batch_id))
         control.delete(failed_marker(destination_id, batch_id))
         failed += 1
         log_event(log, "batch failed: destination deleted", batch_id=batch_id, destination_id=destination_id,

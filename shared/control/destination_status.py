@@ -9,17 +9,17 @@ from every batch state.
 A pending batch backing off after an error is fine until it is that old.
 
 What one answer reads (storage calls in brackets; none grows with the destination's history):
-1. `index/due/` [1 a 5,000 markers]: every destination's batches still to export, as each export pass lists
-   them; this destination's are its pending and running batches. A due marker is deleted only after the state
-   that ends the batch is saved, and a pass deletes one left behind by a crash, so a batch that has landed is
-   counted at most until the next pass, and one not landed is never missed.
-2. Only when it has such batches: `index/batches/state/pending/` [1 a 5,000]: the open batches' state markers,
-   which say which of them are running, and when each was accepted (the markers' `state` and `created`). A batch
-   with no such marker yet (its index write lags) is taken as accepted when its due marker was written.
-3. `index/failed/{id}/` [1]: its failed batches waiting for a retry.
-4. `activity/{id}.json` [1]: its last landing, last error and landings per hour, and its consecutive failed export
+1. `index/batches/state/pending/` [1 a 5,000 markers]: every destination's open batches, as each export pass
+   lists them; this destination's are its pending and running batches (the markers' `state`), with when each was
+   accepted (`created`) and is due (`due_at`). An open marker is deleted only after the state that ends the batch
+   is saved, and a pass deletes one left behind by a crash, so a batch that has landed is counted at most until
+   the next pass, and one not landed is never missed. An intake not committed yet (a `staging` marker) is not
+   counted, unless it is older than STAGING_GRACE: its intake died, perhaps after its commit, and it is counted
+   as pending until a pass settles it.
+2. `index/failed/{id}/` [1]: its failed batches waiting for a retry.
+3. `activity/{id}.json` [1]: its last landing, last error and landings per hour, and its consecutive failed export
    runs (`shared.control.destination_activity`, recorded as states are saved).
-5. `alerts/outbox/{id}/` [1, and 1 read per alert shown, at most 10]: its latest alerts and how each delivery went
+4. `alerts/outbox/{id}/` [1, and 1 read per alert shown, at most 10]: its latest alerts and how each delivery went
    (`shared.control.alerts_outbox`, issue 17). Paused or not comes from the record the caller read.
 
 A destination deleted and created again is another generation: markers written before its creation (less
@@ -39,7 +39,7 @@ from typing import Any
 from shared.control import batch_index
 from shared.control.alerts_outbox import public_alert, recent_alerts
 from shared.control.batch_state import BatchState, iso
-from shared.control.batches import DUE_PREFIX, FAILED_PREFIX, state_blob
+from shared.control.batches import FAILED_PREFIX, STAGING_GRACE, state_blob
 from shared.control.destination_activity import (
     HOURS_KEPT,
     DestinationActivity,
@@ -99,7 +99,7 @@ def destination_status(control: ControlStore, subject: Subject, now: datetime) -
     landing and the last error, and landings per hour."""
     activity = read_activity(control, subject.destination_id)
     own = activity.generations.get(generation_key(subject.generation), GenerationActivity())
-    open_batches = _open_batches(control, subject)
+    open_batches = _open_batches(control, subject, now)
     failed = _failed_batches(control, subject, activity, exclude={b.batch_id for b in open_batches})
     oldest = min(open_batches, key=lambda b: (b.accepted_at, b.batch_id), default=None)
     hours = _landed_by_hour(own, now)
@@ -137,35 +137,17 @@ def destination_status(control: ControlStore, subject: Subject, now: datetime) -
     }
 
 
-def _open_batches(control: ControlStore, subject: Subject) -> list[_Open]:
-    due = {item.name[len(DUE_PREFIX):]: item for item in control.list(DUE_PREFIX, with_metadata=True)
-           if item.metadata.get("destination") == subject.destination_id}
-    if not due:
-        return []
-    running, pending = _accepted_times(control, subject.destination_id)
+def _open_batches(control: ControlStore, subject: Subject, now: datetime) -> list[_Open]:
     found = []
-    for batch_id, marker in due.items():
-        accepted = running.get(batch_id) or pending.get(batch_id) or marker.modified
+    for marker in batch_index.open_batches(control, destination_id=subject.destination_id):
+        accepted = marker.created
         if accepted is None or accepted < subject.created_at - CLOCK_SKEW:
             continue  # accepted for an earlier generation of the destination
-        due_at = datetime.fromtimestamp(float(marker.metadata.get("due_at", "0")), UTC)
-        found.append(_Open(batch_id, "running" if batch_id in running else "pending", accepted, due_at))
+        if marker.staging and now - accepted < STAGING_GRACE:
+            continue  # its intake is at work and has not answered yet
+        found.append(_Open(marker.batch_id, "running" if marker.state == "running" else "pending", accepted,
+                           datetime.fromtimestamp(marker.due_at, UTC)))
     return found
-
-
-def _accepted_times(control: ControlStore, destination_id: str) -> tuple[dict[str, datetime], dict[str, datetime]]:
-    """A destination's (running, pending) batches by their state markers, with when each was accepted."""
-    running: dict[str, datetime] = {}
-    pending: dict[str, datetime] = {}
-    for item in control.list(batch_index.listing_prefix(state="pending", destination_id=None), with_metadata=True):
-        if item.metadata.get("destination") != destination_id:
-            continue
-        found = running if item.metadata.get("state") == "running" else pending
-        try:
-            found[batch_index.batch_id_of(item.name)] = datetime.fromisoformat(item.metadata.get("created", ""))
-        except ValueError:
-            continue  # no creation time: the due marker's time stands in
-    return running, pending
 
 
 def _failed_batches(control: ControlStore, subject: Subject, activity: DestinationActivity,

@@ -29,7 +29,6 @@ from shared.control.batch_state import BatchState
 from shared.control.batches import (
     STAGED_PREFIX,
     STATES_PREFIX,
-    due_marker,
     failed_marker,
     now_utc,
     save_state,
@@ -157,7 +156,6 @@ def _state(control: ControlStore, batch_id: str, started: datetime, now: datetim
     control.delete(state_blob(batch_id))
     batch_index.forget(control, state)
     control.delete(failed_marker(state.destination_id, batch_id))
-    control.delete(due_marker(batch_id))
     log_event(log, "batch state deleted", batch_id=batch_id, destination_id=state.destination_id,
               state=state.state)
     return True

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from shared.control import transitions
 from shared.control.batch_state import BatchState
-from shared.control.batches import due_marker, failed_marker, now_utc, save_state, state_blob
+from shared.control.batches import failed_marker, now_utc, save_state, state_blob
 from shared.control.export_queue import ExportQueue, ExportUnit, MalformedMessage, Received, decode_unit
 from shared.control.store import LeaseHeld, PreconditionFailed
 from shared.destinations.record import DestinationRecord
@@ -91,7 +91,7 @@ def handle_message(services: Services, body: bytes | str, *,
 def _finished(services: Services, batch_id: str) -> bool:
     """Whether the batch needs nothing more: finished, or gone (collected as an orphan, or deleted). In a burst, a
     coalesced run takes the due batches of several messages, and the later messages find theirs landed: one read,
-    where listing every due marker (which grows with the backlog) and a pass cost many."""
+    where listing every open marker (which grows with the backlog) and a pass cost many."""
     doc = services.control.get(state_blob(batch_id))
     return doc is None or BatchState.from_json(doc.data).finished
 
@@ -159,7 +159,6 @@ def handle_poisoned(services: Services, body: bytes | str, *, dequeue_count: int
     except (PreconditionFailed, LeaseHeld):
         return Handled("skipped", unit.batch_id)  # changed meanwhile, or being exported: its worker decides
     control.put_bytes(failed_marker(state.destination_id, state.batch_id), b"")
-    control.delete(due_marker(state.batch_id))
     log_event(log, "batch failed", logging.WARNING, batch_id=state.batch_id, destination_id=state.destination_id,
               error_code=problem.code, reason=repr(problem.message))
     pause_failing([state.destination_id], services)

@@ -12,17 +12,16 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared import telemetry
-from shared.control import transitions
+from shared.control import batch_index, transitions
 from shared.control.batch_state import BatchState, iso
 from shared.control.batches import (
-    DUE_PREFIX,
-    discard_staging,
-    due_marker,
+    STAGING_GRACE,
     failed_marker,
+    migrate_due_markers,
     now_utc,
     save_state,
-    set_due,
     settle_finished,
+    settle_staging,
     state_blob,
 )
 from shared.control.leases import BatchLease, LeaseLost
@@ -52,9 +51,6 @@ if TYPE_CHECKING:  # the composition root sits above every package
     from shared.services import Services
 
 log = logging.getLogger(__name__)
-
-# Garbage from an intake that died before committing its state: a due marker with no state.
-ORPHAN_MARKER_AGE = timedelta(minutes=15)
 
 
 @dataclass
@@ -92,16 +88,23 @@ class _Held:
 
 
 def due_batches(services: Services, moment: datetime, *, destination_id: str | None = None) -> list[tuple[str, str]]:
-    """(batch id, destination id) of the batches whose due time has come, oldest due first; with
-    `destination_id`, only that destination's."""
+    """(batch id, destination id) of the batches whose due time has come, oldest due first, from the open
+    markers (`shared.control.batch_index`); with `destination_id`, only that destination's. A staging marker
+    older than STAGING_GRACE is settled on the way (its intake died: committed, it is due; if not, garbage)."""
+    control = services.control
+    if destination_id is None:
+        migrate_due_markers(control, moment)  # markers written before the open markers carried due_at
     due: list[tuple[float, str, str]] = []
-    seen: dict[str, int] = {}  # every due marker, per destination: the pending gauge, at no extra request
-    for item in services.control.list(DUE_PREFIX, with_metadata=True):
-        due_at = float(item.metadata.get("due_at", "0"))
-        destination = item.metadata.get("destination", "")
-        seen[destination] = seen.get(destination, 0) + 1
-        if due_at <= moment.timestamp() and destination_id in (None, destination):
-            due.append((due_at, item.name[len(DUE_PREFIX):], destination))
+    seen: dict[str, int] = {}  # every open batch, per destination: the pending gauge, at no extra request
+    for marker in batch_index.open_batches(control):
+        if marker.staging:
+            if marker.created is None or moment - marker.created < STAGING_GRACE:
+                continue  # its intake is still at work
+            if settle_staging(control, marker, moment) is None:
+                continue
+        seen[marker.destination_id] = seen.get(marker.destination_id, 0) + 1
+        if marker.due_at <= moment.timestamp() and destination_id in (None, marker.destination_id):
+            due.append((marker.due_at, marker.batch_id, marker.destination_id))
     telemetry.pending_seen(seen)
     return [(batch_id, destination) for _, batch_id, destination in sorted(due)]
 
@@ -266,9 +269,7 @@ def export_one(services: Services, batch_id: str, *, hooks: Hooks, clock: Callab
     control = services.control
     lease = BatchLease(control.container, state_blob(batch_id), services.settings.lease_seconds)
     if not lease.acquire():
-        if control.get(state_blob(batch_id)) is None:
-            _collect_orphan(services, batch_id, clock())
-        return "skipped"
+        return "skipped"  # held by another worker, or no state (an intake not committed: settle_staging)
     with lease:
         doc = control.get(state_blob(batch_id), lease=lease.id)
         if doc is None:
@@ -286,17 +287,6 @@ def export_one(services: Services, batch_id: str, *, hooks: Hooks, clock: Callab
                                  records=state.records, attempt=state.attempts + 1) as span:
             held = _Held(control, lease, state)
             return telemetry.said(span, _attempt(services, held, hooks, clock, records or PassRecords(services)))
-
-
-def _collect_orphan(services: Services, batch_id: str, moment: datetime) -> None:
-    marker = services.control.container.get_blob_client(due_marker(batch_id))
-    try:
-        modified = marker.get_blob_properties().last_modified
-    except Exception:
-        return
-    if modified and moment - modified > ORPHAN_MARKER_AGE:
-        discard_staging(services.control, batch_id)
-        log_event(log, "orphaned intake collected", batch_id=batch_id)
 
 
 def _attempt(services: Services, held: _Held, hooks: Hooks, clock: Callable[[], datetime],
@@ -350,7 +340,6 @@ def _attempt(services: Services, held: _Held, hooks: Hooks, clock: Callable[[], 
         held.state, finished, files=result.files,
         output_bytes=result.bytes, manifest=manifest_name, kept=kept,
     ))
-    services.control.delete(due_marker(batch_id))
     delete_staged_at_landing(services.settings, held.state, held.save, services.control)
     log_event(log, "batch landed", **context, records=result.records, files=len(result.files), bytes=result.bytes,
               duration_seconds=round((finished - started).total_seconds(), 3))
@@ -421,7 +410,6 @@ def _give_up_after_crashes(services: Services, held: _Held, moment: datetime) ->
     control, state = services.control, held.state
     held.save(transitions.give_up_after_crashes(state, moment, max_attempts=services.settings.max_attempts))
     control.put_bytes(failed_marker(state.destination_id, state.batch_id), b"")
-    control.delete(due_marker(state.batch_id))
     log_event(log, "batch failed", logging.WARNING, batch_id=state.batch_id, destination_id=state.destination_id,
               attempt=state.attempts, error_code="worker_crashed", crashes=held.state.crashes,
               reason=repr(held.state.last_error.message if held.state.last_error else ""))
@@ -439,13 +427,11 @@ def _fail(services: Services, held: _Held, problem: DestinationProblem, moment: 
     if transitions.may_back_off(state, problem, settings.max_attempts):
         due = moment + timedelta(seconds=backoff_delay(settings, state.attempts))
         held.save(transitions.back_off(state, problem, moment, due=due, max_attempts=settings.max_attempts))
-        set_due(control, state.batch_id, state.destination_id, due)
         log_event(log, "batch will be retried", logging.WARNING, **context, next_attempt_at=iso(due),
                   reason=repr(problem.message))
         return "retried"
     held.save(transitions.fail(state, problem, moment))
     control.put_bytes(failed_marker(state.destination_id, state.batch_id), b"")
-    control.delete(due_marker(state.batch_id))
     log_event(log, "batch failed", logging.WARNING, **context, reason=repr(problem.message))
     telemetry.batch_failed(state.destination_id, state.type, records=state.records)
     return "failed"

@@ -25,15 +25,7 @@ from shared import telemetry
 from shared.control import runs as run_docs
 from shared.control import transitions
 from shared.control.batch_state import RECORD_TYPES, BatchState, LandedFile, iso
-from shared.control.batches import (
-    due_marker,
-    failed_marker,
-    now_utc,
-    save_state,
-    set_due,
-    settle_finished,
-    state_blob,
-)
+from shared.control.batches import failed_marker, now_utc, save_state, settle_finished, state_blob
 from shared.control.leases import BatchLease, LeaseLost
 from shared.control.retention import delete_staged_at_landing
 from shared.control.runs import RunMember, RunState
@@ -110,7 +102,7 @@ def _export_group(services: Services, record: DestinationRecord, group: Sequence
     overwritten."""
     control, now = services.control, clock()
     batch_ids = [m.state.batch_id for m in group]
-    for finished in (m.state for m in group if m.state.finished):  # its worker died before its due marker went
+    for finished in (m.state for m in group if m.state.finished):  # its worker died before its open marker went
         settle_finished(control, finished)
     members = [m for m in group if not m.state.finished and not m.state.waiting_at(now)]
     runs: dict[str, RunState] = {}
@@ -319,12 +311,11 @@ def _export_sealed(services: Services, record: DestinationRecord, run: RunState,
 
 def _land_member(services: Services, member: _Member, run: RunState, *, files: Sequence[LandedFile],
                  output_bytes: int, manifest: str, kept: Sequence[str], finished: datetime) -> str:
-    """A member of a landed run: its state says landed (naming the run's files and manifest), then its due marker
-    goes, then its staged records if they are not kept."""
+    """A member of a landed run: its state says landed (naming the run's files and manifest; its open marker goes
+    with that save), then its staged records go if they are not kept."""
     control = services.control
     landed = _save(control, member, transitions.land(member.state, finished, files=files, output_bytes=output_bytes,
                                                       manifest=manifest, kept=kept))
-    control.delete(due_marker(landed.state.batch_id))
     telemetry.batch_landed(run.destination_id, run.type, records=landed.state.records,
                            accepted_at=landed.state.created_at, landed_at=finished)
 
@@ -390,12 +381,10 @@ def _fail_members(services: Services, recorder: _RunRecorder, members: list[_Mem
             due = moment + timedelta(seconds=backoff_delay(settings, state.attempts))
             _save(control, member, transitions.back_off(state, problem, moment, due=due,
                                                         max_attempts=settings.max_attempts))
-            set_due(control, state.batch_id, state.destination_id, due)
             log_event(log, "batch will be retried", logging.WARNING, **context, reason=repr(problem.message))
             return "retried"
         _save(control, member, transitions.fail(state, problem, moment))
         control.put_bytes(failed_marker(state.destination_id, state.batch_id), b"")
-        control.delete(due_marker(state.batch_id))
         log_event(log, "batch failed", logging.WARNING, **context, reason=repr(problem.message))
         telemetry.batch_failed(state.destination_id, state.type, records=state.records)
         return "failed"

@@ -1,13 +1,13 @@
 """The timer as the sweeper (issue 14): it finds the due batches whose export message was lost and sends it
 again, then applies retention. The queue does the exporting; the timer only makes sure nothing is forgotten.
 
-A batch is due from its due marker's time (`shared.control.batches`); its message is sent at intake, or by the
+A batch is due from its open marker's time (`shared.control.batch_index`); its message is sent at intake, or by the
 consumer that last looked at it, to be visible by then. A batch still due QUEUE_GRACE_SECONDS after that has
 lost its message (intake could not send it, or a consumer died after taking it and the host gave up): the
 sweeper sends it again. A duplicate costs a look at a batch already landed or held, nothing more. With no
 export queue (a connection that names no queue service), or when sending fails, the sweeper exports those
-batches itself, as the timer did before the queue existed. Orphans (a due marker whose intake never committed)
-are collected by the export of their unit, as before.
+batches itself, as the timer did before the queue existed. Orphans (a staging marker whose intake never
+committed) are collected as the sweep lists the open markers (`shared.control.batches.settle_staging`).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@
 
 Records count a batch's records as accepted, whether or not a filter later drops some from the files, so that
 accepted = landed + failed + still pending, per destination and type. The pending gauge costs no request: it
-reports the count the export pass or the sweeper last saw when it listed the due markers anyway (one count per
+reports the count the export pass or the sweeper last saw when it listed the open markers anyway (one count per
 destination, zero once a destination's batches are all done), so it is as fresh as the last listing.
 
 The instruments come from the global meter provider, looked up when first used: until telemetry is configured
@@ -140,7 +140,7 @@ def export_ended(destination_id: str, record_type: str, *, unit: str, outcome: s
 
 @guarded
 def pending_seen(counts: Mapping[str, int]) -> None:
-    """A listing of the due markers saw these counts per destination."""
+    """A listing of the open markers saw these counts per destination."""
     _instruments()
     PENDING.saw(counts)
 

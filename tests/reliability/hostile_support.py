@@ -35,7 +35,7 @@ def control_blobs(services: Services) -> list[str]:
 
 
 def staged_or_state_blobs(services: Services) -> list[str]:
-    """What a refused request must never leave behind: staged records, due markers or batch states."""
+    """What a refused request must never leave behind: staged records, index markers or batch states."""
     return [name for name in control_blobs(services) if name.startswith(("staged/", "states/", "index/"))]
 
 

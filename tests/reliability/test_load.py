@@ -24,6 +24,7 @@ import pytest
 from azure.storage.blob import ContainerClient
 
 from scripts import sample_data
+from shared.control import batch_index
 from shared.control.batches import STATES_PREFIX, get_state
 from shared.services import Services
 from shared.settings import Settings
@@ -94,7 +95,7 @@ def test_four_export_passes_at_once_land_every_batch_once(
     for batch_id in accepted:
         final = get_state(services.control, batch_id)
         assert final.state == "landed" and final.total_attempts == 1  # never two workers on one batch
-    assert control_names(services, "index/due/") == []
+    assert control_names(services, batch_index.OPEN) == []
     counts = assert_landed_exactly_once(fresh_container, accepted)
     report("four_export_passes_at_once", workers=WORKERS, landed_per_worker=[s["landed"] for s in summaries],
            seconds=round(elapsed, 1), **counts)
@@ -156,7 +157,7 @@ def test_intake_under_concurrent_load_loses_nothing(
 
     states = [item.name[len(STATES_PREFIX):-len(".json")] for item in services.control.list(STATES_PREFIX)]
     assert sorted(states) == sorted(created), "a 202 batch has no state, or a state has no 202"
-    assert len(control_names(services, "index/due/")) == len(created)
+    assert len(control_names(services, batch_index.OPEN)) == len(created)
 
     def staged_records(batch_id: str) -> tuple[int, int]:
         state = get_state(services.control, batch_id)

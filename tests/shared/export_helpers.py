@@ -15,6 +15,8 @@ import orjson
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from scripts import sample_data
+from shared.control import batch_index
+from shared.control.store import ControlStore
 from shared.export.queued import QueueOptions, consume_once
 from shared.export.runner import run_export_pass
 from shared.services import Services
@@ -96,3 +98,8 @@ def drain_queue(services: Services, until: Callable[[], bool] = lambda: False, s
             if queue.approximate_length() == 0 and not until():
                 return
             time.sleep(0.1)
+
+
+def is_open(control: ControlStore, batch_id: str) -> bool:
+    """Whether the batch has an open marker (staging, pending or running): what the export finds due batches by."""
+    return any(marker.batch_id == batch_id for marker in batch_index.open_batches(control))

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from azure.storage.blob import ContainerClient
 
-from shared.control import batches, destination_activity, destination_status, transitions
+from shared.control import batch_index, batches, destination_activity, destination_status, transitions
 from shared.control.batch_state import BatchState
 from shared.control.destination_activity import Change, DestinationActivity, LandedNote, change_of, merged
 from shared.control.store import ControlStore
@@ -212,22 +212,20 @@ class Batches:
         running = self.running(state, moment)
         waiting = transitions.back_off(running, BUSY, moment, due=due, max_attempts=5)
         batches.save_state(self.control, waiting, previous="running")
-        batches.set_due(self.control, state.batch_id, self.destination_id, due)
         return waiting
 
     def failed(self, state: BatchState, moment: datetime) -> BatchState:
         failed = transitions.fail(self.running(state, moment), EXPIRED, moment)
         batches.save_state(self.control, failed, previous="running")
         self.control.put_bytes(batches.failed_marker(self.destination_id, state.batch_id), b"")
-        self.control.delete(batches.due_marker(state.batch_id))
         return failed
 
-    def landed(self, state: BatchState, moment: datetime, *, due_marker_deleted: bool = True) -> BatchState:
-        landed = transitions.land(self.running(state, moment), moment, files=[], output_bytes=0, manifest="m.json",
-                                  kept=[])
+    def landed(self, state: BatchState, moment: datetime, *, open_marker_deleted: bool = True) -> BatchState:
+        running = self.running(state, moment)
+        landed = transitions.land(running, moment, files=[], output_bytes=0, manifest="m.json", kept=[])
         batches.save_state(self.control, landed, previous="running")
-        if due_marker_deleted:
-            self.control.delete(batches.due_marker(state.batch_id))
+        if not open_marker_deleted:  # the worker died before the open marker went
+            batch_index.mark_open(self.control, running)
         return landed
 
 
@@ -299,15 +297,15 @@ def test_a_failed_batch_or_a_batch_older_than_the_threshold_is_not_up_to_date_an
 def test_a_crash_after_the_landing_leaves_the_status_behind_until_the_next_pass_never_wrong_for_long(
     services: Services,
 ) -> None:
-    """The landed state is saved but its worker dies before deleting the due marker: the batch still counts as
+    """The landed state is saved but its worker dies before deleting the open marker: the batch still counts as
     not landed (behind, not wrong), and the next export pass removes the marker."""
     from shared.export.runner import run_export_pass
 
     made = Batches(services.control)
     landed = made.landed(made.accepted(NOW - timedelta(minutes=2)), NOW - timedelta(minutes=1),
-                         due_marker_deleted=False)
+                         open_marker_deleted=False)
     behind = status(services.control)
-    assert behind["counts"]["pending"] == 1 and behind["last_landed"]["batch_id"] == landed.batch_id
+    assert behind["counts"]["running"] == 1 and behind["last_landed"]["batch_id"] == landed.batch_id
     run_export_pass(services)
     healed = status(services.control)
     assert healed["counts"]["pending"] + healed["counts"]["running"] == 0 and healed["oldest_pending"] is None
@@ -319,7 +317,7 @@ def test_a_lost_activity_write_is_made_right_by_the_destination_s_next_landing(s
     crashed = transitions.land(made.running(made.accepted(NOW - timedelta(minutes=7)), NOW - timedelta(minutes=6)),
                                NOW - timedelta(minutes=6), files=[], output_bytes=0, manifest="m.json", kept=[])
     services.control.put(batches.state_blob(crashed.batch_id), crashed.to_json())  # the save, then the crash
-    services.control.delete(batches.due_marker(crashed.batch_id))  # (the next pass would delete it)
+    services.control.delete(batch_index.open_marker(crashed.batch_id, crashed.created_at))  # (the next pass would)
     assert status(services.control)["last_landed"]["batch_id"] == first.batch_id  # behind
     later = made.landed(made.accepted(NOW - timedelta(minutes=5)), NOW - timedelta(minutes=4))
     assert status(services.control)["last_landed"]["batch_id"] == later.batch_id
@@ -355,9 +353,8 @@ def test_the_answer_costs_the_same_few_storage_calls_whatever_the_destination_s_
     services: Services, azurite: Azurite,
 ) -> None:
     """2,000 landed batches (their destination's and state's listing markers, as the index holds them) cost
-    nothing: the answer reads the due markers, the open batches' state markers (pending and running in one
-    listing), the failed markers, one document, and the destination's alerts (issue 17: a listing, none raised
-    here)."""
+    nothing: the answer reads the open batches' markers (pending and running in one listing), the failed markers,
+    one document, and the destination's alerts (issue 17: a listing, none raised here)."""
     calls: list[str] = []
     client = ContainerClient.from_connection_string(azurite.connection_string,
                                                     services.control.container.container_name,
@@ -375,7 +372,6 @@ def test_the_answer_costs_the_same_few_storage_calls_whatever_the_destination_s_
     status(counting)  # the container is known to exist from here on
     small, small_calls = measure()
     landed = fixture("landed_events")
-    from shared.control import batch_index
 
     def history(n: int) -> None:
         state = landed.changed(batch_id=f"b20261101000000{n:017d}", destination_id="acme",
@@ -386,6 +382,6 @@ def test_the_answer_costs_the_same_few_storage_calls_whatever_the_destination_s_
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(history, range(2000)))
     large, large_calls = measure()
-    assert small_calls == large_calls == 5, (small_calls, large_calls)
+    assert small_calls == large_calls == 4, (small_calls, large_calls)
     assert small["counts"] == large["counts"] and large["counts"]["pending"] == 1
     client.delete_container()  # 4,000 blobs the session's last secret sweep need not read

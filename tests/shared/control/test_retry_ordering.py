@@ -1,6 +1,6 @@
-"""POST /api/batches/{id}/retry writes the due marker before the state (issue 11, item 3).
+"""POST /api/batches/{id}/retry writes the batch's open marker before the state (issue 11, item 3).
 
-A control-storage failure between its two writes must never leave a batch pending with no due marker:
+A control-storage failure between its two writes must never leave a batch pending with no open marker:
 no export pass would ever find it. With the marker first, the failure leaves the batch failed (the retry can
 be asked again) and a marker the next pass drops.
 """
@@ -13,23 +13,20 @@ import orjson
 import pytest
 from azure.core.exceptions import ServiceRequestError
 
-from shared.control import batches
+from shared.control import batch_index, batches
 from shared.control.batch_state import BatchState
 from shared.control.store import as_unavailable
 from shared.export.runner import run_export_pass
 from shared.services import Services
+from tests.shared.export_helpers import is_open
 
 FIXTURE = Path(__file__).parent / "fixtures" / "failed_container_not_found.json"
 
 
-def has_due_marker(services: Services, batch_id: str) -> bool:
-    return bool(services.control.container.get_blob_client(batches.due_marker(batch_id)).exists())
-
-
 def stranded(services: Services, batch_id: str) -> bool:
-    """Pending, but no due marker: nothing will ever export it."""
+    """Pending, but no open marker: nothing will ever export it."""
     state = batches.get_state(services.control, batch_id)
-    return state.state == "pending" and not has_due_marker(services, batch_id)
+    return state.state == "pending" and not is_open(services.control, batch_id)
 
 
 def fail_the_second_write(services: Services, monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -60,12 +57,12 @@ def test_a_failure_between_the_retrys_two_writes_never_strands_the_batch(
         writes = fail_the_second_write(services, faults)
         with pytest.raises(Exception, match="control storage"):
             batches.retry_batch(services.control, batch_id)
-    assert not stranded(services, batch_id), "the batch is pending with no due marker: it is never exported"
-    assert writes[0] == batches.due_marker(batch_id), "the retry wrote the state before the due marker"
+    assert not stranded(services, batch_id), "the batch is pending with no open marker: it is never exported"
+    assert writes[0] == batch_index.open_marker(batch_id, failed.created_at), "the retry wrote the state first"
     assert batches.get_state(services.control, batch_id).state == "failed"  # visible, and retryable again
 
     run_export_pass(services)  # drops the marker of a batch that is still failed; exports nothing
-    assert not has_due_marker(services, batch_id)
+    assert not is_open(services.control, batch_id)
     assert batches.get_state(services.control, batch_id).state == "failed"
 
     again = batches.retry_batch(services.control, batch_id)

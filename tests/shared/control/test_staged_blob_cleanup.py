@@ -30,7 +30,7 @@ def staging_id(blob: str) -> str:
 
 CLEAN_UPS: dict[str, Callable[[Services, str, str], None]] = {
     "an intake that never committed (discard_staging)":
-        lambda services, batch_id, blob: batches.discard_staging(services.control, batch_id),
+        lambda services, batch_id, blob: batches.discard_staging(services.control, batch_id, "no-marker"),
     "the loser of an Idempotency-Key race (discard_staged_attempt)":
         lambda services, batch_id, blob: batches.discard_staged_attempt(services.control, batch_id, staging_id(blob)),
     "retention (delete_staged_records)":

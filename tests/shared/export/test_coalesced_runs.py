@@ -19,7 +19,7 @@ from shared.control import batches, transitions
 from shared.control import runs as run_docs
 from shared.export.runner import PassSummary, run_export_pass
 from shared.services import Services
-from tests.shared.export_helpers import data_files, make_destination, manifests, post_batch, read_blob
+from tests.shared.export_helpers import data_files, is_open, make_destination, manifests, post_batch, read_blob
 from tests.support.azurite import Azurite
 from tests.support.sas import container_sas, sas_destination
 
@@ -187,7 +187,7 @@ def test_members_a_dead_worker_left_running_in_a_landed_run_land_with_it(
         api: httpx.Client, services: Services, azurite: Azurite, fresh_container: ContainerClient) -> None:
     """The worker died after the run's files, its manifest and its landed document were written, before three of
     its members' states said landed (the 4-worker SIGKILL test found it: they stayed running, due, forever).
-    The next pass lands them with their run: no file is written again, their due markers go."""
+    The next pass lands them with their run: no file is written again, their open markers go."""
     dest = make_destination(api, azurite, fresh_container, coalesce={"max_delay_seconds": 0, "target_file_mb": 128})
     posted = post_small_batches(api, dest, 6)
     assert run_export_pass(services).landed == 6
@@ -197,8 +197,7 @@ def test_members_a_dead_worker_left_running_in_a_landed_run_land_with_it(
     for batch_id in interrupted:  # as the dead worker left them: running in the run, still due
         landed = batches.get_state(control, batch_id)
         running = landed.changed(state="running", finished_at=None, blobs=(), manifest=None, output_bytes=0)
-        batches.save_state(control, running, previous="landed")
-        batches.set_due(control, batch_id, dest, landed.created_at)
+        batches.save_state(control, running, previous="landed")  # its open marker with it
     summary = run_export_pass(services)
     assert {b["batch_id"]: b["outcome"] for b in summary.batches} == dict.fromkeys(interrupted, "landed")
     run_id = batches.get_state(control, interrupted[0]).run_id
@@ -208,7 +207,6 @@ def test_members_a_dead_worker_left_running_in_a_landed_run_land_with_it(
         state = batches.get_state(control, batch_id)
         assert state.state == "landed" and state.run_id == run_id and state.manifest == run[0].manifest
         assert [f.name for f in state.blobs] == [f.name for f in run[0].files]
-        assert control.get(batches.due_marker(batch_id)) is None and not any(
-            item.name == batches.due_marker(batch_id) for item in control.list(batches.DUE_PREFIX))
+        assert not is_open(control, batch_id)
     assert sorted(b.name for b in fresh_container.list_blobs()) == blobs_before  # nothing written again
     assert run_export_pass(services).batches == []

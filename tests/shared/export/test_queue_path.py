@@ -190,7 +190,7 @@ def test_coalesced_batches_are_exported_as_one_run_from_their_messages(
 def test_a_later_message_of_a_coalesced_run_reads_its_batch_and_nothing_else(
         api: httpx.Client, services: Services, azurite: Azurite, fresh_container: ContainerClient,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Its batch landed with an earlier message's run: one read of its state, no listing of every due marker."""
+    """Its batch landed with an earlier message's run: one read of its state, no listing of every open marker."""
     make_destination(api, azurite, fresh_container, coalesce={"max_delay_seconds": 0, "target_file_mb": 128})
     posted = [post_batch(api, "acme", events(3, start=10 * i)) for i in range(3)]
     assert handle_message(services, ExportUnit(batch_id=str(posted[0]["batch_id"]),
