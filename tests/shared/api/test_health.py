@@ -7,8 +7,6 @@ secret store is the local development store or the fake Key Vault (real SecretCl
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +21,7 @@ from shared.secrets.cache import CachedSecrets
 from shared.services import Services, build_services
 from shared.settings import load_settings
 from tests.support.azurite import Azurite, connection_string, free_port
+from tests.support.http_servers import silent_server
 from tests.support.keyvault import FakeKeyVault
 from tests.support.server import ApiServer
 
@@ -142,35 +141,11 @@ def test_a_flood_of_ready_calls_reads_the_vault_once(
     assert len(reads) <= 2  # the SDK's first, unauthenticated request (the 401 challenge), then the read
 
 
-@pytest.fixture
-def silent_server() -> Iterator[int]:
-    """A TCP server that accepts connections and never answers."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join()
-    for conn in accepted:
-        conn.close()
-    listener.close()
-
-
-def test_a_dependency_that_never_answers_is_down_within_the_timeout(silent_server: int, tmp_path: Path) -> None:
-    services = services_for(connection_string(silent_server), tmp_path)
-    readiness = Readiness(timeout=0.5)
-    results = asyncio.run(readiness.results(services))
+def test_a_dependency_that_never_answers_is_down_within_the_timeout(tmp_path: Path) -> None:
+    with silent_server() as port:
+        services = services_for(connection_string(port), tmp_path)
+        readiness = Readiness(timeout=0.5)
+        results = asyncio.run(readiness.results(services))
     storage = results[0]
     assert storage.check == "control_storage" and not storage.ok
     assert storage.state in {"no answer within 0.5 s", "unreachable or failing"}

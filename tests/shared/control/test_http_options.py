@@ -4,11 +4,9 @@ the timeouts their callers chose."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ from shared.control.store import (
 )
 from shared.settings import Settings
 from tests.support.azurite import Azurite
+from tests.support.http_servers import silent_server
 
 
 @pytest.fixture
@@ -61,42 +60,20 @@ def test_clients_built_so_still_reach_storage(bare: pytest.MonkeyPatch, azurite:
     assert service.get_service_properties() is not None
 
 
-@pytest.fixture
-def silent_server() -> Iterator[str]:
-    """A server that accepts connections and never answers: a storage endpoint that hangs."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                accepted.append(listener.accept()[0])
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}/devstoreaccount1"
-    stop.set()
-    thread.join()
-    for conn in accepted:
-        conn.close()
-    listener.close()
-
-
-def test_a_hanging_storage_request_gives_up_at_the_transports_read_timeout(silent_server: str) -> None:
+def test_a_hanging_storage_request_gives_up_at_the_transports_read_timeout() -> None:
     """A client given a transport does not hand its own timeouts to it: they are set on the transport, and a
     request to storage that never answers fails after its read timeout (azure-core's default would wait 300 s)."""
     from azure.core.exceptions import ServiceResponseError
     from azure.storage.blob import ContainerClient, LinearRetry
 
-    container = ContainerClient(silent_server, "control", credential=None,
-                                transport=pooled_transport(2, connection_timeout=1, read_timeout=1),
-                                retry_policy=LinearRetry(retry_total=0))
     outcome: list[BaseException] = []
-    thread = threading.Thread(target=lambda: _record_failure(outcome, container.get_container_properties))
-    thread.start()
-    thread.join(timeout=60)
+    with silent_server() as port:
+        container = ContainerClient(f"http://127.0.0.1:{port}/devstoreaccount1", "control", credential=None,
+                                    transport=pooled_transport(2, connection_timeout=1, read_timeout=1),
+                                    retry_policy=LinearRetry(retry_total=0))
+        thread = threading.Thread(target=lambda: _record_failure(outcome, container.get_container_properties))
+        thread.start()
+        thread.join(timeout=60)
     assert not thread.is_alive(), "the request was still waiting a minute later"
     assert outcome and isinstance(outcome[0], ServiceResponseError)
 
