@@ -73,6 +73,10 @@ def test_an_intake_still_at_work_is_neither_listed_nor_counted_nor_exported(
     assert counts["pending"] == counts["running"] == 0
     assert run_export_pass(services).batches == []
     assert is_open(services.control, batch_id)  # left to its intake
+    # Deleting the destination neither waits for it nor removes its marker: the intake may commit a moment later,
+    # and its batch must still be found (then failed: the destination no longer exists).
+    assert api.delete("/api/destinations/acme").status_code == 204
+    assert is_open(services.control, batch_id)
 
 
 def test_a_commit_whose_listing_markers_were_never_written_is_exported_once_its_marker_is_a_minute_old(
