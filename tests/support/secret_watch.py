@@ -21,12 +21,15 @@ import hashlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import unquote
 
+import ahocorasick
 import pytest
 
 MIN_LENGTH = 12  # shorter values ("x", "value") would match innocent text
+SWEEP_READS = 16  # blobs the storage sweep reads at once
 
 _lock = threading.Lock()
 _secrets: dict[str, str] = {}  # value -> label
@@ -76,16 +79,21 @@ def fingerprint(value: str) -> str:
 
 
 def leaks() -> list[str]:
-    """Each (place, secret label) where a registered value was found, the value never shown."""
+    """Each (place, secret label) where a registered value was found, the value never shown. Every value is
+    looked for in one pass over each text (an Aho-Corasick automaton): a search per value and text took 20 s of
+    the run at 1,500 values and 100 MB of texts, and grows with both."""
     with _lock:
         secrets = dict(_secrets)
         texts = list(_texts)
-    found = []
-    for where, text in texts:
-        for value, label in secrets.items():
-            if value in text:
-                found.append(f"{label} {fingerprint(value)} in {where}")
-    return sorted(set(found))
+    if not secrets:
+        return []
+    automaton = ahocorasick.Automaton()
+    for value, label in secrets.items():
+        automaton.add_word(value, (value, label))
+    automaton.make_automaton()
+    found = {f"{label} {fingerprint(value)} in {where}"
+             for where, text in texts for _, (value, label) in automaton.iter(text)}
+    return sorted(found)
 
 
 def secret_count() -> int:
@@ -138,17 +146,25 @@ def watching(app: Callable[[_Scope, _Receive, _Send], Awaitable[None]]) -> Calla
 
 
 def sweep_storage(connection_string: str) -> None:
-    """Watch every blob of every container in a storage account (run before Azurite stops)."""
-    from azure.storage.blob import BlobServiceClient
+    """Watch every blob of every container in a storage account (run before Azurite stops), SWEEP_READS at once
+    (one after another, 10,000 blobs took most of a minute)."""
+    from azure.storage.blob import BlobServiceClient, ContainerClient
 
     service = BlobServiceClient.from_connection_string(connection_string)
-    for container in service.list_containers():
-        client = service.get_container_client(container.name)
-        for blob in client.list_blobs(include=["metadata"]):
-            observe(f"blob {container.name}/{blob.name} (metadata)", repr(blob.metadata))
-            data = client.download_blob(blob.name).readall()
-            observe(f"blob {container.name}/{blob.name}", data)
-            _stats["blobs"] += 1
+
+    def read(client: ContainerClient, name: str) -> None:
+        observe(f"blob {client.container_name}/{name}", client.download_blob(name).readall())
+
+    with ThreadPoolExecutor(max_workers=SWEEP_READS) as pool:
+        reads = []
+        for container in service.list_containers():
+            client = service.get_container_client(container.name)
+            for blob in client.list_blobs(include=["metadata"]):
+                observe(f"blob {container.name}/{blob.name} (metadata)", repr(blob.metadata))
+                reads.append(pool.submit(read, client, blob.name))
+        for done in reads:
+            done.result()
+    _stats["blobs"] += len(reads)
 
 
 # --- Where secrets come from ------------------------------------------------------------------------------------
