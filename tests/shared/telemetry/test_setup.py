@@ -246,7 +246,8 @@ def test_application_insights_gets_the_telemetry_with_an_entra_token_of_the_mana
             def names() -> set[str]:
                 return {e.get("data", {}).get("baseData", {}).get("name", "") for _, es in received for e in es}
 
-            wait_for("the export's span", lambda: "export batch" in names())
+            # Spans arrive in the exporter's batches, not in the order they ended: wait for both that are read.
+            wait_for("the intake's and the export's spans", lambda: {"intake batch", "export batch"} <= names())
             wait_for("the landed counter", lambda: "export.records.landed" in json.dumps(
                 [e for _, es in received for e in es if e.get("name", "").endswith("Metric")]))
             assert f"Entra ID as managed identity {client_id}" in log.read_text()
