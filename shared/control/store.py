@@ -29,7 +29,7 @@ from azure.core.exceptions import (
 from azure.core.pipeline.transport import RequestsTransport
 from azure.core.pipeline.transport._requests_basic import BiggerBlockSizeHTTPAdapter
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings, ExponentialRetry
-from requests import Session
+from requests import PreparedRequest, Response, Session
 from urllib3.util.retry import Retry
 
 from shared.control.buffer_upload import upload_buffers
@@ -141,6 +141,37 @@ class PoolKeyCachingAdapter(BiggerBlockSizeHTTPAdapter):
         return dict(found[0]), dict(found[1])
 
 
+class DirectSession(Session):
+    """A requests session that sends what azure-core asks for straight to its adapter. azure-core hands requests
+    a complete request (its URL quoted, its headers and body set) and does redirects, retries and authentication
+    itself; a `Session.request` then merges session settings, cookies, hooks and the environment into it and
+    parses the URL again, which cost about a quarter of the CPU of a small storage request (0.3 of 1.35 ms,
+    measured on Azurite). Here the request is prepared from what was given (headers checked as requests checks
+    them, the body sized as it sizes it), sent by the adapter, and read whole unless streamed, as `Session.send`
+    does. Cookies are neither kept nor sent (storage sets none; a destination's endpoint cannot plant one).
+    Anything else asked of it (a proxy, redirects, files, a URL that is not ASCII) goes the ordinary way."""
+
+    def request(self, method: str, url: str | bytes, *args: Any, **kwargs: Any) -> Response:
+        direct = {"headers", "data", "verify", "timeout", "cert", "stream", "allow_redirects", "proxies", "files"}
+        if (args or self.trust_env or not isinstance(url, str) or not url.isascii() or kwargs.keys() - direct
+                or kwargs.get("allow_redirects", True) or kwargs.get("proxies") or kwargs.get("files")):
+            return super().request(method, url, *args, **kwargs)
+        prepared = PreparedRequest()
+        prepared.method = method.upper()
+        prepared.url = url
+        prepared.prepare_headers(kwargs.get("headers"))
+        prepared.prepare_body(kwargs.get("data"), None)
+        prepared.hooks = {"response": []}
+        stream = bool(kwargs.get("stream"))
+        verify = kwargs.get("verify")
+        response = self.get_adapter(url).send(prepared, stream=stream, timeout=kwargs.get("timeout"),
+                                              verify=True if verify is None else verify, cert=kwargs.get("cert"),
+                                              proxies={})
+        if not stream:
+            response.content  # noqa: B018 - read whole, the connection goes back to the pool (as Session.send)
+        return response
+
+
 def pooled_transport(connections: int, *, connection_timeout: float = 20, read_timeout: float = 60,
                      **overrides: Any) -> RequestsTransport:
     """The SDK's own transport over a session that keeps `connections` connections per host open (the SDK's
@@ -149,8 +180,9 @@ def pooled_transport(connections: int, *, connection_timeout: float = 20, read_t
     the storage SDK's own transport's; azure-core's would wait 300 s and read 4 KiB at a time). `overrides`:
     transport settings over the environment's (e.g. `connection_verify`, a private CA's bundle)."""
     options = {**http_options(), **overrides}
-    session = Session()
-    session.trust_env = options.pop("use_env_settings")
+    trust_env = options.pop("use_env_settings")
+    session = Session() if trust_env else DirectSession()
+    session.trust_env = trust_env
     adapter = PoolKeyCachingAdapter(pool_connections=connections, pool_maxsize=connections,
                                     max_retries=Retry(total=False, redirect=False, raise_on_status=False))
     for scheme in ("http://", "https://"):
