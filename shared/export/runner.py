@@ -44,6 +44,7 @@ from shared.export.batch_writer import (
 from shared.export.block_upload import new_attempt_tag
 from shared.export.pass_records import PassRecords
 from shared.export.runs import ON_ITS_OWN, export_destination_runs
+from shared.export.slots import ExportSlots, tasks_at_once, within_slots
 from shared.export.staged_reads import Read, staged_reader
 from shared.logging_setup import log_event
 
@@ -122,9 +123,10 @@ def run_export_pass(
     (batch id, destination id) to export instead of every due batch (a queue message's unit); `records`: the
     destination records its caller read already (a queue message's).
 
-    Up to EXPORT_CONCURRENCY tasks run at once: a batch exported on its own under its lease, or a destination
-    whose batches are coalesced into runs (`shared.export.runs`, one task per destination), so that one
-    task's round trips to control storage and the destination overlap another's work.
+    Tasks (a batch exported on its own under its lease, or a destination whose batches are coalesced into runs,
+    `shared.export.runs`) run at once within EXPORT_CONCURRENCY slots (`shared.export.slots`): that many large
+    tasks, or up to eight times as many small ones, so that one task's round trips to control storage and the
+    destination overlap other tasks' work.
     """
     started = time.monotonic()
     budget = budget_seconds if budget_seconds is not None else services.settings.pass_time_budget_seconds
@@ -132,9 +134,10 @@ def run_export_pass(
     due = due_batches(services, clock()) if due is None else due
     log_event(log, "export pass started", due=len(due))
     records = records or PassRecords(services)
-    tasks = _tasks(services, due, hooks or Hooks(), clock, records)
+    slots = ExportSlots(services.settings.export_concurrency)
+    tasks = _tasks(services, due, hooks or Hooks(), clock, records, slots)
     outcomes: dict[str, str] = {}
-    workers = max(1, min(services.settings.export_concurrency, len(tasks)))
+    workers = max(1, min(tasks_at_once(services.settings.export_concurrency), len(tasks)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export") as pool:
         running: dict[Future[dict[str, str]], Task] = {}
         for index, task in enumerate(tasks):
@@ -151,10 +154,10 @@ def run_export_pass(
         in_runs = sorted({t.destination_id for t in tasks if any(outcomes.get(b) == IN_RUN for b in t.batch_ids)})
         for destination_id in in_runs:  # batches of an open run whose destination stopped coalescing
             ids = [b for b, d in due if d == destination_id]
-            outcomes.update(_runs_task(services, destination_id, ids, hooks or Hooks(), clock, records).run())
+            outcomes.update(_runs_task(services, destination_id, ids, hooks or Hooks(), clock, records, slots).run())
         for batch_id in [b for b, outcome in outcomes.items() if outcome == ON_ITS_OWN]:
             # begun on its own before its destination coalesced: finished the same way
-            outcomes[batch_id] = _export_or_skip(services, batch_id, hooks or Hooks(), clock, records)
+            outcomes[batch_id] = _export_or_skip(services, batch_id, hooks or Hooks(), clock, records, slots)
     for batch_id, _ in due:
         if batch_id in outcomes:
             outcome = outcomes[batch_id] if outcomes[batch_id] != IN_RUN else "skipped"
@@ -190,7 +193,7 @@ class Task:
 
 
 def _tasks(services: Services, due: list[tuple[str, str]], hooks: Hooks,
-           clock: Callable[[], datetime], records: PassRecords) -> list[Task]:
+           clock: Callable[[], datetime], records: PassRecords, slots: ExportSlots) -> list[Task]:
     """Batches of destinations that coalesce become one task per destination; the others one task each. A paused
     destination's batches are skipped: they wait for its resume, which sends their messages again (issue 17)."""
     coalescing: dict[str, list[str]] = {}
@@ -207,8 +210,8 @@ def _tasks(services: Services, due: list[tuple[str, str]], hooks: Hooks,
         if record is not None and record.coalesce is not None:
             coalescing.setdefault(destination_id, []).append(batch_id)
         else:
-            tasks.append(Task(destination_id, (batch_id,), _single(services, batch_id, hooks, clock, records)))
-    tasks.extend(_runs_task(services, destination_id, ids, hooks, clock, records)
+            tasks.append(Task(destination_id, (batch_id,), _single(services, batch_id, hooks, clock, records, slots)))
+    tasks.extend(_runs_task(services, destination_id, ids, hooks, clock, records, slots)
                  for destination_id, ids in coalescing.items())
     return tasks
 
@@ -227,16 +230,16 @@ def _record_of(records: PassRecords, destination_id: str) -> DestinationRecord |
 
 
 def _single(services: Services, batch_id: str, hooks: Hooks, clock: Callable[[], datetime],
-            records: PassRecords) -> Callable[[], dict[str, str]]:
-    return lambda: {batch_id: _export_or_skip(services, batch_id, hooks, clock, records)}
+            records: PassRecords, slots: ExportSlots) -> Callable[[], dict[str, str]]:
+    return lambda: {batch_id: _export_or_skip(services, batch_id, hooks, clock, records, slots)}
 
 
 def _runs_task(services: Services, destination_id: str, batch_ids: list[str], hooks: Hooks,
-               clock: Callable[[], datetime], records: PassRecords) -> Task:
+               clock: Callable[[], datetime], records: PassRecords, slots: ExportSlots) -> Task:
     def run() -> dict[str, str]:
         try:
             record = records.get(destination_id)
-            return export_destination_runs(services, record, batch_ids, hooks, clock)
+            return export_destination_runs(services, record, batch_ids, hooks, clock, slots=slots)
         except Exception as exc:  # one destination's trouble must not stop the pass
             log_event(log, "run export interrupted; its batches stay due", logging.WARNING,
                       destination_id=destination_id, error=type(exc).__name__,
@@ -254,9 +257,9 @@ def _collect(running: dict[Future[dict[str, str]], Task], outcomes: dict[str, st
 
 
 def _export_or_skip(services: Services, batch_id: str, hooks: Hooks, clock: Callable[[], datetime],
-                    records: PassRecords) -> str:
+                    records: PassRecords, slots: ExportSlots) -> str:
     try:
-        return export_one(services, batch_id, hooks=hooks, clock=clock, records=records)
+        return export_one(services, batch_id, hooks=hooks, clock=clock, records=records, slots=slots)
     except Exception as exc:  # one batch's trouble (e.g. control storage) must not stop the pass
         log_event(log, "batch export interrupted; it stays due", logging.WARNING, batch_id=batch_id,
                   error=type(exc).__name__, exc_info=None if isinstance(exc, AppError) else exc)
@@ -264,8 +267,9 @@ def _export_or_skip(services: Services, batch_id: str, hooks: Hooks, clock: Call
 
 
 def export_one(services: Services, batch_id: str, *, hooks: Hooks, clock: Callable[[], datetime],
-               records: PassRecords | None = None) -> str:
-    """Claim one batch and export it. Returns 'landed', 'failed', 'retried' or 'skipped'."""
+               records: PassRecords | None = None, slots: ExportSlots | None = None) -> str:
+    """Claim one batch and export it (within the pass's `slots`, once its size is read). Returns 'landed',
+    'failed', 'retried' or 'skipped'."""
     control = services.control
     lease = BatchLease(control.container, state_blob(batch_id), services.settings.lease_seconds)
     if not lease.acquire():
@@ -283,8 +287,9 @@ def export_one(services: Services, batch_id: str, *, hooks: Hooks, clock: Callab
             return "skipped"
         if state.waiting_at(clock()):
             return "skipped"
-        with telemetry.exporting("batch", state.destination_id, state.type, batch_id=batch_id,
-                                 records=state.records, attempt=state.attempts + 1) as span:
+        with within_slots(slots, state.staged_bytes), telemetry.exporting(
+                "batch", state.destination_id, state.type, batch_id=batch_id, records=state.records,
+                attempt=state.attempts + 1) as span:
             held = _Held(control, lease, state)
             return telemetry.said(span, _attempt(services, held, hooks, clock, records or PassRecords(services)))
 

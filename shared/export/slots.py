@@ -1,0 +1,74 @@
+"""How much export work a pass does at once: EXPORT_CONCURRENCY large tasks, or more small ones.
+
+A task (a batch on its own, or a destination's coalesced runs of one record type) holds units of the pass's
+slots while it exports, in proportion to the records it stages: one unit per SLOT_BYTES / UNITS_PER_SLOT, a whole
+slot (UNITS_PER_SLOT units) from SLOT_BYTES up. Memory is what bounds large tasks (a slot is what one large batch's
+export holds), but a small batch's export is a dozen round trips to storage that wait, not work: with two small
+batches at a time the pass waited on the network most of the time. So two slots are two large batches at once, as
+EXPORT_CONCURRENCY always meant, or sixteen small ones, or one large and eight small.
+
+Tasks are let in in the order they ask (a large task waiting for a whole slot is not overtaken by small ones), and
+a task asks once its size is known: after reading its state, under its lease (renewed while it waits).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+UNITS_PER_SLOT = 8
+SLOT_BYTES = 8 * 1024 * 1024  # staged records of a task that takes a whole slot
+MAX_TASKS = 16  # threads a pass runs tasks in, whatever the slots (each small task is mostly waiting)
+
+
+def units_for(staged_bytes: int) -> int:
+    """The units a task staging `staged_bytes` holds: at least one, at most a slot."""
+    return max(1, min(UNITS_PER_SLOT, math.ceil(staged_bytes * UNITS_PER_SLOT / SLOT_BYTES)))
+
+
+def tasks_at_once(slots: int) -> int:
+    """The threads a pass with `slots` slots runs its tasks in."""
+    return max(1, min(MAX_TASKS, slots * UNITS_PER_SLOT))
+
+
+class ExportSlots:
+    """A pass's slots, shared by its tasks' threads."""
+
+    def __init__(self, slots: int):
+        self.capacity = max(1, slots) * UNITS_PER_SLOT
+        self._free = self.capacity
+        self._waiting: deque[object] = deque()
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def held(self, staged_bytes: int) -> Iterator[int]:
+        """Hold the units a task of this size takes (waiting for them, first come first served) while inside;
+        yields the units held."""
+        units = units_for(staged_bytes)
+        ticket = object()
+        with self._changed:
+            self._waiting.append(ticket)
+            while self._waiting[0] is not ticket or self._free < units:
+                self._changed.wait()
+            self._waiting.popleft()
+            self._free -= units
+            self._changed.notify_all()  # the next in line may fit in what is left
+        try:
+            yield units
+        finally:
+            with self._changed:
+                self._free += units
+                self._changed.notify_all()
+
+
+@contextmanager
+def within_slots(slots: ExportSlots | None, staged_bytes: int) -> Iterator[None]:
+    """`slots.held(staged_bytes)`, or nothing to wait for without slots (a caller exporting one task)."""
+    if slots is None:
+        yield
+        return
+    with slots.held(staged_bytes):
+        yield
