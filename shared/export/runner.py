@@ -134,7 +134,9 @@ def run_export_pass(
     due = due_batches(services, clock()) if due is None else due
     log_event(log, "export pass started", due=len(due))
     records = records or PassRecords(services)
-    slots = ExportSlots(services.settings.export_concurrency)
+    # Stop taking new work with a margin left for what is in hand to finish (lease + commit).
+    stop_at = started + budget * 0.8
+    slots = ExportSlots(services.settings.export_concurrency, stop_at=stop_at)
     tasks = _tasks(services, due, hooks or Hooks(), clock, records, slots)
     outcomes: dict[str, str] = {}
     workers = max(1, min(tasks_at_once(services.settings.export_concurrency), len(tasks)))
@@ -143,8 +145,7 @@ def run_export_pass(
         for index, task in enumerate(tasks):
             if len(running) >= workers:
                 _collect(running, outcomes, wait(running, return_when=FIRST_COMPLETED).done)
-            # Stop taking new work with a margin left for what is in hand to finish (lease + commit).
-            if time.monotonic() - started > budget * 0.8:
+            if time.monotonic() > stop_at:
                 left = sum(len(t.batch_ids) for t in tasks[index:])
                 summary.skipped += left
                 log_event(log, "export pass stopping: time budget nearly spent", left=left)
@@ -287,11 +288,13 @@ def export_one(services: Services, batch_id: str, *, hooks: Hooks, clock: Callab
             return "skipped"
         if state.waiting_at(clock()):
             return "skipped"
-        with within_slots(slots, state.staged_bytes), telemetry.exporting(
-                "batch", state.destination_id, state.type, batch_id=batch_id, records=state.records,
-                attempt=state.attempts + 1) as span:
-            held = _Held(control, lease, state)
-            return telemetry.said(span, _attempt(services, held, hooks, clock, records or PassRecords(services)))
+        with within_slots(slots, state.staged_bytes) as admitted:
+            if not admitted:
+                return "skipped"  # the pass's time ran out while it waited for its turn: it stays due
+            with telemetry.exporting("batch", state.destination_id, state.type, batch_id=batch_id,
+                                     records=state.records, attempt=state.attempts + 1) as span:
+                held = _Held(control, lease, state)
+                return telemetry.said(span, _attempt(services, held, hooks, clock, records or PassRecords(services)))
 
 
 def _attempt(services: Services, held: _Held, hooks: Hooks, clock: Callable[[], datetime],

@@ -86,8 +86,9 @@ def export_destination_runs(services: Services, record: DestinationRecord, batch
             if not group:
                 continue
             try:
-                with within_slots(slots, sum(m.state.staged_bytes for m in group)):  # the pass's slots, by its size
-                    outcomes.update(_export_group(services, record, group, lease, hooks, clock))
+                with within_slots(slots, sum(m.state.staged_bytes for m in group)) as admitted:  # by its size
+                    if admitted:  # else the pass's time ran out while the group waited: it stays due
+                        outcomes.update(_export_group(services, record, group, lease, hooks, clock))
             except LeaseLost:
                 log_event(log, "run lease lost; leaving the runs to the next pass", logging.WARNING,
                           destination_id=record.id, type=held_type)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,10 +36,12 @@ def tasks_at_once(slots: int) -> int:
 
 
 class ExportSlots:
-    """A pass's slots, shared by its tasks' threads."""
+    """A pass's slots, shared by its tasks' threads. `stop_at` (time.monotonic): a task let in later is not
+    started (the pass stops taking new work then, and a task may have waited for its units past it)."""
 
-    def __init__(self, slots: int):
+    def __init__(self, slots: int, *, stop_at: float | None = None):
         self.capacity = max(1, slots) * UNITS_PER_SLOT
+        self.stop_at = stop_at
         self._free = self.capacity
         self._waiting: deque[object] = deque()
         self._changed = threading.Condition()
@@ -46,7 +49,8 @@ class ExportSlots:
     @contextmanager
     def held(self, staged_bytes: int) -> Iterator[int]:
         """Hold the units a task of this size takes (waiting for them, first come first served) while inside;
-        yields the units held."""
+        yields the units held, or 0 when the task was let in after `stop_at` (it holds nothing and must not
+        start)."""
         units = units_for(staged_bytes)
         ticket = object()
         with self._changed:
@@ -54,8 +58,12 @@ class ExportSlots:
             while self._waiting[0] is not ticket or self._free < units:
                 self._changed.wait()
             self._waiting.popleft()
-            self._free -= units
+            late = self.stop_at is not None and time.monotonic() > self.stop_at
+            self._free -= 0 if late else units
             self._changed.notify_all()  # the next in line may fit in what is left
+        if late:
+            yield 0
+            return
         try:
             yield units
         finally:
@@ -65,10 +73,11 @@ class ExportSlots:
 
 
 @contextmanager
-def within_slots(slots: ExportSlots | None, staged_bytes: int) -> Iterator[None]:
-    """`slots.held(staged_bytes)`, or nothing to wait for without slots (a caller exporting one task)."""
+def within_slots(slots: ExportSlots | None, staged_bytes: int) -> Iterator[bool]:
+    """`slots.held(staged_bytes)`: yields whether the task may start (False: the pass is over its time). Without
+    slots (a caller exporting one task), nothing to wait for."""
     if slots is None:
-        yield
+        yield True
         return
-    with slots.held(staged_bytes):
-        yield
+    with slots.held(staged_bytes) as units:
+        yield units > 0

@@ -126,3 +126,24 @@ def test_large_batches_still_go_export_concurrency_at_a_time(
     most, landed = _max_exporting(two_slots, 6)
     assert landed == 6
     assert most == 2
+
+
+def test_a_task_let_in_after_the_pass_stops_taking_work_does_not_start() -> None:
+    """A task may wait for its units past the moment its pass stops taking new work (the time budget): it is then
+    told not to start, holds nothing, and its batch stays due for the next pass."""
+    slots = ExportSlots(1, stop_at=time.monotonic() + 0.2)
+    with slots.held(SLOT_BYTES) as first:
+        assert first == UNITS_PER_SLOT
+        entered: list[int] = []
+        late = threading.Thread(target=lambda: entered.append(_held_units(slots)))
+        late.start()
+        time.sleep(0.4)  # the whole slot is taken until after stop_at
+    late.join(5)
+    assert entered == [0]
+    with ExportSlots(1).held(SLOT_BYTES) as units:
+        assert units == UNITS_PER_SLOT
+
+
+def _held_units(slots: ExportSlots) -> int:
+    with slots.held(1) as units:
+        return units
