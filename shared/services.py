@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -10,7 +12,7 @@ from typing import Any
 
 from shared.alerts.delivery import check_alert_settings
 from shared.control.batches import requeue_destination
-from shared.control.export_queue import ExportQueue, ExportUnit, build_export_queue
+from shared.control.export_queue import Covers, ExportQueue, ExportUnit, build_export_queue
 from shared.control.store import ControlStore, build_control_container
 from shared.destinations.access import check_destination, verify_candidate
 from shared.destinations.clients import ClientFactory
@@ -47,18 +49,31 @@ class Services:
         """The export queue (issue 14); None when control storage's connection names no queue service."""
         return build_export_queue(self.settings)
 
-    def nudge(self, batch_id: str, destination_id: str, delay_seconds: float = 0.0) -> bool:
+    @cached_property
+    def covers(self) -> Covers:
+        return Covers()
+
+    def nudge(self, batch_id: str, destination_id: str, delay_seconds: float = 0.0, *,
+              record_type: str | None = None) -> bool:
         """Send a batch's export unit on the queue, after its state was committed. Best effort: a batch whose
-        message is lost is found by the timer once QUEUE_GRACE_SECONDS have passed."""
+        message is lost is found by the timer once QUEUE_GRACE_SECONDS have passed. With `record_type`, a batch
+        that waits (`delay_seconds`, its destination's `max_delay_seconds`) sends nothing when a message this
+        process sent is due to export it (`Covers`); True either way."""
         queue = self.export_queue
         if queue is None:
             return False
+        now = time.time()
+        covering = record_type is not None and delay_seconds > 0
+        if covering and self.covers.covered(destination_id, str(record_type), now=now, due_at=now + delay_seconds):
+            return True
         try:
             queue.send(ExportUnit(batch_id=batch_id, destination_id=destination_id), delay_seconds=delay_seconds)
         except Exception as exc:
             log_event(log, "export message not sent; the timer will find the batch", logging.WARNING,
                       batch_id=batch_id, destination_id=destination_id, error=type(exc).__name__)
             return False
+        if covering:
+            self.covers.sent(destination_id, str(record_type), now + math.ceil(delay_seconds))
         return True
 
     @cached_property

@@ -120,7 +120,8 @@ async def _post_batch(svc: Services, destination_id: str, request: Request) -> R
     telemetry.records_accepted(destination_id, state.type, batch_id=state.batch_id, records=state.records,
                                staged_bytes=state.staged_bytes, new=created)
     if created:  # committed: the export queue may take it now (a replay's first request sent its message)
-        await run_in_threadpool(svc.nudge, state.batch_id, destination_id, first_delay(destination))
+        await run_in_threadpool(svc.nudge, state.batch_id, destination_id, first_delay(destination),
+                                record_type=state.type)
     headers = {"Location": f"/api/batches/{state.batch_id}"}
     if not created:
         headers["Idempotent-Replayed"] = "true"

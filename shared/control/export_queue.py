@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +58,34 @@ class ExportUnit(BaseModel):
 
     def next_hop(self) -> ExportUnit:
         return self.model_copy(update={"hops": self.hops + 1})
+
+
+COVER_MARGIN_SECONDS = 1.0  # a message on its way covers a new batch only while it is at least this far off
+
+
+class Covers:
+    """The messages this process sent for destinations that coalesce and wait (`max_delay_seconds`), by
+    destination and record type, with the moment each becomes visible.
+
+    Handling such a message exports the destination's due batches of that type as runs (`shared.export.queued`,
+    including those committed after the batch it names), so a batch committed before the message becomes visible,
+    and due no earlier than it, needs no message of its own: one message per destination, type and delay in each
+    instance, where there was one per batch (each also a function call that found its batch landed). A message
+    that is lost, or a batch a message leaves waiting, is found by the timer as before."""
+
+    def __init__(self) -> None:
+        self._visible: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def covered(self, destination_id: str, record_type: str, *, now: float, due_at: float) -> bool:
+        """Whether a message already sent will be visible after `now` (by the margin) and no later than `due_at`."""
+        with self._lock:
+            visible = self._visible.get((destination_id, record_type))
+        return visible is not None and now + COVER_MARGIN_SECONDS <= visible <= due_at
+
+    def sent(self, destination_id: str, record_type: str, visible_at: float) -> None:
+        with self._lock:
+            self._visible[(destination_id, record_type)] = visible_at
 
 
 class MalformedMessage(ValueError):

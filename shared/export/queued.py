@@ -9,7 +9,13 @@ destination that coalesces, the destination's due batches as runs under the run 
 pass does with them (`run_export_pass(due=...)`). Then the batch is looked at again: finished, the message is
 done; waiting (a backoff, or a run waiting for `max_delay_seconds`), the unit is sent again to be visible when
 it is due; due but held by another worker, it is sent again to be looked at after RECHECK_SECONDS. A unit sent
-on MAX_HOPS times is left to the timer (`shared.export.sweeper`). Nothing here raises for a batch's own trouble:
+on MAX_HOPS times is left to the timer (`shared.export.sweeper`).
+
+A destination that coalesces and waits (`max_delay_seconds` > 0) gets one message per record type and delay from
+each instance, not one per batch (`shared.control.export_queue.Covers`): the batches committed meanwhile are
+exported by that message's handling, even when its own batch landed before (the destination's markers newer than
+it are read, `_covered`), and one of them that still waits after it gets the next message. Nothing here raises
+for a batch's own trouble:
 a message that raises is one whose handling crashed (control storage down, a bug), retried by the host after
 its visibility timeout and poisoned after `maxDequeueCount`, which fails the batch with the reason.
 """
@@ -27,7 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shared.control import transitions
+from shared.control import batch_index, transitions
 from shared.control.batch_state import BatchState
 from shared.control.batches import failed_marker, now_utc, save_state, state_blob
 from shared.control.export_queue import ExportQueue, ExportUnit, MalformedMessage, Received, decode_unit
@@ -79,21 +85,48 @@ def handle_message(services: Services, body: bytes | str, *,
                   destination_id=unit.destination_id)
         return Handled("paused", unit.batch_id)
     due = [(unit.batch_id, unit.destination_id)]
+    waits = record is not None and record.coalesce is not None and record.coalesce.max_delay_seconds > 0
     if record is not None and record.coalesce is not None:  # the destination's due batches, as runs
-        if _finished(services, unit.batch_id):  # an earlier message's run took it: no listing, no pass
-            return Handled("done", unit.batch_id)
-        due = due_batches(services, clock(), destination_id=unit.destination_id) or due
+        state = _state(services, unit.batch_id)
+        if state is None or state.finished:  # an earlier message's run took it: no listing of every open marker
+            due = _covered(services, state) if waits and state is not None else []
+            if not due:
+                return Handled("done", unit.batch_id)
+        else:
+            due = due_batches(services, clock(), destination_id=unit.destination_id) or due
     summary = run_export_pass(services, due=due, clock=clock, records=records)
     outcome = next((b["outcome"] for b in summary.batches if b["batch_id"] == unit.batch_id), "skipped")
-    return _follow_up(services, unit, record, outcome, clock())
+    handled = _follow_up(services, unit, record, outcome, clock())
+    if waits and handled.sent_on_after is None:  # batches it covered that still wait get a message of their own
+        waiting = [b["batch_id"] for b in summary.batches
+                   if b["outcome"] == "skipped" and b["batch_id"] != unit.batch_id]
+        if waiting:
+            _follow_up(services, ExportUnit(batch_id=waiting[0], destination_id=unit.destination_id), record,
+                       "skipped", clock())
+    return handled
 
 
-def _finished(services: Services, batch_id: str) -> bool:
-    """Whether the batch needs nothing more: finished, or gone (collected as an orphan, or deleted). In a burst, a
-    coalesced run takes the due batches of several messages, and the later messages find theirs landed: one read,
-    where listing every open marker (which grows with the backlog) and a pass cost many."""
+def _state(services: Services, batch_id: str) -> BatchState | None:
+    """The batch's state; None when it is gone (collected as an orphan, or deleted). In a burst, a coalesced run
+    takes the due batches of several messages, and the later messages find theirs landed: one read, where listing
+    every open marker (which grows with the backlog) and a pass cost many."""
     doc = services.control.get(state_blob(batch_id))
-    return doc is None or BatchState.from_json(doc.data).finished
+    return None if doc is None else BatchState.from_json(doc.data)
+
+
+def _covered(services: Services, finished: BatchState) -> list[tuple[str, str]]:
+    """The batches a message covered (`shared.control.export_queue.Covers`) when its own batch is finished: those
+    of its destination and type created after it that are still open, oldest first. One listing of the
+    destination's newest markers, down to the finished batch's."""
+    prefix = f"{batch_index.BY_DESTINATION}{finished.destination_id}/"
+    stop = prefix + batch_index.newest_first_key(finished.created_at, finished.batch_id)
+    found: list[tuple[str, str]] = []
+    for item in services.control.list(prefix, with_metadata=True):
+        if item.name >= stop:
+            break
+        if item.metadata.get("state") == "pending" and item.metadata.get("type") == finished.type:
+            found.append((batch_index.batch_id_of(item.name), finished.destination_id))
+    return found[::-1]
 
 
 def _follow_up(services: Services, unit: ExportUnit, record: DestinationRecord | None, outcome: str,
