@@ -21,7 +21,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 UNITS_PER_SLOT = 8
-SLOT_BYTES = 8 * 1024 * 1024  # staged records of a task that takes a whole slot
+# Staged records of a task that takes a whole slot. A slot is what one batch of any size held before slots existed,
+# and memory per staged byte is highest for Parquet (Arrow arrays, the writer's buffers): measured with make bench,
+# 8 MiB let three or four 50,000-event batches (5-13 MB staged) run at once and the Parquet export's peak RSS went
+# from 297 to 652 MB. From 2 MiB, such a batch is a whole slot as before; a task under 256 KiB (about a thousand
+# events) is an eighth of one.
+SLOT_BYTES = 2 * 1024 * 1024
 MAX_TASKS = 16  # threads a pass runs tasks in, whatever the slots (each small task is mostly waiting)
 
 
