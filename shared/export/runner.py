@@ -44,7 +44,6 @@ from shared.export.batch_writer import (
 from shared.export.block_upload import new_attempt_tag
 from shared.export.pass_records import PassRecords
 from shared.export.runs import ON_ITS_OWN, export_destination_runs
-from shared.export.slots import ExportSlots, tasks_at_once, within_slots
 from shared.export.staged_reads import Read, staged_reader
 from shared.logging_setup import log_event
 
@@ -123,10 +122,9 @@ def run_export_pass(
     (batch id, destination id) to export instead of every due batch (a queue message's unit); `records`: the
     destination records its caller read already (a queue message's).
 
-    Tasks (a batch exported on its own under its lease, or a destination whose batches are coalesced into runs,
-    `shared.export.runs`) run at once within EXPORT_CONCURRENCY slots (`shared.export.slots`): that many large
-    tasks, or up to eight times as many small ones, so that one task's round trips to control storage and the
-    destination overlap other tasks' work.
+    Up to EXPORT_CONCURRENCY tasks run at once: a batch exported on its own under its lease, or a destination
+    whose batches are coalesced into runs (`shared.export.runs`, one task per destination), so that one
+    task's round trips to control storage and the destination overlap another's work.
     """
     started = time.monotonic()
     budget = budget_seconds if budget_seconds is not None else services.settings.pass_time_budget_seconds
@@ -134,18 +132,16 @@ def run_export_pass(
     due = due_batches(services, clock()) if due is None else due
     log_event(log, "export pass started", due=len(due))
     records = records or PassRecords(services)
-    # Stop taking new work with a margin left for what is in hand to finish (lease + commit).
-    stop_at = started + budget * 0.8
-    slots = ExportSlots(services.settings.export_concurrency, stop_at=stop_at)
-    tasks = _tasks(services, due, hooks or Hooks(), clock, records, slots)
+    tasks = _tasks(services, due, hooks or Hooks(), clock, records)
     outcomes: dict[str, str] = {}
-    workers = max(1, min(tasks_at_once(services.settings.export_concurrency), len(tasks)))
+    workers = max(1, min(services.settings.export_concurrency, len(tasks)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export") as pool:
         running: dict[Future[dict[str, str]], Task] = {}
         for index, task in enumerate(tasks):
             if len(running) >= workers:
                 _collect(running, outcomes, wait(running, return_when=FIRST_COMPLETED).done)
-            if time.monotonic() > stop_at:
+            # Stop taking new work with a margin left for what is in hand to finish (lease + commit).
+            if time.monotonic() - started > budget * 0.8:
                 left = sum(len(t.batch_ids) for t in tasks[index:])
                 summary.skipped += left
                 log_event(log, "export pass stopping: time budget nearly spent", left=left)
@@ -155,10 +151,10 @@ def run_export_pass(
         in_runs = sorted({t.destination_id for t in tasks if any(outcomes.get(b) == IN_RUN for b in t.batch_ids)})
         for destination_id in in_runs:  # batches of an open run whose destination stopped coalescing
             ids = [b for b, d in due if d == destination_id]
-            outcomes.update(_runs_task(services, destination_id, ids, hooks or Hooks(), clock, records, slots).run())
+            outcomes.update(_runs_task(services, destination_id, ids, hooks or Hooks(), clock, records).run())
         for batch_id in [b for b, outcome in outcomes.items() if outcome == ON_ITS_OWN]:
             # begun on its own before its destination coalesced: finished the same way
-            outcomes[batch_id] = _export_or_skip(services, batch_id, hooks or Hooks(), clock, records, slots)
+            outcomes[batch_id] = _export_or_skip(services, batch_id, hooks or Hooks(), clock, records)
     for batch_id, _ in due:
         if batch_id in outcomes:
             outcome = outcomes[batch_id] if outcomes[batch_id] != IN_RUN else "skipped"
@@ -194,7 +190,7 @@ class Task:
 
 
 def _tasks(services: Services, due: list[tuple[str, str]], hooks: Hooks,
-           clock: Callable[[], datetime], records: PassRecords, slots: ExportSlots) -> list[Task]:
+           clock: Callable[[], datetime], records: PassRecords) -> list[Task]:
     """Batches of destinations that coalesce become one task per destination; the others one task each. A paused
     destination's batches are skipped: they wait for its resume, which sends their messages again (issue 17)."""
     coalescing: dict[str, list[str]] = {}
@@ -211,8 +207,8 @@ def _tasks(services: Services, due: list[tuple[str, str]], hooks: Hooks,
         if record is not None and record.coalesce is not None:
             coalescing.setdefault(destination_id, []).append(batch_id)
         else:
-            tasks.append(Task(destination_id, (batch_id,), _single(services, batch_id, hooks, clock, records, slots)))
-    tasks.extend(_runs_task(services, destination_id, ids, hooks, clock, records, slots)
+            tasks.append(Task(destination_id, (batch_id,), _single(services, batch_id, hooks, clock, records)))
+    tasks.extend(_runs_task(services, destination_id, ids, hooks, clock, records)
                  for destination_id, ids in coalescing.items())
     return tasks
 
@@ -231,16 +227,16 @@ def _record_of(records: PassRecords, destination_id: str) -> DestinationRecord |
 
 
 def _single(services: Services, batch_id: str, hooks: Hooks, clock: Callable[[], datetime],
-            records: PassRecords, slots: ExportSlots) -> Callable[[], dict[str, str]]:
-    return lambda: {batch_id: _export_or_skip(services, batch_id, hooks, clock, records, slots)}
+            records: PassRecords) -> Callable[[], dict[str, str]]:
+    return lambda: {batch_id: _export_or_skip(services, batch_id, hooks, clock, records)}
 
 
 def _runs_task(services: Services, destination_id: str, batch_ids: list[str], hooks: Hooks,
-               clock: Callable[[], datetime], records: PassRecords, slots: ExportSlots) -> Task:
+               clock: Callable[[], datetime], records: PassRecords) -> Task:
     def run() -> dict[str, str]:
         try:
             record = records.get(destination_id)
-            return export_destination_runs(services, record, batch_ids, hooks, clock, slots=slots)
+            return export_destination_runs(services, record, batch_ids, hooks, clock)
         except Exception as exc:  # one destination's trouble must not stop the pass
             log_event(log, "run export interrupted; its batches stay due", logging.WARNING,
                       destination_id=destination_id, error=type(exc).__name__,
@@ -258,9 +254,9 @@ def _collect(running: dict[Future[dict[str, str]], Task], outcomes: dict[str, st
 
 
 def _export_or_skip(services: Services, batch_id: str, hooks: Hooks, clock: Callable[[], datetime],
-                    records: PassRecords, slots: ExportSlots) -> str:
+                    records: PassRecords) -> str:
     try:
-        return export_one(services, batch_id, hooks=hooks, clock=clock, records=records, slots=slots)
+        return export_one(services, batch_id, hooks=hooks, clock=clock, records=records)
     except Exception as exc:  # one batch's trouble (e.g. control storage) must not stop the pass
         log_event(log, "batch export interrupted; it stays due", logging.WARNING, batch_id=batch_id,
                   error=type(exc).__name__, exc_info=None if isinstance(exc, AppError) else exc)
@@ -268,9 +264,8 @@ def _export_or_skip(services: Services, batch_id: str, hooks: Hooks, clock: Call
 
 
 def export_one(services: Services, batch_id: str, *, hooks: Hooks, clock: Callable[[], datetime],
-               records: PassRecords | None = None, slots: ExportSlots | None = None) -> str:
-    """Claim one batch and export it (within the pass's `slots`, once its size is read). Returns 'landed',
-    'failed', 'retried' or 'skipped'."""
+               records: PassRecords | None = None) -> str:
+    """Claim one batch and export it. Returns 'landed', 'failed', 'retried' or 'skipped'."""
     control = services.control
     lease = BatchLease(control.container, state_blob(batch_id), services.settings.lease_seconds)
     if not lease.acquire():
@@ -288,13 +283,10 @@ def export_one(services: Services, batch_id: str, *, hooks: Hooks, clock: Callab
             return "skipped"
         if state.waiting_at(clock()):
             return "skipped"
-        with within_slots(slots, state.staged_bytes) as admitted:
-            if not admitted:
-                return "skipped"  # the pass's time ran out while it waited for its turn: it stays due
-            with telemetry.exporting("batch", state.destination_id, state.type, batch_id=batch_id,
-                                     records=state.records, attempt=state.attempts + 1) as span:
-                held = _Held(control, lease, state)
-                return telemetry.said(span, _attempt(services, held, hooks, clock, records or PassRecords(services)))
+        with telemetry.exporting("batch", state.destination_id, state.type, batch_id=batch_id,
+                                 records=state.records, attempt=state.attempts + 1) as span:
+            held = _Held(control, lease, state)
+            return telemetry.said(span, _attempt(services, held, hooks, clock, records or PassRecords(services)))
 
 
 def _attempt(services: Services, held: _Held, hooks: Hooks, clock: Callable[[], datetime],

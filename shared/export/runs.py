@@ -44,7 +44,6 @@ from shared.export.batch_writer import (
     write_run,
 )
 from shared.export.block_upload import new_attempt_tag
-from shared.export.slots import ExportSlots, within_slots
 from shared.export.staged_reads import staged_reader
 from shared.logging_setup import log_event
 
@@ -65,7 +64,7 @@ class _Member:
 
 
 def export_destination_runs(services: Services, record: DestinationRecord, batch_ids: Sequence[str], hooks: Hooks,
-                            clock: Callable[[], datetime], *, slots: ExportSlots | None = None) -> dict[str, str]:
+                            clock: Callable[[], datetime]) -> dict[str, str]:
     """Export a destination's due batches as runs; each batch's outcome ('landed', 'failed', 'retried' or
     'skipped'). Batches of each record type are exported under that type's run lease.
 
@@ -86,9 +85,7 @@ def export_destination_runs(services: Services, record: DestinationRecord, batch
             if not group:
                 continue
             try:
-                with within_slots(slots, sum(m.state.staged_bytes for m in group)) as admitted:  # by its size
-                    if admitted:  # else the pass's time ran out while the group waited: it stays due
-                        outcomes.update(_export_group(services, record, group, lease, hooks, clock))
+                outcomes.update(_export_group(services, record, group, lease, hooks, clock))
             except LeaseLost:
                 log_event(log, "run lease lost; leaving the runs to the next pass", logging.WARNING,
                           destination_id=record.id, type=held_type)

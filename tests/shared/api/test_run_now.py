@@ -25,12 +25,11 @@ def test_run_now_stops_taking_batches_at_its_own_budget_and_leaves_the_rest_due(
         "pass_time_budget_seconds": 240, "run_now_budget_seconds": 1.0, "export_concurrency": 1}))
     _api_server[1].value = quick
     make_destination(api, azurite, fresh_container)
-    # One slot holds eight small batches at once (shared.export.slots): twenty take three rounds of half a second.
-    ids = [post_batch(api, "acme", [{"event": "e", "ts": 1763629200 + i}])["batch_id"] for i in range(20)]
+    ids = [post_batch(api, "acme", [{"event": "e", "ts": 1763629200 + i}])["batch_id"] for i in range(6)]
     real_export = runner.export_one
 
     def slow_export(services: Services, batch_id: str, **kwargs: Any) -> str:
-        time.sleep(0.5)  # a batch that takes a while: at this rate the pass cannot finish twenty in its budget
+        time.sleep(0.4)  # a batch that takes a while: at this rate the pass cannot finish six in its budget
         return real_export(services, batch_id, **kwargs)
 
     monkeypatch.setattr(runner, "export_one", slow_export)
