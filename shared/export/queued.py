@@ -14,10 +14,11 @@ on MAX_HOPS times is left to the timer (`shared.export.sweeper`).
 A destination that coalesces and waits (`max_delay_seconds` > 0) gets one message per record type and delay from
 each instance, not one per batch (`shared.control.export_queue.Covers`): the batches committed meanwhile are
 exported by that message's handling, even when its own batch landed before (the destination's markers newer than
-it are read, `_covered`), and one of them that still waits after it gets the next message. Nothing here raises
-for a batch's own trouble:
-a message that raises is one whose handling crashed (control storage down, a bug), retried by the host after
-its visibility timeout and poisoned after `maxDequeueCount`, which fails the batch with the reason.
+it are read, `_covered`), and one of them that still waits after it gets the next message.
+
+Nothing here raises for a batch's own trouble: a message that raises is one whose handling crashed (control
+storage down, a bug), retried by the host after its visibility timeout and poisoned after `maxDequeueCount`,
+which fails the batch with the reason.
 """
 
 from __future__ import annotations
