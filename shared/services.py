@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,17 +62,18 @@ class Services:
         if queue is None:
             return False
         now = time.time()
-        covering = record_type is not None and delay_seconds > 0
-        if covering and self.covers.covered(destination_id, str(record_type), now=now, due_at=now + delay_seconds):
+        cover = record_type if delay_seconds > 0 else None
+        if cover is not None and self.covers.covered(destination_id, cover, now=now, due_at=now + delay_seconds):
             return True
         try:
-            queue.send(ExportUnit(batch_id=batch_id, destination_id=destination_id), delay_seconds=delay_seconds)
+            delay = queue.send(ExportUnit(batch_id=batch_id, destination_id=destination_id),
+                               delay_seconds=delay_seconds)
         except Exception as exc:
             log_event(log, "export message not sent; the timer will find the batch", logging.WARNING,
                       batch_id=batch_id, destination_id=destination_id, error=type(exc).__name__)
             return False
-        if covering:
-            self.covers.sent(destination_id, str(record_type), now + math.ceil(delay_seconds))
+        if cover is not None:
+            self.covers.sent(destination_id, cover, now + delay)
         return True
 
     @cached_property

@@ -142,11 +142,12 @@ class ExportQueue:
                 client.create_queue()
         self._ready = True
 
-    def send(self, unit: ExportUnit, *, delay_seconds: float = 0) -> None:
-        """Send a unit, visible after `delay_seconds` (rounded up; at most 7 days)."""
+    def send(self, unit: ExportUnit, *, delay_seconds: float = 0) -> int:
+        """Send a unit, visible after `delay_seconds` (rounded up; at most 7 days); returns the delay it has."""
         self.ensure()
         delay = min(MAX_DELAY_SECONDS, max(0, math.ceil(delay_seconds)))
         self.queue.send_message(unit.encode(), visibility_timeout=delay or None)
+        return delay
 
     def receive(self, *, max_messages: int, visibility_seconds: int) -> list[Received]:
         self.ensure()

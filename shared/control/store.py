@@ -151,9 +151,12 @@ class DirectSession(Session):
     does. Cookies are neither kept nor sent (storage sets none; a destination's endpoint cannot plant one).
     Anything else asked of it (a proxy, redirects, files, a URL that is not ASCII) goes the ordinary way."""
 
+    DIRECT_KEYWORDS = frozenset({"headers", "data", "verify", "timeout", "cert", "stream", "allow_redirects",
+                                 "proxies", "files"})  # what azure-core's transport passes
+
     def request(self, method: str, url: str | bytes, *args: Any, **kwargs: Any) -> Response:
-        direct = {"headers", "data", "verify", "timeout", "cert", "stream", "allow_redirects", "proxies", "files"}
-        if (args or self.trust_env or not isinstance(url, str) or not url.isascii() or kwargs.keys() - direct
+        if (args or self.trust_env or not isinstance(url, str) or not url.isascii()
+                or not self.DIRECT_KEYWORDS.issuperset(kwargs)
                 or kwargs.get("allow_redirects", True) or kwargs.get("proxies") or kwargs.get("files")):
             return super().request(method, url, *args, **kwargs)
         prepared = PreparedRequest()

@@ -6,6 +6,7 @@ Application Insights' ingestion endpoint reached with an Entra ID token of the m
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import time
 import uuid
@@ -263,7 +264,7 @@ def test_application_insights_gets_the_telemetry_with_an_entra_token_of_the_mana
             # Spans arrive in the exporter's batches, not in the order they ended: wait for both that are read. A
             # batch of spans the exporter failed to send (a busy machine) is sent again only with its next batch:
             # another POST every 20 s makes one.
-            pokes = iter(range(10**6))
+            pokes = itertools.count()
             wait_for("the intake's and the export's spans", lambda: {"intake batch", "export batch"} <= names()
                      or _poke_every(20, next(pokes), base_url))
             wait_for("the landed counter", lambda: "export.records.landed" in json.dumps(
