@@ -8,7 +8,8 @@ every state.
                                               batch stays under pending, its metadata saying running
 
 `state/pending/` is also what the export finds due batches by (`open_batches`): an open batch's marker there
-carries `due_at` (when it is due: its next attempt's time, or when its attempt started while it runs), and intake
+carries `due_at` (when it is due: its next attempt's time, or when its attempt started while it runs) and `bytes`
+(what it staged: the pass sizes its work by it before claiming any, `shared.export.lanes`), and intake
 writes it first, before the staged records, with the state `staging` (`mark_staging`), so that an intake which
 never commits leaves a marker to collect its garbage by (`shared.control.batches.settle_staging`). Listings skip
 `staging` markers. Before this, a second marker per batch, `index/due/{batch_id}`, said the same: one more write
@@ -110,11 +111,13 @@ def open_marker(batch_id: str, created: datetime) -> str:
 
 
 def marker_metadata(state: BatchState) -> dict[str, str]:
-    """What a batch's markers carry: its state blob's metadata, and while it is open when it is due."""
+    """What a batch's markers carry: its state blob's metadata, and while it is open when it is due and what it
+    staged (the export pass sizes its work by it before claiming any: `shared.export.lanes`)."""
     metadata = state.metadata()
     if not state.finished:
         due = state.next_attempt_at if state.state == "pending" and state.next_attempt_at else state.updated_at
         metadata["due_at"] = f"{due.timestamp():.3f}"
+        metadata["bytes"] = str(state.staged_bytes)
     return metadata
 
 
@@ -141,6 +144,7 @@ class OpenBatch:
     due_at: float
     created: datetime | None
     marker: str
+    staged_bytes: int | None = None  # None: a marker written before markers said
 
     @property
     def staging(self) -> bool:
@@ -159,8 +163,14 @@ def open_batches(control: ControlStore, *, destination_id: str | None = None) ->
         except ValueError:
             created = item.modified  # a marker indexed from a state that did not say
         found.append(OpenBatch(batch_id_of(item.name), meta.get("destination", ""), meta.get("state", ""),
-                               float(meta.get("due_at") or 0), created, item.name))
+                               float(meta.get("due_at") or 0), created, item.name, staged_bytes(meta)))
     return found
+
+
+def staged_bytes(metadata: dict[str, str]) -> int | None:
+    """What an open batch staged, as its marker says (None: written before markers said)."""
+    size = metadata.get("bytes", "")
+    return int(size) if size.isdigit() else None
 
 
 def listing_prefix(*, state: str | None, destination_id: str | None) -> str:

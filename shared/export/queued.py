@@ -42,7 +42,7 @@ from shared.control.store import LeaseHeld, PreconditionFailed
 from shared.destinations.record import DestinationRecord
 from shared.errors import DestinationProblem
 from shared.export.pass_records import PassRecords
-from shared.export.runner import due_batches, pause_failing, run_export_pass
+from shared.export.runner import Due, due_batches, pause_failing, run_export_pass
 from shared.logging_setup import log_event
 
 if TYPE_CHECKING:  # the composition root sits above every package
@@ -85,7 +85,7 @@ def handle_message(services: Services, body: bytes | str, *,
         log_event(log, "export message left to the destination's resume", batch_id=unit.batch_id,
                   destination_id=unit.destination_id)
         return Handled("paused", unit.batch_id)
-    due = [(unit.batch_id, unit.destination_id)]
+    due = [Due(unit.batch_id, unit.destination_id)]
     waits = record is not None and record.coalesce is not None and record.coalesce.max_delay_seconds > 0
     if record is not None and record.coalesce is not None:  # the destination's due batches, as runs
         state = _state(services, unit.batch_id)
@@ -115,18 +115,19 @@ def _state(services: Services, batch_id: str) -> BatchState | None:
     return None if doc is None else BatchState.from_json(doc.data)
 
 
-def _covered(services: Services, finished: BatchState) -> list[tuple[str, str]]:
+def _covered(services: Services, finished: BatchState) -> list[Due]:
     """The batches a message covered (`shared.control.export_queue.Covers`) when its own batch is finished: those
     of its destination and type created after it that are still open, oldest first. One listing of the
     destination's newest markers, down to the finished batch's."""
     prefix = f"{batch_index.BY_DESTINATION}{finished.destination_id}/"
     stop = prefix + batch_index.newest_first_key(finished.created_at, finished.batch_id)
-    found: list[tuple[str, str]] = []
+    found: list[Due] = []
     for item in services.control.list(prefix, with_metadata=True):
         if item.name >= stop:
             break
         if item.metadata.get("state") == "pending" and item.metadata.get("type") == finished.type:
-            found.append((batch_index.batch_id_of(item.name), finished.destination_id))
+            found.append(Due(batch_index.batch_id_of(item.name), finished.destination_id,
+                             batch_index.staged_bytes(item.metadata)))
     return found[::-1]
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from shared import telemetry
 from shared.control import batch_index, transitions
@@ -42,6 +41,7 @@ from shared.export.batch_writer import (
     write_run,
 )
 from shared.export.block_upload import new_attempt_tag
+from shared.export.lanes import Task, run_in_lanes, task_bytes
 from shared.export.pass_records import PassRecords
 from shared.export.runs import ON_ITS_OWN, export_destination_runs
 from shared.export.staged_reads import Read, staged_reader
@@ -87,14 +87,23 @@ class _Held:
         save_state(self.control, state, lease=self.lease.id, previous=previous)
 
 
-def due_batches(services: Services, moment: datetime, *, destination_id: str | None = None) -> list[tuple[str, str]]:
-    """(batch id, destination id) of the batches whose due time has come, oldest due first, from the open
-    markers (`shared.control.batch_index`); with `destination_id`, only that destination's. A staging marker
-    older than STAGING_GRACE is settled on the way (its intake died: committed, it is due; if not, garbage)."""
+class Due(NamedTuple):
+    """A batch an export pass is to export. `staged_bytes`: what it staged, as its open marker says (None: not
+    known, the batch is exported as a large one would be; `shared.export.lanes`)."""
+
+    batch_id: str
+    destination_id: str
+    staged_bytes: int | None = None
+
+
+def due_batches(services: Services, moment: datetime, *, destination_id: str | None = None) -> list[Due]:
+    """The batches whose due time has come, oldest due first, from the open markers
+    (`shared.control.batch_index`); with `destination_id`, only that destination's. A staging marker older than
+    STAGING_GRACE is settled on the way (its intake died: committed, it is due; if not, garbage)."""
     control = services.control
     if destination_id is None:
         migrate_due_markers(control, moment)  # markers written before the open markers carried due_at
-    due: list[tuple[float, str, str]] = []
+    due: list[tuple[float, Due]] = []
     seen: dict[str, int] = {}  # every open batch, per destination: the pending gauge, at no extra request
     for marker in batch_index.open_batches(control):
         if marker.staging:
@@ -104,9 +113,9 @@ def due_batches(services: Services, moment: datetime, *, destination_id: str | N
                 continue
         seen[marker.destination_id] = seen.get(marker.destination_id, 0) + 1
         if marker.due_at <= moment.timestamp() and destination_id in (None, marker.destination_id):
-            due.append((marker.due_at, marker.batch_id, marker.destination_id))
+            due.append((marker.due_at, Due(marker.batch_id, marker.destination_id, marker.staged_bytes)))
     telemetry.pending_seen(seen)
-    return [(batch_id, destination) for _, batch_id, destination in sorted(due)]
+    return [batch for _, batch in sorted(due)]
 
 
 def run_export_pass(
@@ -115,52 +124,43 @@ def run_export_pass(
     budget_seconds: float | None = None,
     hooks: Hooks | None = None,
     clock: Callable[[], datetime] = now_utc,
-    due: list[tuple[str, str]] | None = None,
+    due: Sequence[tuple[str, str] | Due] | None = None,
     records: PassRecords | None = None,
 ) -> PassSummary:
     """Export every due batch until the time budget is nearly spent; return what happened. `due`: the
     (batch id, destination id) to export instead of every due batch (a queue message's unit); `records`: the
     destination records its caller read already (a queue message's).
 
-    Up to EXPORT_CONCURRENCY tasks run at once: a batch exported on its own under its lease, or a destination
-    whose batches are coalesced into runs (`shared.export.runs`, one task per destination), so that one
-    task's round trips to control storage and the destination overlap another's work.
+    Tasks run at once in two lanes (`shared.export.lanes`): a batch exported on its own under its lease, or a
+    destination whose batches are coalesced into runs (`shared.export.runs`, one task per destination), so
+    that one task's round trips to control storage and the destination overlap another's work: up to
+    EXPORT_CONCURRENCY of any size, and more small ones besides.
     """
     started = time.monotonic()
     budget = budget_seconds if budget_seconds is not None else services.settings.pass_time_budget_seconds
     summary = PassSummary()
-    due = due_batches(services, clock()) if due is None else due
+    due = due_batches(services, clock()) if due is None else [Due(*batch) for batch in due]
     log_event(log, "export pass started", due=len(due))
     records = records or PassRecords(services)
     tasks = _tasks(services, due, hooks or Hooks(), clock, records)
-    outcomes: dict[str, str] = {}
-    workers = max(1, min(services.settings.export_concurrency, len(tasks)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export") as pool:
-        running: dict[Future[dict[str, str]], Task] = {}
-        for index, task in enumerate(tasks):
-            if len(running) >= workers:
-                _collect(running, outcomes, wait(running, return_when=FIRST_COMPLETED).done)
-            # Stop taking new work with a margin left for what is in hand to finish (lease + commit).
-            if time.monotonic() - started > budget * 0.8:
-                left = sum(len(t.batch_ids) for t in tasks[index:])
-                summary.skipped += left
-                log_event(log, "export pass stopping: time budget nearly spent", left=left)
-                break
-            running[pool.submit(task.run)] = task
-        _collect(running, outcomes, list(running))
-        in_runs = sorted({t.destination_id for t in tasks if any(outcomes.get(b) == IN_RUN for b in t.batch_ids)})
-        for destination_id in in_runs:  # batches of an open run whose destination stopped coalescing
-            ids = [b for b, d in due if d == destination_id]
-            outcomes.update(_runs_task(services, destination_id, ids, hooks or Hooks(), clock, records).run())
-        for batch_id in [b for b, outcome in outcomes.items() if outcome == ON_ITS_OWN]:
-            # begun on its own before its destination coalesced: finished the same way
-            outcomes[batch_id] = _export_or_skip(services, batch_id, hooks or Hooks(), clock, records)
-    for batch_id, _ in due:
-        if batch_id in outcomes:
-            outcome = outcomes[batch_id] if outcomes[batch_id] != IN_RUN else "skipped"
+    # Stop taking new work with a margin left for what is in hand to finish (lease + commit).
+    outcomes, left = run_in_lanes(tasks, services.settings.export_concurrency, stop_at=started + budget * 0.8)
+    if left:
+        summary.skipped += sum(len(t.batch_ids) for t in left)
+        log_event(log, "export pass stopping: time budget nearly spent", left=summary.skipped)
+    in_runs = sorted({t.destination_id for t in tasks if any(outcomes.get(b) == IN_RUN for b in t.batch_ids)})
+    for destination_id in in_runs:  # batches of an open run whose destination stopped coalescing
+        ids = [b.batch_id for b in due if b.destination_id == destination_id]
+        outcomes.update(_runs_task(services, destination_id, ids, hooks or Hooks(), clock, records).run())
+    for batch_id in [b for b, outcome in outcomes.items() if outcome == ON_ITS_OWN]:
+        # begun on its own before its destination coalesced: finished the same way
+        outcomes[batch_id] = _export_or_skip(services, batch_id, hooks or Hooks(), clock, records)
+    for batch in due:
+        if batch.batch_id in outcomes:
+            outcome = outcomes[batch.batch_id] if outcomes[batch.batch_id] != IN_RUN else "skipped"
             setattr(summary, outcome, getattr(summary, outcome) + 1)
-            summary.batches.append({"batch_id": batch_id, "outcome": outcome})
-    pause_failing({d for b, d in due if outcomes.get(b) == "failed"}, services)
+            summary.batches.append({"batch_id": batch.batch_id, "outcome": outcome})
+    pause_failing({b.destination_id for b in due if outcomes.get(b.batch_id) == "failed"}, services)
     summary.duration_seconds = round(time.monotonic() - started, 3)
     log_event(log, "export pass finished", **{k: v for k, v in summary.to_json().items() if k != "batches"})
     return summary
@@ -180,36 +180,29 @@ def pause_failing(destination_ids: Iterable[str], services: Services) -> None:
 IN_RUN = "in_run"  # export_one's answer for a batch that belongs to a coalesced run
 
 
-@dataclass(frozen=True)
-class Task:
-    """One unit of a pass: a batch on its own, or a destination's batches coalesced into runs."""
-
-    destination_id: str
-    batch_ids: tuple[str, ...]
-    run: Callable[[], dict[str, str]]
-
-
-def _tasks(services: Services, due: list[tuple[str, str]], hooks: Hooks,
-           clock: Callable[[], datetime], records: PassRecords) -> list[Task]:
+def _tasks(services: Services, due: list[Due], hooks: Hooks, clock: Callable[[], datetime],
+           records: PassRecords) -> list[Task]:
     """Batches of destinations that coalesce become one task per destination; the others one task each. A paused
     destination's batches are skipped: they wait for its resume, which sends their messages again (issue 17)."""
-    coalescing: dict[str, list[str]] = {}
+    coalescing: dict[str, list[Due]] = {}
     tasks: list[Task] = []
-    found = {destination_id: _record_of(records, destination_id) for destination_id in {d for _, d in due}}
+    found = {destination_id: _record_of(records, destination_id) for destination_id in {b.destination_id for b in due}}
     paused = {d for d, record in found.items() if record is not None and record.paused is not None}
     for destination_id in sorted(paused):
-        ids = tuple(b for b, d in due if d == destination_id)
-        tasks.append(Task(destination_id, ids, _skipped(ids)))
-    for batch_id, destination_id in due:
-        record = found[destination_id]
-        if destination_id in paused:
+        ids = tuple(b.batch_id for b in due if b.destination_id == destination_id)
+        tasks.append(Task(destination_id, ids, _skipped(ids), staged_bytes=0))
+    for batch in due:
+        record = found[batch.destination_id]
+        if batch.destination_id in paused:
             continue
         if record is not None and record.coalesce is not None:
-            coalescing.setdefault(destination_id, []).append(batch_id)
+            coalescing.setdefault(batch.destination_id, []).append(batch)
         else:
-            tasks.append(Task(destination_id, (batch_id,), _single(services, batch_id, hooks, clock, records)))
-    tasks.extend(_runs_task(services, destination_id, ids, hooks, clock, records)
-                 for destination_id, ids in coalescing.items())
+            tasks.append(Task(batch.destination_id, (batch.batch_id,),
+                              _single(services, batch.batch_id, hooks, clock, records), batch.staged_bytes))
+    tasks.extend(_runs_task(services, destination_id, [b.batch_id for b in batches], hooks, clock, records,
+                            staged_bytes=task_bytes(b.staged_bytes for b in batches))
+                 for destination_id, batches in coalescing.items())
     return tasks
 
 
@@ -232,7 +225,7 @@ def _single(services: Services, batch_id: str, hooks: Hooks, clock: Callable[[],
 
 
 def _runs_task(services: Services, destination_id: str, batch_ids: list[str], hooks: Hooks,
-               clock: Callable[[], datetime], records: PassRecords) -> Task:
+               clock: Callable[[], datetime], records: PassRecords, *, staged_bytes: int | None = None) -> Task:
     def run() -> dict[str, str]:
         try:
             record = records.get(destination_id)
@@ -243,14 +236,7 @@ def _runs_task(services: Services, destination_id: str, batch_ids: list[str], ho
                       exc_info=None if isinstance(exc, AppError) else exc)
             return dict.fromkeys(batch_ids, "skipped")
 
-    return Task(destination_id, tuple(batch_ids), run)
-
-
-def _collect(running: dict[Future[dict[str, str]], Task], outcomes: dict[str, str],
-             done: Iterable[Future[dict[str, str]]]) -> None:
-    for future in done:
-        running.pop(future)
-        outcomes.update(future.result())  # re-raises what ended a worker (only a BaseException can)
+    return Task(destination_id, tuple(batch_ids), run, staged_bytes)
 
 
 def _export_or_skip(services: Services, batch_id: str, hooks: Hooks, clock: Callable[[], datetime],

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from shared.control.batches import now_utc
 from shared.control.export_queue import ExportUnit
-from shared.export.runner import PassSummary, due_batches, run_export_pass
+from shared.export.runner import Due, PassSummary, due_batches, run_export_pass
 from shared.logging_setup import log_event
 
 if TYPE_CHECKING:  # the composition root sits above every package
@@ -44,30 +44,30 @@ def sweep_due(services: Services, *, clock: Callable[[], datetime] = now_utc) ->
     now = clock()
     grace = timedelta(seconds=services.settings.queue_grace_seconds)
     overdue = _not_paused(services, due_batches(services, now - grace))
-    left: list[tuple[str, str]] = []
+    left: list[Due] = []
     sent = 0
-    for batch_id, destination_id in overdue:
+    for batch in overdue:
         try:
-            queue.send(ExportUnit(batch_id=batch_id, destination_id=destination_id))
+            queue.send(ExportUnit(batch_id=batch.batch_id, destination_id=batch.destination_id))
             sent += 1
         except Exception as exc:  # the queue failing, or a marker no unit can name: exported here instead
-            log_event(log, "export message not sent again; exporting it now", logging.WARNING, batch_id=batch_id,
-                      error=type(exc).__name__)
-            left.append((batch_id, destination_id))
+            log_event(log, "export message not sent again; exporting it now", logging.WARNING,
+                      batch_id=batch.batch_id, error=type(exc).__name__)
+            left.append(batch)
     exported = run_export_pass(services, due=left, clock=clock) if left else None
     if overdue:
         log_event(log, "sweeper sent overdue batches again", overdue=len(overdue), sent=sent, exported=len(left))
     return SweepSummary(overdue=len(overdue), sent=sent, exported=exported)
 
 
-def _not_paused(services: Services, overdue: list[tuple[str, str]]) -> list[tuple[str, str]]:
+def _not_paused(services: Services, overdue: list[Due]) -> list[Due]:
     """Leave out a paused destination's batches (issue 17): their messages are sent by its resume, not every
     sweep. One record read per destination with overdue batches (a missing one: its batches find out why)."""
     paused = set()
-    for destination_id in {d for _, d in overdue}:
+    for destination_id in {b.destination_id for b in overdue}:
         try:
             if services.destinations.get_record(destination_id).paused is not None:
                 paused.add(destination_id)
         except Exception:
             continue
-    return [(b, d) for b, d in overdue if d not in paused]
+    return [b for b in overdue if b.destination_id not in paused]

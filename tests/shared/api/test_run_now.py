@@ -11,6 +11,7 @@ import pytest
 from azure.storage.blob import ContainerClient
 
 from shared.export import runner
+from shared.export.lanes import LIGHT_TASKS
 from shared.services import Services, build_services
 from shared.settings import Settings, load_settings
 from tests.shared.export_helpers import make_destination, post_batch
@@ -25,11 +26,12 @@ def test_run_now_stops_taking_batches_at_its_own_budget_and_leaves_the_rest_due(
         "pass_time_budget_seconds": 240, "run_now_budget_seconds": 1.0, "export_concurrency": 1}))
     _api_server[1].value = quick
     make_destination(api, azurite, fresh_container)
-    ids = [post_batch(api, "acme", [{"event": "e", "ts": 1763629200 + i}])["batch_id"] for i in range(6)]
+    # more than the pass runs at once: EXPORT_CONCURRENCY and the small batches' lane (shared.export.lanes)
+    ids = [post_batch(api, "acme", [{"event": "e", "ts": 1763629200 + i}])["batch_id"] for i in range(4 * LIGHT_TASKS)]
     real_export = runner.export_one
 
     def slow_export(services: Services, batch_id: str, **kwargs: Any) -> str:
-        time.sleep(0.4)  # a batch that takes a while: at this rate the pass cannot finish six in its budget
+        time.sleep(0.4)  # a batch that takes a while: at this rate the pass cannot finish them all in its budget
         return real_export(services, batch_id, **kwargs)
 
     monkeypatch.setattr(runner, "export_one", slow_export)

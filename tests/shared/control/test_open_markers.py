@@ -53,7 +53,8 @@ def test_intake_writes_the_open_marker_first_and_the_commit_makes_it_pending_wit
     marker = batch_index.open_marker(state.batch_id, state.created_at)
     assert writes[0] == (marker, {"state": "staging", "destination": "acme", "type": "events",
                                   "created": iso(state.created_at), "due_at": f"{state.created_at.timestamp():.3f}"})
-    assert open_markers(services.control) == {marker: {**state.metadata(), "due_at": writes[0][1]["due_at"]}}
+    assert open_markers(services.control) == {marker: {**state.metadata(), "due_at": writes[0][1]["due_at"],
+                                                       "bytes": str(state.staged_bytes)}}  # what it staged
     assert list(services.control.list(batches.LEGACY_DUE_PREFIX)) == []  # no second marker any more
 
     assert run_export_pass(services).landed == 1
