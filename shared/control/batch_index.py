@@ -145,6 +145,7 @@ class OpenBatch:
     created: datetime | None
     marker: str
     staged_bytes: int | None = None  # None: a marker written before markers said
+    record_type: str | None = None
 
     @property
     def staging(self) -> bool:
@@ -163,7 +164,8 @@ def open_batches(control: ControlStore, *, destination_id: str | None = None) ->
         except ValueError:
             created = item.modified  # a marker indexed from a state that did not say
         found.append(OpenBatch(batch_id_of(item.name), meta.get("destination", ""), meta.get("state", ""),
-                               float(meta.get("due_at") or 0), created, item.name, staged_bytes(meta)))
+                               float(meta.get("due_at") or 0), created, item.name, staged_bytes(meta),
+                               meta.get("type")))
     return found
 
 

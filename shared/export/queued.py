@@ -127,7 +127,7 @@ def _covered(services: Services, finished: BatchState) -> list[Due]:
             break
         if item.metadata.get("state") == "pending" and item.metadata.get("type") == finished.type:
             found.append(Due(batch_index.batch_id_of(item.name), finished.destination_id,
-                             batch_index.staged_bytes(item.metadata)))
+                             batch_index.staged_bytes(item.metadata), finished.type))
     return found[::-1]
 
 

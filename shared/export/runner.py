@@ -88,12 +88,14 @@ class _Held:
 
 
 class Due(NamedTuple):
-    """A batch an export pass is to export. `staged_bytes`: what it staged, as its open marker says (None: not
-    known, the batch is exported as a large one would be; `shared.export.lanes`)."""
+    """A batch an export pass is to export. `staged_bytes` and `record_type`: as its open marker says (None: not
+    known; the batch is exported as a large one would be, `shared.export.lanes`, and its destination's runs of
+    every type are looked at)."""
 
     batch_id: str
     destination_id: str
     staged_bytes: int | None = None
+    record_type: str | None = None
 
 
 def due_batches(services: Services, moment: datetime, *, destination_id: str | None = None) -> list[Due]:
@@ -113,7 +115,8 @@ def due_batches(services: Services, moment: datetime, *, destination_id: str | N
                 continue
         seen[marker.destination_id] = seen.get(marker.destination_id, 0) + 1
         if marker.due_at <= moment.timestamp() and destination_id in (None, marker.destination_id):
-            due.append((marker.due_at, Due(marker.batch_id, marker.destination_id, marker.staged_bytes)))
+            due.append((marker.due_at, Due(marker.batch_id, marker.destination_id, marker.staged_bytes,
+                                           marker.record_type)))
     telemetry.pending_seen(seen)
     return [batch for _, batch in sorted(due)]
 
@@ -201,9 +204,16 @@ def _tasks(services: Services, due: list[Due], hooks: Hooks, clock: Callable[[],
             tasks.append(Task(batch.destination_id, (batch.batch_id,),
                               _single(services, batch.batch_id, hooks, clock, records), batch.staged_bytes))
     tasks.extend(_runs_task(services, destination_id, [b.batch_id for b in batches], hooks, clock, records,
-                            staged_bytes=task_bytes(b.staged_bytes for b in batches))
+                            staged_bytes=task_bytes(b.staged_bytes for b in batches),
+                            record_types=_types_of(batches))
                  for destination_id, batches in coalescing.items())
     return tasks
+
+
+def _types_of(batches: Sequence[Due]) -> frozenset[str] | None:
+    """The record types of a destination's due batches; None if a marker did not say (every type is looked at)."""
+    types = {b.record_type for b in batches}
+    return None if None in types else frozenset(str(t) for t in types)
 
 
 def _skipped(batch_ids: tuple[str, ...]) -> Callable[[], dict[str, str]]:
@@ -225,11 +235,12 @@ def _single(services: Services, batch_id: str, hooks: Hooks, clock: Callable[[],
 
 
 def _runs_task(services: Services, destination_id: str, batch_ids: list[str], hooks: Hooks,
-               clock: Callable[[], datetime], records: PassRecords, *, staged_bytes: int | None = None) -> Task:
+               clock: Callable[[], datetime], records: PassRecords, *, staged_bytes: int | None = None,
+               record_types: frozenset[str] | None = None) -> Task:
     def run() -> dict[str, str]:
         try:
             record = records.get(destination_id)
-            return export_destination_runs(services, record, batch_ids, hooks, clock)
+            return export_destination_runs(services, record, batch_ids, hooks, clock, record_types=record_types)
         except Exception as exc:  # one destination's trouble must not stop the pass
             log_event(log, "run export interrupted; its batches stay due", logging.WARNING,
                       destination_id=destination_id, error=type(exc).__name__,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -64,15 +64,17 @@ class _Member:
 
 
 def export_destination_runs(services: Services, record: DestinationRecord, batch_ids: Sequence[str], hooks: Hooks,
-                            clock: Callable[[], datetime]) -> dict[str, str]:
+                            clock: Callable[[], datetime], *,
+                            record_types: Collection[str] | None = None) -> dict[str, str]:
     """Export a destination's due batches as runs; each batch's outcome ('landed', 'failed', 'retried' or
-    'skipped'). Batches of each record type are exported under that type's run lease.
+    'skipped'). Batches of each record type are exported under that type's run lease; `record_types`, the types
+    among the batches when their markers said: no other type's lease is asked for.
 
     The leases are taken before any state is read: while another worker is at this destination's runs (every
     queue message of a busy destination asks), asking costs two requests a type, not a read of every batch."""
     control = services.control
     held: dict[str, BatchLease] = {}
-    for record_type in RECORD_TYPES:
+    for record_type in [t for t in RECORD_TYPES if record_types is None or t in record_types]:
         lease = BatchLease(control.container, run_docs.ensure_group_lease_blob(control, record.id, record_type),
                            services.settings.lease_seconds)
         if lease.acquire():

@@ -67,6 +67,8 @@ def test_small_batches_coalesced_land_in_one_file_per_partition_and_one_manifest
         assert batch["manifest"] == f"events/_manifests/{manifest['run_id']}.json"
     run, _ = run_docs.get_run(services.control, manifest["run_id"]) or (None, None)
     assert run is not None and run.state == "landed" and len(run.members) == 200
+    leased = [item.name for item in services.control.list(f"{run_docs.RUNS_PREFIX}leases/acme/")]
+    assert leased == [run_docs.group_lease_blob("acme", "events")]  # no profiles were due: their lease was not asked
 
 
 def test_a_run_closes_at_its_target_size_and_a_small_one_waits_its_delay(
