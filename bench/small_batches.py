@@ -44,6 +44,9 @@ from scripts import sample_data
 # Today's POSTs/s (one batch at a time, before issue 13's product changes): the median of the three "before" runs
 # at the defaults (36.0, 45.6 and 46.9; bench/README.md, "Backfills and small batches"). The 2x target's base.
 BEFORE_POSTS_PER_S = 45.6
+# The export one batch at a time before issue 13's product changes: the quietest "before" run's (6.2-8.5 over three;
+# bench/README.md). Each row's export is also given against it: how much faster small batches export than they did.
+BEFORE_EXPORT_BATCHES_PER_S = 8.5
 POSTS_TARGET = 2.0
 COALESCED_TARGET = 5.0  # coalesced export events/s over one batch at a time, the same shape in the same run
 COALESCE = {"max_delay_seconds": 0, "target_file_mb": 128}
@@ -235,7 +238,8 @@ def measure_shape(run: Run, name: str, slug: str, posts: list[bytes], *, coalesc
                    "p99_ms": round(1000 * _percentile(latencies, 0.99), 1),
                    "max_ms": round(1000 * max(latencies), 1), "app_cpu_ms_per_post": app_cpu,
                    "storage_cpu_ms_per_post": storage_cpu, "client_cpu_ms_per_post": client_cpu},
-        "export": export | {"batches": len(posts), "batches_per_s": round(len(posts) / export["seconds"], 1)},
+        "export": export | {"batches": len(posts), "batches_per_s": round(len(posts) / export["seconds"], 1),
+                            "x_before": round(len(posts) / export["seconds"] / BEFORE_EXPORT_BATCHES_PER_S, 2)},
     }
 
 
@@ -283,6 +287,7 @@ def format_rows(rows: list[dict[str, Any]]) -> list[str]:
             f"  export: {export['batches_per_s']:,} batches/s, {export['events_per_s']:,} events/s, "
             f"{export['files']:,} files, {export['manifests']:,} manifests in {export['passes']} pass(es), "
             f"{export['cpu_ms_per_file']:.1f} ms CPU per file, storage CPU {export['storage_cpu_seconds']} s, "
-            f"peak RSS {export['peak_rss_mb']:.1f} MB",
+            f"peak RSS {export['peak_rss_mb']:.1f} MB; {export['x_before']}x the export one batch at a time before "
+            f"issue 13 ({BEFORE_EXPORT_BATCHES_PER_S} batches/s)",
         ]
     return lines

@@ -90,6 +90,7 @@ def test_the_small_batch_shape_measures_posts_and_export_and_every_event_lands_o
         assert intake["posts_per_s"] > 0 and 0 < intake["p50_ms"] <= intake["p99_ms"]
         assert export["events"] == 4_000 and export["batches"] == 40 and export["passes"] >= 1
         assert export["files"] >= 4 and export["batches_per_s"] > 0 and export["events_per_s"] > 0
+        assert export["x_before"] > 0
     # Every event once, over the destinations of the last measurement (the coalesced one when there are two).
     slug = "small"
     containers = [run.service.get_container_client(f"bench-{run.run_id}-{slug}-{n:03d}") for n in range(4)]
