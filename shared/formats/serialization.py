@@ -205,6 +205,9 @@ class EncodedChunk:
 
 
 _BACKGROUND_BYTES = 64 * 1024  # smaller pieces cost more to hand over than they take to compress
+# Shared by every part: a part has at most one piece in flight, so its order holds; a thread each would cost a
+# thread start per part, as much as compressing a small file.
+_COMPRESSORS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gzip")
 
 
 class PartEncoder:
@@ -214,15 +217,17 @@ class PartEncoder:
     chunk at a line boundary). The ``data`` of the chunks returned by ``feed`` and ``close``, in
     order, is the file.
 
-    A large chunk is gzipped in a helper thread while the caller encodes the next one (zlib lets
-    go of the GIL while it deflates), so ``feed`` returns the compressed bytes ready so far, which
-    may be those of earlier chunks; ``records`` and ``raw_bytes`` always count this call's lines.
+    A large chunk after the first is gzipped in a helper thread while the caller encodes the next
+    one (zlib lets go of the GIL while it deflates), so ``feed`` returns the compressed bytes ready
+    so far, which may be those of earlier chunks; ``records`` and ``raw_bytes`` always count this
+    call's lines. The first is compressed at once: most files are one chunk, closed right after it,
+    and nothing would overlap with its compression.
     """
 
     def __init__(self, fmt: Format, compression: Compression, columns: Sequence[str] | None = None, level: int = 6):
         self._compressor = new_compressor(compression, level)
         self._background = compression == "gzip"
-        self._helper: ThreadPoolExecutor | None = None
+        self._chunks = 0  # fed so far
         self._in_flight: Future[bytes] | None = None
         self._ready: list[bytes] = []  # compressed bytes not handed out yet
         self._csv: CsvEncoder | None = None
@@ -237,7 +242,7 @@ class PartEncoder:
             self._csv = CsvEncoder(columns)
             self._csv_row_floor = len(columns) + 2  # the commas and line end of one row, a bound with quotes
             header = self._csv.header()
-            self._compress(header)
+            self._ready.append(self._compressor.compress(header))
             self._raw_bytes = self._unreported_raw = len(header)
         elif fmt != "jsonl":
             raise ValueError(f"unknown format {fmt!r}: use 'jsonl' or 'csv'")
@@ -292,17 +297,13 @@ class PartEncoder:
         self._closed = True
         self._collect()
         self._ready.append(self._compressor.finish())
-        if self._helper is not None:
-            self._helper.shutdown()
-            self._helper = None
         return self._hand_out(0, 0)
 
     def _compress(self, text: bytes) -> None:
         self._collect()  # one piece at a time keeps the order and the memory bounded
-        if self._background and len(text) >= _BACKGROUND_BYTES:
-            if self._helper is None:
-                self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gzip")
-            self._in_flight = self._helper.submit(self._compressor.compress, text)
+        self._chunks += 1
+        if self._background and self._chunks > 1 and len(text) >= _BACKGROUND_BYTES:
+            self._in_flight = _COMPRESSORS.submit(self._compressor.compress, text)
         else:
             self._ready.append(self._compressor.compress(text))
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import gzip
 import random
+from typing import Any
 
 import pytest
 
+from shared.formats import serialization
 from shared.formats.serialization import PartEncoder, cut_block, split_blocks, split_lines, take_until
 
 STAGED = [
@@ -59,3 +61,28 @@ def test_a_part_fed_blocks_is_the_part_fed_lines() -> None:
 def test_a_csv_part_refuses_blocks() -> None:
     with pytest.raises(ValueError, match="CSV"):
         PartEncoder("csv", "none", ["a"]).feed_block(b'{"a":1}\n', 1)
+
+
+def test_a_part_of_one_chunk_is_compressed_at_once_and_later_chunks_beside_the_caller(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file of one chunk (most of a backfill's thousands) is compressed where it is fed: handing it to a helper
+    and waiting for it at close would cost more than the compression. Chunks after the first go to the shared
+    helpers, one at a time per part, and the file is the same."""
+    handed: list[int] = []
+    real_submit = serialization._COMPRESSORS.submit
+
+    def submit(work: Any, text: bytes) -> Any:
+        handed.append(len(text))
+        return real_submit(work, text)
+
+    monkeypatch.setattr(serialization._COMPRESSORS, "submit", submit)
+    lines = [b'{"n":%d,"pad":"%s"}\n' % (i, b"x" * (i % 97)) for i in range(3000)]
+    block = b"".join(lines)
+    assert len(block) > 2 * serialization._BACKGROUND_BYTES
+    one = PartEncoder("jsonl", "gzip")
+    assert gzip.decompress(one.feed_block(block, 3000).data + one.close().data) == block
+    assert handed == []
+    many = PartEncoder("jsonl", "gzip")
+    thirds = [b"".join(lines[:1000]), b"".join(lines[1000:2000]), b"".join(lines[2000:])]
+    data = b"".join(many.feed_block(piece, piece.count(b"\n")).data for piece in thirds) + many.close().data
+    assert gzip.decompress(data) == b"".join(thirds) and handed == [len(thirds[1]), len(thirds[2])]
