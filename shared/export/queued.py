@@ -5,16 +5,17 @@ instances out on the queue's length. Here `consume_once` does what the host does
 (host.json, `QueueOptions.from_host_json`).
 
 A message names a batch (`ExportUnit`). Handling it exports that batch on its own under its lease, or, for a
-destination that coalesces, the destination's due batches as runs under the run lease: exactly what an export
-pass does with them (`run_export_pass(due=...)`). Then the batch is looked at again: finished, the message is
-done; waiting (a backoff, or a run waiting for `max_delay_seconds`), the unit is sent again to be visible when
-it is due; due but held by another worker, it is sent again to be looked at after RECHECK_SECONDS. A unit sent
-on MAX_HOPS times is left to the timer (`shared.export.sweeper`).
+destination that coalesces, that batch and the destination's open batches of its type created after it as runs
+under the run lease (`_open_after`): exactly what an export pass does with them (`run_export_pass(due=...)`).
+Then the batch is looked at again: finished, the message is done; waiting (a backoff, or a run waiting for
+`max_delay_seconds`), the unit is sent again to be visible when it is due; due but held by another worker, it is
+sent again to be looked at after RECHECK_SECONDS. A unit sent on MAX_HOPS times is left to the timer
+(`shared.export.sweeper`).
 
 A destination that coalesces and waits (`max_delay_seconds` > 0) gets one message per record type and delay from
 each instance, not one per batch (`shared.control.export_queue.Covers`): the batches committed meanwhile are
 exported by that message's handling, even when its own batch landed before (the destination's markers newer than
-it are read, `_covered`), and one of them that still waits after it gets the next message.
+it are read, `_open_after`), and one of them that still waits after it gets the next message.
 
 Nothing here raises for a batch's own trouble: a message that raises is one whose handling crashed (control
 storage down, a bug), retried by the host after its visibility timeout and poisoned after `maxDequeueCount`,
@@ -42,7 +43,7 @@ from shared.control.store import LeaseHeld, PreconditionFailed
 from shared.destinations.record import DestinationRecord
 from shared.errors import DestinationProblem
 from shared.export.pass_records import PassRecords
-from shared.export.runner import Due, due_batches, pause_failing, run_export_pass
+from shared.export.runner import Due, pause_failing, run_export_pass
 from shared.logging_setup import log_event
 
 if TYPE_CHECKING:  # the composition root sits above every package
@@ -87,14 +88,15 @@ def handle_message(services: Services, body: bytes | str, *,
         return Handled("paused", unit.batch_id)
     due = [Due(unit.batch_id, unit.destination_id)]
     waits = record is not None and record.coalesce is not None and record.coalesce.max_delay_seconds > 0
-    if record is not None and record.coalesce is not None:  # the destination's due batches, as runs
+    if record is not None and record.coalesce is not None:  # its batch and those after it, as runs
         state = _state(services, unit.batch_id)
-        if state is None or state.finished:  # an earlier message's run took it: no listing of every open marker
-            due = _covered(services, state) if waits and state is not None else []
+        if state is None or state.finished:  # an earlier message's run took it
+            due = _open_after(services, state) if waits and state is not None else []
             if not due:
                 return Handled("done", unit.batch_id)
         else:
-            due = due_batches(services, clock(), destination_id=unit.destination_id) or due
+            due = [Due(state.batch_id, state.destination_id, state.staged_bytes, state.type),
+                   *_open_after(services, state)]
     summary = run_export_pass(services, due=due, clock=clock, records=records)
     outcome = next((b["outcome"] for b in summary.batches if b["batch_id"] == unit.batch_id), "skipped")
     handled = _follow_up(services, unit, record, outcome, clock())
@@ -115,19 +117,21 @@ def _state(services: Services, batch_id: str) -> BatchState | None:
     return None if doc is None else BatchState.from_json(doc.data)
 
 
-def _covered(services: Services, finished: BatchState) -> list[Due]:
-    """The batches a message covered (`shared.control.export_queue.Covers`) when its own batch is finished: those
-    of its destination and type created after it that are still open, oldest first. One listing of the
-    destination's newest markers, down to the finished batch's."""
-    prefix = f"{batch_index.BY_DESTINATION}{finished.destination_id}/"
-    stop = prefix + batch_index.newest_first_key(finished.created_at, finished.batch_id)
+def _open_after(services: Services, state: BatchState) -> list[Due]:
+    """The open batches of a message's destination and type created after its own batch, oldest first: what its
+    run may take besides its own batch (those a message on its way covered, `shared.control.export_queue.Covers`,
+    among them). One listing of the destination's newest markers, down to the batch's: not of every open batch of
+    every destination, which each message of a coalescing destination read before. An older open batch has a
+    message of its own (or the sweeper's, `shared.export.sweeper`)."""
+    prefix = f"{batch_index.BY_DESTINATION}{state.destination_id}/"
+    stop = prefix + batch_index.newest_first_key(state.created_at, state.batch_id)
     found: list[Due] = []
     for item in services.control.list(prefix, with_metadata=True):
         if item.name >= stop:
             break
-        if item.metadata.get("state") == "pending" and item.metadata.get("type") == finished.type:
-            found.append(Due(batch_index.batch_id_of(item.name), finished.destination_id,
-                             batch_index.staged_bytes(item.metadata), finished.type))
+        if item.metadata.get("state") == "pending" and item.metadata.get("type") == state.type:
+            found.append(Due(batch_index.batch_id_of(item.name), state.destination_id,
+                             batch_index.staged_bytes(item.metadata), state.type))
     return found[::-1]
 
 

@@ -98,13 +98,12 @@ class Due(NamedTuple):
     record_type: str | None = None
 
 
-def due_batches(services: Services, moment: datetime, *, destination_id: str | None = None) -> list[Due]:
+def due_batches(services: Services, moment: datetime) -> list[Due]:
     """The batches whose due time has come, oldest due first, from the open markers
-    (`shared.control.batch_index`); with `destination_id`, only that destination's. A staging marker older than
-    STAGING_GRACE is settled on the way (its intake died: committed, it is due; if not, garbage)."""
+    (`shared.control.batch_index`). A staging marker older than STAGING_GRACE is settled on the way (its intake
+    died: committed, it is due; if not, garbage)."""
     control = services.control
-    if destination_id is None:
-        migrate_due_markers(control, moment)  # markers written before the open markers carried due_at
+    migrate_due_markers(control, moment)  # markers written before the open markers carried due_at
     due: list[tuple[float, Due]] = []
     seen: dict[str, int] = {}  # every open batch, per destination: the pending gauge, at no extra request
     for marker in batch_index.open_batches(control):
@@ -114,7 +113,7 @@ def due_batches(services: Services, moment: datetime, *, destination_id: str | N
             if settle_staging(control, marker, moment) is None:
                 continue
         seen[marker.destination_id] = seen.get(marker.destination_id, 0) + 1
-        if marker.due_at <= moment.timestamp() and destination_id in (None, marker.destination_id):
+        if marker.due_at <= moment.timestamp():
             due.append((marker.due_at, Due(marker.batch_id, marker.destination_id, marker.staged_bytes,
                                            marker.record_type)))
     telemetry.pending_seen(seen)

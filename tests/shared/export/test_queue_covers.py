@@ -48,13 +48,16 @@ def test_the_batches_of_a_destination_that_waits_share_one_message_and_land_in_o
         api: httpx.Client, services: Services, azurite: Azurite, fresh_container: ContainerClient) -> None:
     make_destination(api, azurite, fresh_container, coalesce=WAITS)
     posted = [post_batch(api, "acme", events(3, start=10 * i)) for i in range(5)]
-    post_batch(api, "acme", list(sample_data.profiles(2)), record_type="profiles")  # a type of its own
+    profiles = post_batch(api, "acme", list(sample_data.profiles(2)), record_type="profiles")  # a type of its own
     assert queue_of(services).approximate_length() == 2  # was one per batch: six
     handled = handle_message(services, unit(posted[0]), clock=later(31))
     assert handled.outcome == "landed"
     landed = [status(api, b) for b in posted]
     assert {b["state"] for b in landed} == {"landed"} and len({b["run_id"] for b in landed}) == 1
-    # the pass takes the destination's due batches of every type: the profiles' run too, in a manifest of its own
+    # the events' message exported the events; the profiles wait for their own message
+    assert [m["type"] for m in manifests(fresh_container)] == ["events"]
+    assert status(api, profiles)["state"] == "pending"
+    assert handle_message(services, unit(profiles), clock=later(31)).outcome == "landed"
     assert sorted(m["type"] for m in manifests(fresh_container)) == ["events", "profiles"]
     assert len(jsonl_records(fresh_container)) == 15 + 2
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import orjson
@@ -206,6 +207,42 @@ def test_a_later_message_of_a_coalesced_run_reads_its_batch_and_nothing_else(
     later = handle_message(services, ExportUnit(batch_id=str(posted[2]["batch_id"]), destination_id="acme").encode())
     assert sent == ["GET destinations", "GET states"], sent
     assert later.outcome == "done" and status(api, posted[2])["state"] == "landed"
+
+
+def test_a_coalescing_message_reads_its_destinations_newer_markers_not_every_open_batch(
+        api: httpx.Client, services: Services, azurite: Azurite, blob_service: BlobServiceClient,
+        fresh_container: ContainerClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its run takes its batch and the destination's open batches of its type created after it, found by one listing
+    of the destination's newest markers: not of every open batch of every destination (thousands on a busy
+    platform, read by every message). An older open batch is its own message's."""
+    coalesce = {"max_delay_seconds": 0, "target_file_mb": 128}
+    make_destination(api, azurite, fresh_container, coalesce=coalesce)
+    other = blob_service.create_container(f"other-{fresh_container.container_name[-12:]}")
+    try:
+        make_destination(api, azurite, other, "other")
+        for i in range(3):
+            post_batch(api, "other", events(2, start=i))  # open batches of another destination
+        posted = [post_batch(api, "acme", events(3, start=10 * i)) for i in range(4)]
+        listed: list[str] = []
+        real_send = RequestsTransport.send
+
+        def watched(self: RequestsTransport, request: Any, **kwargs: Any) -> Any:  # every storage request, still sent
+            query = parse_qs(urlsplit(request.url).query)
+            if query.get("comp") == ["list"]:
+                listed.append(f"{urlsplit(request.url).path.rsplit('/', 1)[-1]}:{query.get('prefix', [''])[0]}")
+            return real_send(self, request, **kwargs)
+
+        monkeypatch.setattr(RequestsTransport, "send", watched)
+        handled = handle_message(services, ExportUnit(batch_id=str(posted[1]["batch_id"]),
+                                                      destination_id="acme").encode())
+        assert handled.outcome == "landed"
+        assert listed == [f"{services.control.container.container_name}:index/batches/destination/acme/"]
+        assert [status(api, b)["state"] for b in posted] == ["pending", "landed", "landed", "landed"]
+        assert handle_message(services, ExportUnit(batch_id=str(posted[0]["batch_id"]),
+                                                   destination_id="acme").encode()).outcome == "landed"
+        assert len(manifests(fresh_container)) == 2 and len(jsonl_records(fresh_container)) == 12
+    finally:
+        other.delete_container()
 
 
 def test_build_export_queue_needs_a_queue_service(settings: Settings, azurite: Azurite) -> None:
