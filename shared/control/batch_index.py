@@ -1,8 +1,9 @@
 """The batch index: markers that answer GET /api/batches, newest first, and drive retention without reading
 every state.
 
-  index/batches/all/{newest}                  one per batch, metadata as the state blob's (state, destination,
-                                              type, created): the unfiltered listing reads these
+  index/batches/all/{newest}                  one per batch once it has finished, metadata as the state blob's
+                                              (state, destination, type, created): the unfiltered listing reads
+                                              these merged with the open batches' state markers (`every_batch`)
   index/batches/destination/{dest}/{newest}   one per batch: `?destination_id=` lists only these
   index/batches/state/{state}/{newest}        one per batch, under its current state: `?state=`; a running
                                               batch stays under pending, its metadata saying running
@@ -16,7 +17,12 @@ never commits leaves a marker to collect its garbage by (`shared.control.batches
 at intake and one more delete when the batch finished (the most expensive request of a small batch on Azurite);
 `shared.control.batches.migrate_due_markers` moves those still in storage over.
 
-A batch that starts running keeps its `all` and `destination` markers as they were (pending): its state marker
+An open batch has no `all` marker of its own: intake writes none (one write of the eight a small POST made), nor
+does a batch that waits again (a retry, a backoff). The unfiltered listing reads the open batches' state markers
+with the `all` markers, newest first, and an open batch's state marker wins over an `all` marker left from
+before (a failed batch retried, or written before this). The `all` marker is written when the batch finishes.
+
+A batch that starts running keeps its `destination` marker as it was (pending): its state marker
 stays under `state/pending/` and is written again with metadata that says running. So `state/pending/` holds
 every open batch, each with its exact state; `?state=pending` and `?state=running` read it and filter, and a
 listing of the other markers reads it once (as many as are open) to show the running ones as running. An
@@ -44,6 +50,7 @@ Listing is by name, so a page costs one storage call whatever the number of othe
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -216,7 +223,8 @@ def record(control: ControlStore, state: BatchState, *, previous: StateName | No
         return
     metadata = marker_metadata(state)
     every = markers(state.batch_id, state.destination_id, state.state, state.created_at)
-    moved = every[2:] if state.state == "running" else every  # running: the state marker only (module doc)
+    # Open: no `all` marker, and while running the state marker only (module doc).
+    moved = every if state.finished else every[2:] if state.state == "running" else every[1:]
     writes: list[tuple[str, dict[str, str] | None]] = [(marker, metadata) for marker in moved]
     queued = retention_queue(state)
     if queued is not None:
@@ -229,9 +237,39 @@ def record(control: ControlStore, state: BatchState, *, previous: StateName | No
         control.delete_all(f"{BY_STATE}{name}/{key}" for name in sorted(left))
 
 
+def every_batch(control: ControlStore, *, token: str | None, after: str | None,
+                page_size: int) -> Iterator[tuple[str, dict[str, str], str | None]]:
+    """Every batch, newest first: the `all` markers merged with the open batches' state markers (module doc).
+    Yields (its key, its listing metadata, where to read on after it): storage's token for the page of `all`
+    markers the merge is in (None: the first page), read again from the key on (`after`: the last key given
+    out; what a page gave out before it is skipped)."""
+    opened = [(item.name[len(OPEN):], item.metadata) for item in control.list(OPEN, with_metadata=True)
+              if item.metadata.get("state") != STAGING and (after is None or item.name[len(OPEN):] > after)]
+    at = 0
+    while True:
+        page, following = control.list_page(ALL, page_size=page_size, continuation=token)
+        for item in page:
+            key = item.name[len(ALL):]
+            if after is not None and key <= after:
+                continue
+            while at < len(opened) and opened[at][0] < key:
+                yield (*opened[at], token)
+                at += 1
+            if at < len(opened) and opened[at][0] == key:  # open again, or finishing now: its state marker
+                yield (*opened[at], token)
+                at += 1
+            else:
+                yield key, item.metadata, token
+        if following is None:
+            break
+        token = following
+    for key, metadata in opened[at:]:
+        yield key, metadata, token
+
+
 def running_ids(control: ControlStore) -> set[str]:
-    """The ids of the running batches (their all and destination markers still say pending): one listing of the
-    open batches' state markers."""
+    """The ids of the running batches (their destination markers still say pending): one listing of the open
+    batches' state markers."""
     return {batch_id_of(item.name) for item in control.list(f"{BY_STATE}pending/", with_metadata=True)
             if item.metadata.get("state") == "running"}
 

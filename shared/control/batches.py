@@ -362,8 +362,10 @@ def list_batches(
         indexed = batch_index.is_complete(control, STATES_PREFIX)
         prefix = batch_index.listing_prefix(state=state, destination_id=destination_id) if indexed else STATES_PREFIX
         token = None
+    if prefix == batch_index.ALL:
+        return _every_batch_page(control, limit, place, listing)
     found: list[dict[str, Any]] = []
-    # The all and destination markers of a running batch still say pending (batch_index): read which run once.
+    # The destination markers of a running batch still say pending (batch_index): read which run once.
     overlaid = not prefix.startswith((STATES_PREFIX, batch_index.BY_STATE))
     running: set[str] | None = None
     while len(found) < limit:
@@ -382,6 +384,21 @@ def list_batches(
         if not token:
             break
     return {"batches": found, "next": cursors.seal(control, cursors.Place(prefix, token) if token else None, listing)}
+
+
+def _every_batch_page(control: ControlStore, limit: int, place: cursors.Place | None, listing: str) -> dict[str, Any]:
+    """A page of the unfiltered listing: finished batches' `all` markers and open batches' state markers, merged
+    (`batch_index.every_batch`)."""
+    found: list[dict[str, Any]] = []
+    last: tuple[str, str | None] | None = None  # the last key given out, and where to read on after it
+    for key, meta, token in batch_index.every_batch(control, token=place.token or None if place else None,
+                                                    after=place.after if place else None, page_size=limit):
+        if len(found) == limit and last is not None:  # one more: the next page starts after the last given out
+            return {"batches": found,
+                    "next": cursors.seal(control, cursors.Place(batch_index.ALL, last[1] or "", last[0]), listing)}
+        found.append(_listed(batch_index.ALL + key, meta, False))
+        last = key, token
+    return {"batches": found, "next": None}
 
 
 def _listed(name: str, meta: dict[str, str], state_blob_name: bool) -> dict[str, Any]:

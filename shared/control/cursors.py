@@ -32,10 +32,12 @@ _keys_lock = Lock()
 
 @dataclass(frozen=True)
 class Place:
-    """Where a listing goes on: the prefix it reads and storage's token for the next page."""
+    """Where a listing goes on: the prefix it reads and storage's token for the next page (and, for a listing
+    that merges two, the last key it gave out)."""
 
     prefix: str
     token: str
+    after: str | None = None
 
 
 def seal(control: ControlStore, place: Place | None, listing: str) -> str | None:
@@ -43,7 +45,7 @@ def seal(control: ControlStore, place: Place | None, listing: str) -> str | None
     if place is None:
         return None
     nonce = os.urandom(_NONCE_BYTES)
-    plain = orjson.dumps({"p": place.prefix, "t": place.token})
+    plain = orjson.dumps({"p": place.prefix, "t": place.token, **({"a": place.after} if place.after else {})})
     sealed = AESGCM(_key(control)).encrypt(nonce, plain, listing.encode())
     return base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode()
 
@@ -59,7 +61,7 @@ def unseal(control: ControlStore, cursor: str | None, listing: str) -> Place | N
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         plain = AESGCM(_key(control)).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], listing.encode())
         data = orjson.loads(plain)
-        return Place(prefix=str(data["p"]), token=str(data["t"]))
+        return Place(prefix=str(data["p"]), token=str(data["t"]), after=str(data["a"]) if "a" in data else None)
     except (binascii.Error, ValueError, InvalidTag, KeyError, TypeError):
         raise _not_a_cursor() from None
 

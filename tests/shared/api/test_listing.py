@@ -13,6 +13,7 @@ import httpx
 from azure.storage.blob import ContainerClient
 
 from shared.control import batch_index, batches, transitions
+from shared.errors import DestinationProblem
 from shared.services import Services
 from tests.support.azurite import Azurite
 from tests.support.sas import container_sas, sas_destination
@@ -125,7 +126,7 @@ def test_destinations_are_paged_in_id_order(
         assert answer.status_code == 422 and answer.json()["error"]["details"][0]["field"] == "limit"
 
 
-def test_a_running_batch_is_listed_as_running_though_its_all_and_destination_markers_say_pending(
+def test_a_running_batch_is_listed_as_running_though_its_destination_marker_says_pending(
     api: httpx.Client, azurite: Azurite, fresh_container: ContainerClient, services: Services
 ) -> None:
     destination(api, azurite, fresh_container, "acme")
@@ -133,8 +134,9 @@ def test_a_running_batch_is_listed_as_running_though_its_all_and_destination_mar
     state = batches.get_state(services.control, started)
     batches.save_state(services.control, transitions.start_attempt(state, batches.now_utc()), previous="pending")
     key = batch_index.newest_first_key(state.created_at, started)
-    all_marker = services.control.container.get_blob_client(f"{batch_index.ALL}{key}").get_blob_properties()
-    assert all_marker.metadata["state"] == "pending"  # not written again when the batch started: two writes saved
+    marker = services.control.container.get_blob_client(f"{batch_index.BY_DESTINATION}acme/{key}")
+    assert marker.get_blob_properties().metadata["state"] == "pending"  # not written again when it started
+    assert list(services.control.list(batch_index.ALL)) == []  # open batches have none (batch_index)
 
     def shown(**query: Any) -> dict[str, str]:
         answer = api.get("/api/batches", params=query)
@@ -146,3 +148,44 @@ def test_a_running_batch_is_listed_as_running_though_its_all_and_destination_mar
     assert shown(state="running") == shown(destination_id="acme", state="running") == {started: "running"}
     assert shown(destination_id="acme", state="pending") == {last: "pending", first: "pending"}
     assert shown(state="pending") == {last: "pending", first: "pending"}
+
+
+def test_every_batch_is_listed_once_newest_first_while_batches_finish_and_come_back_between_pages(
+    api: httpx.Client, azurite: Azurite, fresh_container: ContainerClient, services: Services
+) -> None:
+    """The unfiltered listing merges finished batches' `all` markers with open batches' state markers (intake
+    writes no `all` marker): pages of two, with batches failing and one retried between pages."""
+    control = services.control
+    destination(api, azurite, fresh_container, "acme")
+    assert api.get("/api/batches").json()["batches"] == []  # the index is complete (nothing to index from before)
+    ids = post_batches(api, "acme", 7)  # ids[6] is the newest
+    expired = DestinationProblem("the SAS token expired; renew it", code="sas_expired")
+
+    def fail(batch_id: str) -> None:
+        state = batches.get_state(control, batch_id)
+        running = transitions.start_attempt(state, batches.now_utc())
+        batches.save_state(control, running, previous="pending")
+        batches.save_state(control, transitions.fail(running, expired, batches.now_utc()), previous="running")
+
+    fail(ids[5])
+    fail(ids[2])
+    batches.retry_batch(control, ids[2])  # open again: its `all` marker still says failed, its state marker pending
+    seen: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": 2}
+    while True:
+        page = api.get("/api/batches", params=params).json()
+        seen += page["batches"]
+        if len(seen) == 2:
+            fail(ids[0])  # on a later page: listed as it is when that page is read
+            fail(ids[6])  # on a page read already: not listed again
+        if page["next"] is None:
+            break
+        params["next"] = page["next"]
+    assert [b["batch_id"] for b in seen] == ids[::-1]
+    assert {b["batch_id"]: b["state"] for b in seen} == {
+        ids[6]: "pending", ids[5]: "failed", ids[4]: "pending", ids[3]: "pending", ids[2]: "pending",
+        ids[1]: "pending", ids[0]: "failed"}
+    assert {b["destination_id"] for b in seen} == {"acme"} and all(b["created_at"] for b in seen)
+    # `all` markers: the finished batches' (and the retried one's, left from when it failed)
+    assert {batch_index.batch_id_of(item.name) for item in control.list(batch_index.ALL)} == {ids[0], ids[2], ids[5],
+                                                                                               ids[6]}
