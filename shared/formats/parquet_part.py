@@ -14,6 +14,11 @@ Arrow's function registry: 17 MB of a worker's memory for good, without numpy (a
 ``pyarrow.parquet`` and ``pyarrow.json`` are imported, 66 MB after the first calls). The Arrow arrays a part holds
 are the same size either way (54 MB for 200,000 bench events), but the bench worker's peak grew with it: one batch
 of 100,000 events 212 MB against 203 MB, of 200,000 events 239 MB against 210 MB (under the 300 MB target).
+
+Arrow allocates from the C library's allocator (``system_memory_pool``), not the mimalloc its wheel bundles and
+defaults to: mimalloc kept what each export thread had freed for that thread, and the Parquet pass's peak RSS in
+``make bench`` sat on its 300 MB target (279-310 MB, two batches exported at once); with the system allocator
+221-235 MB, and one batch of 1,000,000 events 217-222 MB against 258-259 MB, at the same speed or better.
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ from shared.formats.record_fields import (
     find_profile_identity,
 )
 from shared.formats.serialization import EncodedChunk, take_until
+
+pa.set_memory_pool(pa.system_memory_pool())  # once, when a destination first writes Parquet (module doc)
 
 # Rows a row group holds. DuckDB reads a file a row group per thread and its own files hold 122,880 rows a group;
 # Spark and Synapse split files by row group too, and want groups of tens of MB or more: 131,072 rows (a
