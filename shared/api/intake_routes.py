@@ -19,6 +19,8 @@ from shared.intake.accept import BodyIntake, IntakeRequest, accepted_body, stage
 from shared.intake.body import too_large
 
 if TYPE_CHECKING:  # the composition root sits above every package
+    from shared.control.batch_state import BatchState
+    from shared.destinations.record import DestinationRecord
     from shared.services import Services
 
 # A record that is both a valid event (name, time) and a valid profile (identity).
@@ -114,26 +116,35 @@ async def _post_batch(svc: Services, destination_id: str, request: Request) -> R
         destination_generation=destination.generation,
     ), max_bytes=settings.max_request_bytes, csv_destination=destination.format == "csv",
         max_containers=settings.max_record_containers, max_csv_columns=settings.max_csv_columns)
-    await feed_body(request.stream(), intake, settings.max_request_bytes)
-    parsed = await run_in_threadpool(intake.finish)
-    state, created = await run_in_threadpool(stage_parsed, svc.control, intake, parsed)
+    rest = await feed_body(request.stream(), intake, settings.max_request_bytes)
+    state, created = await run_in_threadpool(_accept, svc, intake, rest, destination)
     telemetry.records_accepted(destination_id, state.type, batch_id=state.batch_id, records=state.records,
                                staged_bytes=state.staged_bytes, new=created)
-    if created:  # committed: the export queue may take it now (a replay's first request sent its message)
-        await run_in_threadpool(svc.nudge, state.batch_id, destination_id, first_delay(destination),
-                                record_type=state.type)
     headers = {"Location": f"/api/batches/{state.batch_id}"}
     if not created:
         headers["Idempotent-Replayed"] = "true"
     return json_response(accepted_body(state), 202, headers)
 
 
+def _accept(svc: Services, intake: BodyIntake, rest: bytes | bytearray, destination: DestinationRecord,
+            ) -> tuple[BatchState, bool]:
+    """The body's last piece parsed, the batch checked and staged, and a new batch's export message sent: one
+    trip to a worker thread (a small body's only one after the destination's read)."""
+    if rest:
+        intake.feed(rest)
+    state, created = stage_parsed(svc.control, intake, intake.finish())
+    if created:  # committed: the export queue may take it now (a replay's first request sent its message)
+        svc.nudge(state.batch_id, state.destination_id, first_delay(destination), record_type=state.type)
+    return state, created
+
+
 FEED_BYTES = 1024 * 1024  # the body goes to the parser (in a worker thread) in pieces of about this size
 
 
-async def feed_body(chunks: AsyncIterator[bytes], intake: BodyIntake, limit: int) -> None:
+async def feed_body(chunks: AsyncIterator[bytes], intake: BodyIntake, limit: int) -> bytearray:
     """Hand the body to ``intake`` as it arrives, off the event loop, refusing it as soon as it passes ``limit``
-    bytes: the body is parsed while it is read, and never held whole."""
+    bytes: the body is parsed while it is read, and never held whole. Returns its last piece (under FEED_BYTES),
+    not fed yet: the caller feeds it with the work that follows in the same worker thread."""
     size = 0
     pending = bytearray()
     async for chunk in chunks:
@@ -144,5 +155,4 @@ async def feed_body(chunks: AsyncIterator[bytes], intake: BodyIntake, limit: int
         if len(pending) >= FEED_BYTES:
             await run_in_threadpool(intake.feed, pending)
             pending = bytearray()
-    if pending:
-        await run_in_threadpool(intake.feed, pending)
+    return pending
