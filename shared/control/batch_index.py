@@ -1,35 +1,30 @@
-"""The batch index: markers that answer GET /api/batches, newest first, and drive retention without reading
-every state.
+"""The batch index: markers that answer GET /api/batches, newest first, find the open batches (the export's due
+batches among them) without reading every state, and drive retention.
 
-  index/batches/all/{newest}                  one per batch once it has finished, metadata as the state blob's
-                                              (state, destination, type, created): the unfiltered listing reads
-                                              these merged with the open batches' state markers (`every_batch`)
-  index/batches/destination/{dest}/{newest}   one per batch: `?destination_id=` lists only these
-  index/batches/state/{state}/{newest}        one per batch, under its current state: `?state=`; a running
-                                              batch stays under pending, its metadata saying running
+  index/batches/open/{dest}/{newest}          one per open batch (staging, pending or running), in its
+                                              destination's folder, metadata as the state blob's and more (below)
+  index/batches/all/{newest}                  one per finished batch, metadata as the state blob's (state,
+                                              destination, type, created)
+  index/batches/destination/{dest}/{newest}   one per finished batch, in its destination's folder
+  index/batches/state/{state}/{newest}        one per finished batch, under `landed` or `failed`
 
-`state/pending/` is also what the export finds due batches by (`open_batches`): an open batch's marker there
+An open batch has one marker, its open marker, and nothing else in the index: intake writes it first, before the
+staged records, saying `staging` (`mark_staging`), so that an intake which never commits leaves a marker to
+collect its garbage by (`shared.control.batches.settle_staging`); the commit makes it pending; an attempt that
+starts makes it say running; the batch's finish deletes it and writes the three listing markers. Its metadata
 carries `due_at` (when it is due: its next attempt's time, or when its attempt started while it runs) and `bytes`
-(what it staged: the pass sizes its work by it before claiming any, `shared.export.lanes`), and intake
-writes it first, before the staged records, with the state `staging` (`mark_staging`), so that an intake which
-never commits leaves a marker to collect its garbage by (`shared.control.batches.settle_staging`). Listings skip
-`staging` markers. Before this, a second marker per batch, `index/due/{batch_id}`, said the same: one more write
-at intake and one more delete when the batch finished (the most expensive request of a small batch on Azurite);
-`shared.control.batches.migrate_due_markers` moves those still in storage over.
+(what it staged: the pass sizes its work by it before claiming any, `shared.export.lanes`).
 
-An open batch has no `all` marker of its own: intake writes none (one write of the eight a small POST made), nor
-does a batch that waits again (a retry, a backoff). The unfiltered listing reads the open batches' state markers
-with the `all` markers, newest first, and an open batch's state marker wins over an `all` marker left from
-before (a failed batch retried, or written before this). The `all` marker is written when the batch finishes.
-
-A batch that starts running keeps its `destination` marker as it was (pending): its state marker
-stays under `state/pending/` and is written again with metadata that says running. So `state/pending/` holds
-every open batch, each with its exact state; `?state=pending` and `?state=running` read it and filter, and a
-listing of the other markers reads it once (as many as are open) to show the running ones as running. An
-attempt costs one small write to the index and no delete, where it cost two writes and a delete (three of
-about twenty storage requests for a small batch; on Azurite a delete costs the CPU of five writes and grows
-with the number of blobs in the account). Markers under `state/running/` are written no more, and those written
-before are read by nothing (`forget` removes them with their batch).
+So a small batch's intake writes two markers (the open marker, twice) where it wrote five (a staging marker, then
+`all`, `destination` and `state/pending` markers), and the index of a waiting batch (a retry, a backoff) is one
+write. The export finds due batches by listing `open/` (every destination's, `open_batches`); a destination's
+open batches are one listing of its folder (its status, its queue messages, deleting it), not a filter over every
+open batch. Listings merge: `?destination_id=` reads the destination's finished markers and its open markers,
+the unfiltered listing `all` and every open marker, `?state=pending` and `?state=running` the open markers alone
+(`merged`); an open marker wins over a finished batch's markers left from before it was retried. Listings skip
+`staging` markers. Open markers used to sit in `state/pending/{newest}`, beside `all`, `destination` and `state`
+markers written for every batch at intake; `migrate_open_markers` moves those still there. Before that, a second
+marker per batch, `index/due/{batch_id}`, said when it was due (`shared.control.batches.migrate_due_markers`).
   index/retention/{queue}/{t}-{batch_id}      a finished batch waiting for retention, ordered by the moment `t`
                                               its clock started (`shared.control.retention` says what each does):
       staged   landed, staged records kept     (STAGED_RETENTION_HOURS after landing)
@@ -44,7 +39,8 @@ Idempotency-Key does not sort by time).
 
 The state document stays the truth. Markers are written after it (`record`): a crash between the two leaves a
 listing one change behind until the batch's next change, and retention re-reads the state before it acts.
-Listing is by name, so a page costs one storage call whatever the number of other batches.
+A page of finished batches costs one storage call whatever the number of other batches; the open markers it
+merges with are read whole (one call per 5,000).
 """
 
 from __future__ import annotations
@@ -69,8 +65,10 @@ BACKFILL = f"{BATCHES}backfill.json"
 # the backfill once the new markers are complete.
 FORMER = ("index/by-destination/", "index/by-state/", "index/backfill.json")
 
-OPEN = f"{BY_STATE}pending/"  # every open batch's state marker, and intake's staging markers (module doc)
-STAGING = "staging"  # a state marker's state while its intake has not committed
+OPEN = f"{BATCHES}open/"  # every open batch's marker, in its destination's folder (module doc)
+LEGACY_OPEN = f"{BY_STATE}pending/"  # where open markers were written before (`migrate_open_markers`)
+OPEN_STATES = ("pending", "running")
+STAGING = "staging"  # an open marker's state while its intake has not committed
 RetentionQueue = Literal["staged", "failed", "state"]
 LISTING_BACKFILL_STATES = 500
 _STAMP = "%Y%m%dT%H%M%S"
@@ -79,8 +77,7 @@ _LAST_MICROSECOND = 10**_KEY_DIGITS - 1  # year 5138: the key of every creation 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # The states a save can come from, by the state it goes to (shared.control.transitions): the markers to remove
-# when the caller does not say which state the batch left. Those of `running` are under pending (module doc),
-# or under running when written before that.
+# when the caller does not say which state the batch left.
 log = logging.getLogger(__name__)
 
 _CAME_FROM: dict[str, tuple[StateName, ...]] = {
@@ -101,20 +98,26 @@ def batch_id_of(marker: str) -> str:
     return marker.rsplit("-", 1)[1]
 
 
-def marked_under(state: str) -> str:
-    """The folder of `state/` a batch in `state` has its state marker in: an open batch's is under pending."""
-    return "pending" if state == "running" else state
+def leaf(name: str) -> str:
+    """A marker's last name part, `{newest}`."""
+    return name.rsplit("/", 1)[1]
+
+
+def state_marker(destination_id: str, state: str, key: str) -> str:
+    """A batch's marker that says its state: its open marker while open, else the one under `state/{state}/`."""
+    return f"{OPEN}{destination_id}/{key}" if state in OPEN_STATES else f"{BY_STATE}{state}/{key}"
 
 
 def markers(batch_id: str, destination_id: str, state: str, created: datetime) -> tuple[str, str, str]:
-    """A batch's listing markers while in `state`: all, its destination's, its state's."""
+    """A finished batch's listing markers (all, its destination's, its state's); the last is an open batch's
+    open marker, its only one."""
     key = newest_first_key(created, batch_id)
-    return f"{ALL}{key}", f"{BY_DESTINATION}{destination_id}/{key}", f"{BY_STATE}{marked_under(state)}/{key}"
+    return f"{ALL}{key}", f"{BY_DESTINATION}{destination_id}/{key}", state_marker(destination_id, state, key)
 
 
-def open_marker(batch_id: str, created: datetime) -> str:
-    """The name of a batch's marker under `state/pending/` (staging, pending or running)."""
-    return f"{OPEN}{newest_first_key(created, batch_id)}"
+def open_marker(destination_id: str, batch_id: str, created: datetime) -> str:
+    """The name of a batch's open marker (staging, pending or running)."""
+    return f"{OPEN}{destination_id}/{newest_first_key(created, batch_id)}"
 
 
 def marker_metadata(state: BatchState) -> dict[str, str]:
@@ -131,19 +134,20 @@ def marker_metadata(state: BatchState) -> dict[str, str]:
 def mark_staging(control: ControlStore, batch_id: str, destination_id: str, record_type: RecordType,
                  created: datetime) -> None:
     """Intake's first write, before its staged records (module doc): the batch's open marker, saying staging."""
-    control.put_bytes(open_marker(batch_id, created), b"", metadata={
+    control.put_bytes(open_marker(destination_id, batch_id, created), b"", metadata={
         "state": STAGING, "destination": destination_id, "type": record_type, "created": iso(created),
         "due_at": f"{created.timestamp():.3f}"})
 
 
 def mark_open(control: ControlStore, state: BatchState) -> None:
-    """Write an open batch's marker under `state/pending/` on its own (before the state it describes is saved)."""
-    control.put_bytes(open_marker(state.batch_id, state.created_at), b"", metadata=marker_metadata(state))
+    """Write an open batch's marker on its own (before the state it describes is saved)."""
+    control.put_bytes(open_marker(state.destination_id, state.batch_id, state.created_at), b"",
+                      metadata=marker_metadata(state))
 
 
 @dataclass(frozen=True)
 class OpenBatch:
-    """A marker under `state/pending/`: a batch staging, pending (due from `due_at`) or running."""
+    """An open marker: a batch staging, pending (due from `due_at`) or running."""
 
     batch_id: str
     destination_id: str
@@ -159,13 +163,17 @@ class OpenBatch:
         return self.state == STAGING
 
 
+def open_prefix(destination_id: str | None) -> str:
+    """Where the open markers of every destination, or of one, are listed."""
+    return f"{OPEN}{destination_id}/" if destination_id else OPEN
+
+
 def open_batches(control: ControlStore, *, destination_id: str | None = None) -> list[OpenBatch]:
-    """Every open batch (one listing call per 5,000), or one destination's, from their markers."""
+    """Every open batch (one listing call per 5,000), or one destination's (a listing of its folder only), from
+    their markers."""
     found = []
-    for item in control.list(OPEN, with_metadata=True):
+    for item in control.list(open_prefix(destination_id), with_metadata=True):
         meta = item.metadata
-        if destination_id is not None and meta.get("destination") != destination_id:
-            continue
         try:
             created: datetime | None = datetime.fromisoformat(meta.get("created", ""))
         except ValueError:
@@ -182,13 +190,34 @@ def staged_bytes(metadata: dict[str, str]) -> int | None:
     return int(size) if size.isdigit() else None
 
 
-def listing_prefix(*, state: str | None, destination_id: str | None) -> str:
-    """Where a listing reads: a destination's markers (filtered by state on their metadata), a state's, or all."""
+def finished_prefix(*, state: str | None, destination_id: str | None) -> str | None:
+    """Where a listing reads finished batches' markers: a destination's (filtered by state on their metadata), a
+    finished state's, or all; None when the state asked for is an open one (the open markers say it)."""
+    if state in OPEN_STATES:
+        return None
     if destination_id:
         return f"{BY_DESTINATION}{destination_id}/"
     if state:
-        return f"{BY_STATE}{marked_under(state)}/"
+        return f"{BY_STATE}{state}/"
     return ALL
+
+
+def migrate_open_markers(control: ControlStore) -> int:
+    """Move the open markers written before they went in their destination's folder (`state/pending/{newest}`);
+    returns how many were moved. One listing call when there are none. A batch that finishes while its marker
+    is moved may find it moved after it was deleted: the pass finds that marker's batch finished, and settles it
+    (`shared.control.batches.settle_finished`)."""
+    moved = 0
+    for item in list(control.list(LEGACY_OPEN, with_metadata=True)):
+        destination_id = item.metadata.get("destination")
+        if not destination_id:  # never written without one; left as it is rather than lost
+            continue
+        control.put_bytes(f"{OPEN}{destination_id}/{leaf(item.name)}", b"", metadata=item.metadata)
+        control.delete(item.name)
+        moved += 1
+    if moved:
+        log_event(log, "open markers moved to their destination's folder", moved=moved)
+    return moved
 
 
 def retention_marker(queue: RetentionQueue, started: datetime, batch_id: str) -> str:
@@ -223,8 +252,7 @@ def record(control: ControlStore, state: BatchState, *, previous: StateName | No
         return
     metadata = marker_metadata(state)
     every = markers(state.batch_id, state.destination_id, state.state, state.created_at)
-    # Open: no `all` marker, and while running the state marker only (module doc).
-    moved = every if state.finished else every[2:] if state.state == "running" else every[1:]
+    moved = every if state.finished else every[2:]  # open: its open marker only (module doc)
     writes: list[tuple[str, dict[str, str] | None]] = [(marker, metadata) for marker in moved]
     queued = retention_queue(state)
     if queued is not None:
@@ -233,50 +261,39 @@ def record(control: ControlStore, state: BatchState, *, previous: StateName | No
     if not first:  # once the new markers stand: a failure between leaves the batch listed twice, never missing
         key = newest_first_key(state.created_at, state.batch_id)
         came_from = (previous,) if previous is not None else _CAME_FROM[state.state]
-        left = {marked_under(name) for name in came_from} - {marked_under(state.state)}
-        control.delete_all(f"{BY_STATE}{name}/{key}" for name in sorted(left))
+        left = {state_marker(state.destination_id, name, key) for name in came_from} - {every[2]}
+        control.delete_all(sorted(left))
 
 
-def every_batch(control: ControlStore, *, token: str | None, after: str | None,
-                page_size: int) -> Iterator[tuple[str, dict[str, str], str | None]]:
-    """Every batch, newest first: the `all` markers merged with the open batches' state markers (module doc).
-    Yields (its key, its listing metadata, where to read on after it): storage's token for the page of `all`
-    markers the merge is in (None: the first page), read again from the key on (`after`: the last key given
-    out; what a page gave out before it is skipped)."""
-    opened = [(item.name[len(OPEN):], item.metadata) for item in control.list(OPEN, with_metadata=True)
-              if item.metadata.get("state") != STAGING and (after is None or item.name[len(OPEN):] > after)]
+def merged(control: ControlStore, *, finished: str | None, opened: str | None, token: str | None,
+           after: str | None, page_size: int) -> Iterator[tuple[str, dict[str, str], str | None]]:
+    """Batches newest first: the finished batches' markers under `finished` merged with the open markers under
+    `opened` (either None: none), staging ones left out (module doc). Yields (its key, its listing metadata,
+    where to read on after it): storage's token for the page of finished markers the merge is in (None: the
+    first page), read again from the key on (`after`: the last key given out; what was given out is skipped)."""
+    listed = control.list(opened, with_metadata=True) if opened is not None else iter(())
+    open_ones = sorted((leaf(item.name), item.metadata) for item in listed
+                       if item.metadata.get("state") != STAGING and (after is None or leaf(item.name) > after))
     at = 0
-    while True:
-        page, following = control.list_page(ALL, page_size=page_size, continuation=token)
+    while finished is not None:
+        page, following = control.list_page(finished, page_size=page_size, continuation=token)
         for item in page:
-            key = item.name[len(ALL):]
+            key = leaf(item.name)
             if after is not None and key <= after:
                 continue
-            while at < len(opened) and opened[at][0] < key:
-                yield (*opened[at], token)
+            while at < len(open_ones) and open_ones[at][0] < key:
+                yield (*open_ones[at], token)
                 at += 1
-            if at < len(opened) and opened[at][0] == key:  # open again, or finishing now: its state marker
-                yield (*opened[at], token)
+            if at < len(open_ones) and open_ones[at][0] == key:  # open again, or finishing now: its open marker
+                yield (*open_ones[at], token)
                 at += 1
             else:
                 yield key, item.metadata, token
         if following is None:
             break
         token = following
-    for key, metadata in opened[at:]:
+    for key, metadata in open_ones[at:]:
         yield key, metadata, token
-
-
-def running_ids(control: ControlStore) -> set[str]:
-    """The ids of the running batches (their destination markers still say pending): one listing of the open
-    batches' state markers."""
-    return {batch_id_of(item.name) for item in control.list(f"{BY_STATE}pending/", with_metadata=True)
-            if item.metadata.get("state") == "running"}
-
-
-def listed_state(marked: str | None, batch_id: str, running: set[str]) -> str | None:
-    """A batch's state as a listing shows it: its marker's, unless its state marker says it is running now."""
-    return "running" if batch_id in running and marked not in {"landed", "failed"} else marked
 
 
 def forget(control: ControlStore, state: BatchState) -> None:
@@ -284,7 +301,8 @@ def forget(control: ControlStore, state: BatchState) -> None:
     key = newest_first_key(state.created_at, state.batch_id)
     control.delete(f"{ALL}{key}")
     control.delete(f"{BY_DESTINATION}{state.destination_id}/{key}")
-    for name in STATES:
+    control.delete(open_marker(state.destination_id, state.batch_id, state.created_at))
+    for name in STATES:  # under pending and running: written before (module doc)
         control.delete(f"{BY_STATE}{name}/{key}")
 
 

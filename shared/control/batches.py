@@ -9,8 +9,9 @@ Layout in the control container:
                                 in key order (the state names each partition's byte range), under a staging
                                 id {s} new to each intake request; before issue 13, {n}.jsonl: one blob per
                                 partition, which states staged then still name
-  index/batches/state/pending/{newest}  marker: the batch still needs exporting (metadata: state, destination,
-                                due_at); written first, saying `staging`, by intake (`shared.control.batch_index`)
+  index/batches/open/{dest}/{newest}  marker: the batch still needs exporting (metadata: state, destination,
+                                due_at, bytes); written first, saying `staging`, by intake
+                                (`shared.control.batch_index`)
   index/failed/{dest}/{id}      marker: the batch failed and waits for a fix or a retry
   index/due/{batch_id}          what said "still needs exporting" before: moved over by `migrate_due_markers`
 """
@@ -224,7 +225,7 @@ def _discard_attempt(control: ControlStore, batch: NewBatch, staging_id: str) ->
     """Remove what one intake request staged and its staging marker: another request committed the batch (the
     same Idempotency-Key), or none did."""
     discard_staged_attempt(control, batch.batch_id, staging_id)
-    control.delete(batch_index.open_marker(batch.batch_id, batch.moment))
+    control.delete(batch_index.open_marker(batch.destination_id, batch.batch_id, batch.moment))
 
 
 def _replayed(state: BatchState, body_sha256: str) -> BatchState:
@@ -356,47 +357,46 @@ def list_batches(
     place = cursors.unseal(control, continuation, listing)
     if destination_id and "/" in destination_id:
         return {"batches": [], "next": None}  # no destination id has one
-    if place is not None:
-        prefix, token = place.prefix, place.token
-    else:
-        indexed = batch_index.is_complete(control, STATES_PREFIX)
-        prefix = batch_index.listing_prefix(state=state, destination_id=destination_id) if indexed else STATES_PREFIX
-        token = None
-    if prefix == batch_index.ALL:
-        return _every_batch_page(control, limit, place, listing)
+    if place is not None and place.after is None and place.prefix.startswith(STATES_PREFIX):
+        return _states_page(control, state, destination_id, limit, place.token, listing)
+    if place is None and not batch_index.is_complete(control, STATES_PREFIX):
+        return _states_page(control, state, destination_id, limit, None, listing)
+    return _index_page(control, state, destination_id, limit, place, listing)
+
+
+def _states_page(control: ControlStore, state: str | None, destination_id: str | None, limit: int,
+                 token: str | None, listing: str) -> dict[str, Any]:
+    """A page read from the states themselves (in id order, filtered on their listing metadata): until the index
+    covers the states written before it existed."""
     found: list[dict[str, Any]] = []
-    # The destination markers of a running batch still say pending (batch_index): read which run once.
-    overlaid = not prefix.startswith((STATES_PREFIX, batch_index.BY_STATE))
-    running: set[str] | None = None
     while len(found) < limit:
-        items, token = control.list_page(prefix, page_size=limit - len(found), continuation=token)
-        for item in items:
-            meta = item.metadata
-            if destination_id and meta.get("destination") != destination_id:
-                continue
-            listed = _listed(item.name, meta, prefix == STATES_PREFIX)
-            if overlaid and listed["state"] == "pending":
-                running = batch_index.running_ids(control) if running is None else running
-                listed["state"] = batch_index.listed_state(listed["state"], listed["batch_id"], running)
-            if state and listed["state"] != state:
-                continue
-            found.append(listed)
+        items, token = control.list_page(STATES_PREFIX, page_size=limit - len(found), continuation=token)
+        found += [listed for listed in (_listed(item.name, item.metadata, True) for item in items)
+                  if (not destination_id or listed["destination_id"] == destination_id)
+                  and (not state or listed["state"] == state)]
         if not token:
             break
-    return {"batches": found, "next": cursors.seal(control, cursors.Place(prefix, token) if token else None, listing)}
+    place = cursors.Place(STATES_PREFIX, token) if token else None
+    return {"batches": found, "next": cursors.seal(control, place, listing)}
 
 
-def _every_batch_page(control: ControlStore, limit: int, place: cursors.Place | None, listing: str) -> dict[str, Any]:
-    """A page of the unfiltered listing: finished batches' `all` markers and open batches' state markers, merged
-    (`batch_index.every_batch`)."""
+def _index_page(control: ControlStore, state: str | None, destination_id: str | None, limit: int,
+                place: cursors.Place | None, listing: str) -> dict[str, Any]:
+    """A page of the index (`batch_index.merged`): finished batches' markers merged with open ones, filtered."""
+    finished = batch_index.finished_prefix(state=state, destination_id=destination_id)
+    opened = None if state in {"landed", "failed"} else batch_index.open_prefix(destination_id)
+    entries = batch_index.merged(control, finished=finished, opened=opened, page_size=limit + 1,  # one to tell more
+                                 token=place.token or None if place else None, after=place.after if place else None)
     found: list[dict[str, Any]] = []
     last: tuple[str, str | None] | None = None  # the last key given out, and where to read on after it
-    for key, meta, token in batch_index.every_batch(control, token=place.token or None if place else None,
-                                                    after=place.after if place else None, page_size=limit):
+    for key, meta, token in entries:
+        listed = _listed(f"/{key}", meta, False)
+        if (destination_id and listed["destination_id"] != destination_id) or (state and listed["state"] != state):
+            continue
         if len(found) == limit and last is not None:  # one more: the next page starts after the last given out
-            return {"batches": found,
-                    "next": cursors.seal(control, cursors.Place(batch_index.ALL, last[1] or "", last[0]), listing)}
-        found.append(_listed(batch_index.ALL + key, meta, False))
+            after = cursors.Place(finished or batch_index.OPEN, last[1] or "", last[0])
+            return {"batches": found, "next": cursors.seal(control, after, listing)}
+        found.append(listed)
         last = key, token
     return {"batches": found, "next": None}
 

@@ -9,13 +9,12 @@ from every batch state.
 A pending batch backing off after an error is fine until it is that old.
 
 What one answer reads (storage calls in brackets; none grows with the destination's history):
-1. `index/batches/state/pending/` [1 a 5,000 markers]: every destination's open batches, as each export pass
-   lists them; this destination's are its pending and running batches (the markers' `state`), with when each was
-   accepted (`created`) and is due (`due_at`). An open marker is deleted only after the state that ends the batch
-   is saved, and a pass deletes one left behind by a crash, so a batch that has landed is counted at most until
-   the next pass, and one not landed is never missed. An intake not committed yet (a `staging` marker) is not
-   counted, unless it is older than STAGING_GRACE: its intake died, perhaps after its commit, and it is counted
-   as pending until a pass settles it.
+1. `index/batches/open/{id}/` [1 a 5,000 markers]: its open batches (`shared.control.batch_index`), pending and
+   running (the markers' `state`), with when each was accepted (`created`) and is due (`due_at`). An open marker is
+   deleted only after the state that ends the batch is saved, and a pass deletes one left behind by a crash, so a
+   batch that has landed is counted at most until the next pass, and one not landed is never missed. An intake not
+   committed yet (a `staging` marker) is not counted, unless it is older than STAGING_GRACE: its intake died,
+   perhaps after its commit, and it is counted as pending until a pass settles it.
 2. `index/failed/{id}/` [1]: its failed batches waiting for a retry.
 3. `activity/{id}.json` [1]: its last landing, last error and landings per hour, and its consecutive failed export
    runs (`shared.control.destination_activity`, recorded as states are saved).

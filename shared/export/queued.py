@@ -120,10 +120,10 @@ def _state(services: Services, batch_id: str) -> BatchState | None:
 def _open_after(services: Services, state: BatchState) -> list[Due]:
     """The open batches of a message's destination and type created after its own batch, oldest first: what its
     run may take besides its own batch (those a message on its way covered, `shared.control.export_queue.Covers`,
-    among them). One listing of the destination's newest markers, down to the batch's: not of every open batch of
-    every destination, which each message of a coalescing destination read before. An older open batch has a
-    message of its own (or the sweeper's, `shared.export.sweeper`)."""
-    prefix = f"{batch_index.BY_DESTINATION}{state.destination_id}/"
+    among them). One listing of the destination's newest open markers, down to the batch's: not of every open
+    batch of every destination, which each message of a coalescing destination read before. An older open batch
+    has a message of its own (or the sweeper's, `shared.export.sweeper`)."""
+    prefix = batch_index.open_prefix(state.destination_id)
     stop = prefix + batch_index.newest_first_key(state.created_at, state.batch_id)
     found: list[Due] = []
     for item in services.control.list(prefix, with_metadata=True):

@@ -104,6 +104,7 @@ def due_batches(services: Services, moment: datetime) -> list[Due]:
     died: committed, it is due; if not, garbage)."""
     control = services.control
     migrate_due_markers(control, moment)  # markers written before the open markers carried due_at
+    batch_index.migrate_open_markers(control)  # and before they went in their destination's folder
     due: list[tuple[float, Due]] = []
     seen: dict[str, int] = {}  # every open batch, per destination: the pending gauge, at no extra request
     for marker in batch_index.open_batches(control):

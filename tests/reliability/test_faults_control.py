@@ -38,7 +38,7 @@ from tests.support.azurite import Azurite, connection_string
 from tests.support.fault_proxy import FaultProxy
 from tests.support.sas import container_sas, sas_destination
 
-HALF_STAGED = ("staged/", "index/batches/state/pending/", "states/")
+HALF_STAGED = ("staged/", "index/batches/open/", "states/")
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +158,7 @@ def test_control_storage_lost_mid_staging_is_collected_later(
     assert api.get("/api/batches").json()["batches"] == []
     garbage = [name for name in left if name.startswith("staged/")]
     assert len(garbage) == 1  # the batch's one staged blob
-    assert len([name for name in left if name.startswith("index/batches/state/pending/")]) == 1  # its staging marker
+    assert len([name for name in left if name.startswith("index/batches/open/")]) == 1  # its staging marker
 
     now = run_export_pass(services)  # too young to be garbage: an intake may still be writing it
     assert (now.landed, now.failed) == (0, 0)

@@ -126,17 +126,20 @@ def test_destinations_are_paged_in_id_order(
         assert answer.status_code == 422 and answer.json()["error"]["details"][0]["field"] == "limit"
 
 
-def test_a_running_batch_is_listed_as_running_though_its_destination_marker_says_pending(
+def test_an_open_batch_has_its_open_marker_alone_and_is_listed_as_it_is_now(
     api: httpx.Client, azurite: Azurite, fresh_container: ContainerClient, services: Services
 ) -> None:
     destination(api, azurite, fresh_container, "acme")
+    assert api.get("/api/batches").json()["batches"] == []  # the index is complete (nothing to index from before)
     first, started, last = post_batches(api, "acme", 3)
     state = batches.get_state(services.control, started)
     batches.save_state(services.control, transitions.start_attempt(state, batches.now_utc()), previous="pending")
     key = batch_index.newest_first_key(state.created_at, started)
-    marker = services.control.container.get_blob_client(f"{batch_index.BY_DESTINATION}acme/{key}")
-    assert marker.get_blob_properties().metadata["state"] == "pending"  # not written again when it started
-    assert list(services.control.list(batch_index.ALL)) == []  # open batches have none (batch_index)
+    index = {item.name: item.metadata.get("state") for item in services.control.list("index/", with_metadata=True)
+             if item.name != batch_index.BACKFILL}
+    assert index[batch_index.open_marker("acme", started, state.created_at)] == "running"
+    assert len(index) == 3 and all(name.startswith(f"{batch_index.OPEN}acme/") for name in index)  # nothing more
+    assert key in batch_index.open_marker("acme", started, state.created_at)
 
     def shown(**query: Any) -> dict[str, str]:
         answer = api.get("/api/batches", params=query)

@@ -317,7 +317,8 @@ def test_a_lost_activity_write_is_made_right_by_the_destination_s_next_landing(s
     crashed = transitions.land(made.running(made.accepted(NOW - timedelta(minutes=7)), NOW - timedelta(minutes=6)),
                                NOW - timedelta(minutes=6), files=[], output_bytes=0, manifest="m.json", kept=[])
     services.control.put(batches.state_blob(crashed.batch_id), crashed.to_json())  # the save, then the crash
-    services.control.delete(batch_index.open_marker(crashed.batch_id, crashed.created_at))  # (the next pass would)
+    opened = batch_index.open_marker(crashed.destination_id, crashed.batch_id, crashed.created_at)
+    services.control.delete(opened)  # (the next pass would)
     assert status(services.control)["last_landed"]["batch_id"] == first.batch_id  # behind
     later = made.landed(made.accepted(NOW - timedelta(minutes=5)), NOW - timedelta(minutes=4))
     assert status(services.control)["last_landed"]["batch_id"] == later.batch_id

@@ -1,5 +1,6 @@
-"""One marker per open batch (`index/batches/state/pending/`): intake writes it first, saying `staging`, the commit
-makes it pending with its due time, and the export finds due batches by it and deletes it when the batch finishes.
+"""One marker per open batch (`index/batches/open/{destination}/`): intake writes it first, saying `staging`, the
+commit makes it pending with its due time, and the export finds due batches by it and deletes it when the batch
+finishes.
 Before, a second marker per batch (`index/due/{id}`) said the same, at one more write and one more delete (the
 most expensive request of a small batch on Azurite); markers of that kind still in storage are moved over."""
 
@@ -50,11 +51,12 @@ def test_intake_writes_the_open_marker_first_and_the_commit_makes_it_pending_wit
     monkeypatch.setattr(services.control, "put_bytes", put_bytes)
     batch = post_batch(api, "acme", EVENTS)
     state = batches.get_state(services.control, batch["batch_id"])
-    marker = batch_index.open_marker(state.batch_id, state.created_at)
+    marker = batch_index.open_marker("acme", state.batch_id, state.created_at)
     assert writes[0] == (marker, {"state": "staging", "destination": "acme", "type": "events",
                                   "created": iso(state.created_at), "due_at": f"{state.created_at.timestamp():.3f}"})
     assert open_markers(services.control) == {marker: {**state.metadata(), "due_at": writes[0][1]["due_at"],
                                                        "bytes": str(state.staged_bytes)}}  # what it staged
+    assert [name for name, _ in writes] == [marker, marker]  # intake's only markers: no listing markers
     assert list(services.control.list(batches.LEGACY_DUE_PREFIX)) == []  # no second marker any more
 
     assert run_export_pass(services).landed == 1
@@ -141,7 +143,7 @@ def test_due_markers_written_before_are_moved_over_and_their_batches_exported_on
     landed = post_batch(api, "acme", EVENTS[:1])["batch_id"]
     assert run_export_pass(services, due=[(landed, "acme")]).landed == 1
     state = batches.get_state(control, pending)
-    control.put_bytes(batch_index.open_marker(pending, state.created_at), b"", metadata=state.metadata())
+    control.put_bytes(batch_index.open_marker("acme", pending, state.created_at), b"", metadata=state.metadata())
     orphan = batches.new_batch_id(batches.now_utc(), "acme", None)
     control.put_bytes(batches.staged_blob(orphan, "s1"), b'{"event":"x"}\n')
     for batch_id in (pending, landed, orphan):
@@ -159,3 +161,57 @@ def test_due_markers_written_before_are_moved_over_and_their_batches_exported_on
     assert list(control.list(batches.LEGACY_DUE_PREFIX)) == []
     assert list(control.list(f"{batches.STAGED_PREFIX}{orphan}/")) == []
     assert len(jsonl_records(fresh_container)) == len(EVENTS) + 1
+
+
+def test_open_markers_of_the_earlier_layout_are_moved_to_their_destinations_folder_and_exported_once(
+        api: httpx.Client, services: Services, azurite: Azurite, fresh_container: ContainerClient) -> None:
+    """As the version before leaves them: open markers under `state/pending/`, with `all` and `destination`
+    markers saying pending; one of a batch that landed after all (its worker died before deleting it)."""
+    control = services.control
+    make_destination(api, azurite, fresh_container)
+    assert listed(api) == []  # the index is complete (nothing to index from before)
+    pending = post_batch(api, "acme", EVENTS)["batch_id"]
+    landed = post_batch(api, "acme", EVENTS[:1])["batch_id"]
+    assert run_export_pass(services, due=[(landed, "acme")]).landed == 1
+    for batch_id in (pending, landed):
+        state = batches.get_state(control, batch_id)
+        key = batch_index.newest_first_key(state.created_at, batch_id)
+        metadata = {**state.metadata(), "state": "pending", "due_at": f"{state.created_at.timestamp():.3f}"}
+        kept = (batch_index.LEGACY_OPEN,) if batch_id == landed else (
+            batch_index.LEGACY_OPEN, batch_index.ALL, f"{batch_index.BY_DESTINATION}acme/")
+        for prefix in kept:
+            control.put_bytes(f"{prefix}{key}", b"", metadata=metadata)
+        control.delete(batch_index.open_marker("acme", batch_id, state.created_at))
+
+    assert listed(api) == listed(api, destination_id="acme") == [landed, pending]  # as their markers say
+    summary = run_export_pass(services)
+    assert {b["batch_id"]: b["outcome"] for b in summary.batches} == {pending: "landed", landed: "skipped"}
+    assert list(control.list(batch_index.LEGACY_OPEN)) == [] and open_markers(control) == {}
+    assert sorted(listed(api, state="landed")) == sorted(listed(api)) == sorted([pending, landed])
+    assert len(jsonl_records(fresh_container)) == len(EVENTS) + 1
+
+
+def test_a_destinations_open_batches_are_one_listing_of_its_own_folder(
+        api: httpx.Client, services: Services, azurite: Azurite, fresh_container: ContainerClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its status, its queue messages and deleting it read its own open markers, not every destination's."""
+    make_destination(api, azurite, fresh_container)
+    ids = sorted(post_batch(api, "acme", EVENTS)["batch_id"] for _ in range(2))
+    moment = batches.now_utc()
+    for n in range(50):  # other destinations' open batches
+        batch_index.mark_staging(services.control, batches.new_batch_id(moment, f"other-{n}", None), f"other-{n}",
+                                 "events", moment)
+    read: list[str] = []
+    real_list = services.control.list
+
+    def counted_list(prefix: str, **kwargs: Any) -> Any:
+        for item in real_list(prefix, **kwargs):
+            read.append(item.name)
+            yield item
+
+    monkeypatch.setattr(services.control, "list", counted_list)
+    assert sorted(m.batch_id for m in batch_index.open_batches(services.control, destination_id="acme")) == ids
+    assert len(read) == 2
+    assert api.get("/api/destinations/acme/status").json()["counts"]["pending"] == 2
+    assert sorted(listed(api, destination_id="acme", state="pending")) == ids
+    assert len(run_export_pass(services).batches) == 2  # the pass reads every destination's

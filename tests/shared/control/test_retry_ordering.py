@@ -58,7 +58,8 @@ def test_a_failure_between_the_retrys_two_writes_never_strands_the_batch(
         with pytest.raises(Exception, match="control storage"):
             batches.retry_batch(services.control, batch_id)
     assert not stranded(services, batch_id), "the batch is pending with no open marker: it is never exported"
-    assert writes[0] == batch_index.open_marker(batch_id, failed.created_at), "the retry wrote the state first"
+    opened = batch_index.open_marker(failed.destination_id, batch_id, failed.created_at)
+    assert writes[0] == opened, "the retry wrote the state first"
     assert batches.get_state(services.control, batch_id).state == "failed"  # visible, and retryable again
 
     run_export_pass(services)  # drops the marker of a batch that is still failed; exports nothing

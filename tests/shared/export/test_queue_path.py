@@ -213,7 +213,7 @@ def test_a_coalescing_message_reads_its_destinations_newer_markers_not_every_ope
         api: httpx.Client, services: Services, azurite: Azurite, blob_service: BlobServiceClient,
         fresh_container: ContainerClient, monkeypatch: pytest.MonkeyPatch) -> None:
     """Its run takes its batch and the destination's open batches of its type created after it, found by one listing
-    of the destination's newest markers: not of every open batch of every destination (thousands on a busy
+    of the destination's newest open markers: not of every open batch of every destination (thousands on a busy
     platform, read by every message). An older open batch is its own message's."""
     coalesce = {"max_delay_seconds": 0, "target_file_mb": 128}
     make_destination(api, azurite, fresh_container, coalesce=coalesce)
@@ -236,7 +236,7 @@ def test_a_coalescing_message_reads_its_destinations_newer_markers_not_every_ope
         handled = handle_message(services, ExportUnit(batch_id=str(posted[1]["batch_id"]),
                                                       destination_id="acme").encode())
         assert handled.outcome == "landed"
-        assert listed == [f"{services.control.container.container_name}:index/batches/destination/acme/"]
+        assert listed == [f"{services.control.container.container_name}:index/batches/open/acme/"]
         assert [status(api, b)["state"] for b in posted] == ["pending", "landed", "landed", "landed"]
         assert handle_message(services, ExportUnit(batch_id=str(posted[0]["batch_id"]),
                                                    destination_id="acme").encode()).outcome == "landed"

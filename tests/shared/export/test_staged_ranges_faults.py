@@ -29,7 +29,7 @@ from tests.support.azurite import Azurite, connection_string
 from tests.support.fault_proxy import FaultProxy
 
 SMALL_BLOCKS = 64 * 1024
-LEFT_BEHIND = ("staged/", "index/batches/state/pending/", "states/")
+LEFT_BEHIND = ("staged/", "index/batches/open/", "states/")
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def test_a_crash_while_staging_leaves_only_garbage_that_the_export_pass_collects
     # After the commit: the one staged blob. Before it: blocks no listing shows (the service drops them
     # after a week), so nothing.
     assert len(staged) == (1 if after == "blocklist" else 0)
-    assert len([name for name in left if name.startswith("index/batches/state/pending/")]) == 1  # its staging marker
+    assert len([name for name in left if name.startswith("index/batches/open/")]) == 1  # its staging marker
 
     now = run_export_pass(services)  # too young to be garbage: an intake may still be writing it
     assert (now.landed, now.failed) == (0, 0) and names(services) == left
