@@ -6,25 +6,28 @@ batches among them) without reading every state, and drive retention.
   index/batches/all/{newest}                  one per finished batch, metadata as the state blob's (state,
                                               destination, type, created)
   index/batches/destination/{dest}/{newest}   one per finished batch, in its destination's folder
-  index/batches/state/{state}/{newest}        one per finished batch, under `landed` or `failed`
+  index/batches/state/failed/{newest}         one per failed batch: `?state=failed` reads these (`?state=landed`
+                                              reads `all`, mostly landed batches, and filters)
 
 An open batch has one marker, its open marker, and nothing else in the index: intake writes it first, before the
-staged records, saying `staging` (`mark_staging`), so that an intake which never commits leaves a marker to
-collect its garbage by (`shared.control.batches.settle_staging`); the commit makes it pending; an attempt that
-starts makes it say running; the batch's finish deletes it and writes the three listing markers. Its metadata
-carries `due_at` (when it is due: its next attempt's time, or when its attempt started while it runs) and `bytes`
-(what it staged: the pass sizes its work by it before claiming any, `shared.export.lanes`).
+staged records, saying `staging` (`mark_staging`), so that an intake which never commits leaves a marker to collect
+its garbage by (`shared.control.batches.settle_staging`); the commit makes it pending; an attempt that starts makes
+it say running; the batch's finish deletes it and writes the listing markers (two once landed, three once failed).
+Its metadata carries `due_at` (when it is due: its next attempt's time, or when its attempt started while it runs)
+and `bytes` (what it staged: the pass sizes its work by it before claiming any, `shared.export.lanes`).
 
 So a small batch's intake writes two markers (the open marker, twice) where it wrote five (a staging marker, then
-`all`, `destination` and `state/pending` markers), and the index of a waiting batch (a retry, a backoff) is one
-write. The export finds due batches by listing `open/` (every destination's, `open_batches`); a destination's
-open batches are one listing of its folder (its status, its queue messages, deleting it), not a filter over every
-open batch. Listings merge: `?destination_id=` reads the destination's finished markers and its open markers,
-the unfiltered listing `all` and every open marker, `?state=pending` and `?state=running` the open markers alone
-(`merged`); an open marker wins over a finished batch's markers left from before it was retried. Listings skip
-`staging` markers. Open markers used to sit in `state/pending/{newest}`, beside `all`, `destination` and `state`
-markers written for every batch at intake; `migrate_open_markers` moves those still there. Before that, a second
-marker per batch, `index/due/{batch_id}`, said when it was due (`shared.control.batches.migrate_due_markers`).
+`all`, `destination` and `state/pending` markers), the index of a waiting batch (a retry, a backoff) is one write,
+and a landing writes two listing markers where it wrote three (markers under `state/landed/` are written no more;
+nothing reads those written before, and retention deletes them with their batch). The export finds due batches by
+listing `open/` (every destination's, `open_batches`); a destination's open batches are one listing of its folder
+(its status, its queue messages, deleting it), not a filter over every open batch. Listings merge:
+`?destination_id=` reads the destination's finished markers and its open markers, the unfiltered listing `all` and
+every open marker, `?state=pending` and `?state=running` the open markers alone (`merged`); an open marker wins over
+a finished batch's markers left from before it was retried. Listings skip `staging` markers. Open markers used to
+sit in `state/pending/{newest}`, beside `all`, `destination` and `state` markers written for every batch at intake;
+`migrate_open_markers` moves those still there. Before that, a second marker per batch, `index/due/{batch_id}`, said
+when it was due (`shared.control.batches.migrate_due_markers`).
   index/retention/{queue}/{t}-{batch_id}      a finished batch waiting for retention, ordered by the moment `t`
                                               its clock started (`shared.control.retention` says what each does):
       staged   landed, staged records kept     (STAGED_RETENTION_HOURS after landing)
@@ -103,16 +106,22 @@ def leaf(name: str) -> str:
     return name.rsplit("/", 1)[1]
 
 
-def state_marker(destination_id: str, state: str, key: str) -> str:
-    """A batch's marker that says its state: its open marker while open, else the one under `state/{state}/`."""
-    return f"{OPEN}{destination_id}/{key}" if state in OPEN_STATES else f"{BY_STATE}{state}/{key}"
+def state_marker(destination_id: str, state: str, key: str) -> str | None:
+    """A batch's marker that says its state: its open marker while open, its `state/failed/` one once failed;
+    a landed batch has none (its `all` and destination markers say it)."""
+    if state in OPEN_STATES:
+        return f"{OPEN}{destination_id}/{key}"
+    return f"{BY_STATE}{state}/{key}" if state == "failed" else None
 
 
-def markers(batch_id: str, destination_id: str, state: str, created: datetime) -> tuple[str, str, str]:
-    """A finished batch's listing markers (all, its destination's, its state's); the last is an open batch's
-    open marker, its only one."""
+def markers(batch_id: str, destination_id: str, state: str, created: datetime) -> tuple[str, ...]:
+    """A batch's index markers while in `state`: an open batch's open marker alone; a finished one's `all` and
+    destination markers, and a failed one's `state/failed/` marker."""
     key = newest_first_key(created, batch_id)
-    return f"{ALL}{key}", f"{BY_DESTINATION}{destination_id}/{key}", state_marker(destination_id, state, key)
+    if state in OPEN_STATES:
+        return (f"{OPEN}{destination_id}/{key}",)
+    own = state_marker(destination_id, state, key)
+    return (f"{ALL}{key}", f"{BY_DESTINATION}{destination_id}/{key}", *((own,) if own else ()))
 
 
 def open_marker(destination_id: str, batch_id: str, created: datetime) -> str:
@@ -197,9 +206,7 @@ def finished_prefix(*, state: str | None, destination_id: str | None) -> str | N
         return None
     if destination_id:
         return f"{BY_DESTINATION}{destination_id}/"
-    if state:
-        return f"{BY_STATE}{state}/"
-    return ALL
+    return f"{BY_STATE}{state}/" if state == "failed" else ALL  # landed: most of `all`, filtered
 
 
 def migrate_open_markers(control: ControlStore) -> int:
@@ -251,8 +258,7 @@ def record(control: ControlStore, state: BatchState, *, previous: StateName | No
     if previous == state.state:
         return
     metadata = marker_metadata(state)
-    every = markers(state.batch_id, state.destination_id, state.state, state.created_at)
-    moved = every if state.finished else every[2:]  # open: its open marker only (module doc)
+    moved = markers(state.batch_id, state.destination_id, state.state, state.created_at)
     writes: list[tuple[str, dict[str, str] | None]] = [(marker, metadata) for marker in moved]
     queued = retention_queue(state)
     if queued is not None:
@@ -261,8 +267,8 @@ def record(control: ControlStore, state: BatchState, *, previous: StateName | No
     if not first:  # once the new markers stand: a failure between leaves the batch listed twice, never missing
         key = newest_first_key(state.created_at, state.batch_id)
         came_from = (previous,) if previous is not None else _CAME_FROM[state.state]
-        left = {state_marker(state.destination_id, name, key) for name in came_from} - {every[2]}
-        control.delete_all(sorted(left))
+        left = {state_marker(state.destination_id, name, key) for name in came_from} - {*moved, None}
+        control.delete_all(sorted(name for name in left if name is not None))
 
 
 def merged(control: ControlStore, *, finished: str | None, opened: str | None, token: str | None,

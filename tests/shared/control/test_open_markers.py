@@ -62,6 +62,9 @@ def test_intake_writes_the_open_marker_first_and_the_commit_makes_it_pending_wit
     assert run_export_pass(services).landed == 1
     assert open_markers(services.control) == {}  # the landing's save deleted it: the only delete of the batch
     assert listed(api, state="landed") == [batch["batch_id"]]
+    index = [item.name for item in services.control.list("index/batches/") if item.name != batch_index.BACKFILL]
+    key = batch_index.newest_first_key(state.created_at, state.batch_id)
+    assert sorted(index) == [f"{batch_index.ALL}{key}", f"{batch_index.BY_DESTINATION}acme/{key}"]  # no state/landed/
 
 
 def test_an_intake_still_at_work_is_neither_listed_nor_counted_nor_exported(
