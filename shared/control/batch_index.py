@@ -308,7 +308,7 @@ def forget(control: ControlStore, state: BatchState) -> None:
     control.delete(f"{ALL}{key}")
     control.delete(f"{BY_DESTINATION}{state.destination_id}/{key}")
     control.delete(open_marker(state.destination_id, state.batch_id, state.created_at))
-    for name in STATES:  # under pending and running: written before (module doc)
+    for name in STATES:  # failed, and pending, running and landed as written before (module doc)
         control.delete(f"{BY_STATE}{name}/{key}")
 
 

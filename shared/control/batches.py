@@ -385,6 +385,8 @@ def _index_page(control: ControlStore, state: str | None, destination_id: str | 
     """A page of the index (`batch_index.merged`): finished batches' markers merged with open ones, filtered."""
     finished = batch_index.finished_prefix(state=state, destination_id=destination_id)
     opened = None if state in {"landed", "failed"} else batch_index.open_prefix(destination_id)
+    if place is not None and place.prefix != (finished or batch_index.OPEN):
+        raise cursors.not_a_cursor()  # the previous version's, of a listing read elsewhere now: start again
     entries = batch_index.merged(control, finished=finished, opened=opened, page_size=limit + 1,  # one to tell more
                                  token=place.token or None if place else None, after=place.after if place else None)
     found: list[dict[str, Any]] = []

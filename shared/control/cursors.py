@@ -56,17 +56,17 @@ def unseal(control: ControlStore, cursor: str | None, listing: str) -> Place | N
     if not cursor:
         return None
     if len(cursor) > MAX_CURSOR_CHARS or not cursor.isascii():
-        raise _not_a_cursor()
+        raise not_a_cursor()
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         plain = AESGCM(_key(control)).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], listing.encode())
         data = orjson.loads(plain)
         return Place(prefix=str(data["p"]), token=str(data["t"]), after=str(data["a"]) if "a" in data else None)
     except (binascii.Error, ValueError, InvalidTag, KeyError, TypeError):
-        raise _not_a_cursor() from None
+        raise not_a_cursor() from None
 
 
-def _not_a_cursor() -> ValidationFailed:
+def not_a_cursor() -> ValidationFailed:
     message = ("next must be the 'next' value of an earlier page of this same listing (same filters), passed back "
                "unchanged; leave it out to start from the first page")
     return ValidationFailed(message, details=[{"field": "next", "message": message}])

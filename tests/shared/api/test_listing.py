@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from azure.storage.blob import ContainerClient
 
-from shared.control import batch_index, batches, transitions
+from shared.control import batch_index, batches, cursors, transitions
 from shared.errors import DestinationProblem
 from shared.services import Services
 from tests.support.azurite import Azurite
@@ -192,3 +192,17 @@ def test_every_batch_is_listed_once_newest_first_while_batches_finish_and_come_b
     # `all` markers: the finished batches' (and the retried one's, left from when it failed)
     assert {batch_index.batch_id_of(item.name) for item in control.list(batch_index.ALL)} == {ids[0], ids[2], ids[5],
                                                                                                ids[6]}
+
+
+def test_a_cursor_the_previous_version_gave_out_for_a_listing_read_elsewhere_now_is_refused(
+    api: httpx.Client, azurite: Azurite, fresh_container: ContainerClient, services: Services
+) -> None:
+    """`?state=pending` read `state/pending/` markers page by page; it reads the open markers now. Its cursor
+    from before is a 422 (start again), not a token read against another listing."""
+    destination(api, azurite, fresh_container, "acme")
+    post_batches(api, "acme", 2)
+    listing = "batches?state=pending&destination_id="
+    old = cursors.seal(services.control, cursors.Place("index/batches/state/pending/", "a-token"), listing)
+    answer = api.get("/api/batches", params={"state": "pending", "next": old})
+    assert answer.status_code == 422 and answer.json()["error"]["details"][0]["field"] == "next"
+    assert len(api.get("/api/batches", params={"state": "pending"}).json()["batches"]) == 2
