@@ -40,6 +40,7 @@ from bench import intake_memory, small_batches
 from bench.runs import REPO_ROOT, Run
 from bench.workload import destination_body
 from scripts import sample_data
+from shared.control import batch_index
 
 P95_TARGET_SECONDS = 30.0
 PACE_KEPT = 0.95  # a step kept its pace if its POSTs went out at 95% of the asked rate or more
@@ -156,8 +157,10 @@ def paced_posts(base_url: str, place: Place, bodies: list[bytes], rate: float, c
 
 
 def landed_count(place: Place) -> int:
+    """Batches landed, from the batch index's markers of finished batches (`shared.control.batch_index`)."""
     container = _service(place).get_container_client(place.control)
-    return sum(1 for _ in container.list_blobs(name_starts_with="index/batches/state/landed/"))
+    return sum(1 for blob in container.list_blobs(name_starts_with=batch_index.ALL, include=["metadata"])
+               if (blob.metadata or {}).get("state") == "landed")
 
 
 def wait_landed(place: Place, expected: int, seconds: float) -> float:
