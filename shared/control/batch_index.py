@@ -267,8 +267,8 @@ def record(control: ControlStore, state: BatchState, *, previous: StateName | No
     if not first:  # once the new markers stand: a failure between leaves the batch listed twice, never missing
         key = newest_first_key(state.created_at, state.batch_id)
         came_from = (previous,) if previous is not None else _CAME_FROM[state.state]
-        left = {state_marker(state.destination_id, name, key) for name in came_from} - {*moved, None}
-        control.delete_all(sorted(name for name in left if name is not None))
+        left = {marker for name in came_from if (marker := state_marker(state.destination_id, name, key))}
+        control.delete_all(sorted(left - set(moved)))
 
 
 def merged(control: ControlStore, *, finished: str | None, opened: str | None, token: str | None,

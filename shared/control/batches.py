@@ -371,7 +371,7 @@ def _states_page(control: ControlStore, state: str | None, destination_id: str |
     found: list[dict[str, Any]] = []
     while len(found) < limit:
         items, token = control.list_page(STATES_PREFIX, page_size=limit - len(found), continuation=token)
-        found += [listed for listed in (_listed(item.name, item.metadata, True) for item in items)
+        found += [listed for listed in (_listed(_state_blob_id(item.name), item.metadata) for item in items)
                   if (not destination_id or listed["destination_id"] == destination_id)
                   and (not state or listed["state"] == state)]
         if not token:
@@ -392,7 +392,7 @@ def _index_page(control: ControlStore, state: str | None, destination_id: str | 
     found: list[dict[str, Any]] = []
     last: tuple[str, str | None] | None = None  # the last key given out, and where to read on after it
     for key, meta, token in entries:
-        listed = _listed(f"/{key}", meta, False)
+        listed = _listed(batch_index.batch_id_of(key), meta)
         if (destination_id and listed["destination_id"] != destination_id) or (state and listed["state"] != state):
             continue
         if len(found) == limit and last is not None:  # one more: the next page starts after the last given out
@@ -403,9 +403,11 @@ def _index_page(control: ControlStore, state: str | None, destination_id: str | 
     return {"batches": found, "next": None}
 
 
-def _listed(name: str, meta: dict[str, str], state_blob_name: bool) -> dict[str, Any]:
-    leaf = name.rsplit("/", 1)[1]
-    batch_id = leaf.removesuffix(".json") if state_blob_name else batch_index.batch_id_of(leaf)
+def _state_blob_id(name: str) -> str:
+    return name[len(STATES_PREFIX):].removesuffix(".json")
+
+
+def _listed(batch_id: str, meta: dict[str, str]) -> dict[str, Any]:
     return {"batch_id": batch_id, "state": meta.get("state"), "type": meta.get("type"),
             "destination_id": meta.get("destination"), "created_at": meta.get("created"),
             "status_url": f"/api/batches/{batch_id}"}
