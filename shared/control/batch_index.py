@@ -180,17 +180,30 @@ def open_prefix(destination_id: str | None) -> str:
 def open_batches(control: ControlStore, *, destination_id: str | None = None) -> list[OpenBatch]:
     """Every open batch (one listing call per 5,000), or one destination's (a listing of its folder only), from
     their markers."""
+    return [_open_batch(item) for item in control.list(open_prefix(destination_id), with_metadata=True)]
+
+
+def open_batches_newer(control: ControlStore, destination_id: str, created: datetime,
+                       batch_id: str) -> list[OpenBatch]:
+    """A destination's open batches created after the given one, newest first: its folder read down to that
+    batch's marker, no further."""
+    stop = open_marker(destination_id, batch_id, created)
     found = []
     for item in control.list(open_prefix(destination_id), with_metadata=True):
-        meta = item.metadata
-        try:
-            created: datetime | None = datetime.fromisoformat(meta.get("created", ""))
-        except ValueError:
-            created = item.modified  # a marker indexed from a state that did not say
-        found.append(OpenBatch(batch_id_of(item.name), meta.get("destination", ""), meta.get("state", ""),
-                               float(meta.get("due_at") or 0), created, item.name, staged_bytes(meta),
-                               meta.get("type")))
+        if item.name >= stop:
+            break
+        found.append(_open_batch(item))
     return found
+
+
+def _open_batch(item: Listed) -> OpenBatch:
+    meta = item.metadata
+    try:
+        created: datetime | None = datetime.fromisoformat(meta.get("created", ""))
+    except ValueError:
+        created = item.modified  # a marker indexed from a state that did not say
+    return OpenBatch(batch_id_of(item.name), meta.get("destination", ""), meta.get("state", ""),
+                     float(meta.get("due_at") or 0), created, item.name, staged_bytes(meta), meta.get("type"))
 
 
 def staged_bytes(metadata: dict[str, str]) -> int | None:

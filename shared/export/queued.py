@@ -123,16 +123,9 @@ def _open_after(services: Services, state: BatchState) -> list[Due]:
     among them). One listing of the destination's newest open markers, down to the batch's: not of every open
     batch of every destination, which each message of a coalescing destination read before. An older open batch
     has a message of its own (or the sweeper's, `shared.export.sweeper`)."""
-    prefix = batch_index.open_prefix(state.destination_id)
-    stop = prefix + batch_index.newest_first_key(state.created_at, state.batch_id)
-    found: list[Due] = []
-    for item in services.control.list(prefix, with_metadata=True):
-        if item.name >= stop:
-            break
-        if item.metadata.get("state") == "pending" and item.metadata.get("type") == state.type:
-            found.append(Due(batch_index.batch_id_of(item.name), state.destination_id,
-                             batch_index.staged_bytes(item.metadata), state.type))
-    return found[::-1]
+    newer = batch_index.open_batches_newer(services.control, state.destination_id, state.created_at, state.batch_id)
+    return [Due(marker.batch_id, state.destination_id, marker.staged_bytes, state.type)
+            for marker in reversed(newer) if marker.state == "pending" and marker.record_type == state.type]
 
 
 def _follow_up(services: Services, unit: ExportUnit, record: DestinationRecord | None, outcome: str,
