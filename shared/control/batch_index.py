@@ -49,7 +49,7 @@ merges with are read whole (one call per 5,000).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -268,20 +268,31 @@ def record(control: ControlStore, state: BatchState, *, previous: StateName | No
     """Bring the index in step with a state just saved. `previous`: the state it left (None: unknown, so every
     state it may have come from is cleared); nothing to do when it stayed in the same state. `first`: just
     staged, nothing to clear."""
-    if previous == state.state:
-        return
-    metadata = marker_metadata(state)
-    moved = markers(state.batch_id, state.destination_id, state.state, state.created_at)
-    writes: list[tuple[str, dict[str, str] | None]] = [(marker, metadata) for marker in moved]
-    queued = retention_queue(state)
-    if queued is not None:
-        writes.append((retention_marker(queued[0], queued[1], state.batch_id), None))
+    record_all(control, [state], previous=previous, first=first)
+
+
+def record_all(control: ControlStore, states: Sequence[BatchState], *, previous: StateName | None = None,
+               first: bool = False) -> None:
+    """`record` for states saved together (a run's members landing): their new markers at once, then the
+    markers they left in one request (`ControlStore.delete_all`)."""
+    changed = [state for state in states if state.state != previous]
+    writes: list[tuple[str, dict[str, str] | None]] = []
+    left: set[str] = set()
+    for state in changed:
+        moved = markers(state.batch_id, state.destination_id, state.state, state.created_at)
+        metadata = marker_metadata(state)
+        writes.extend((marker, metadata) for marker in moved)
+        queued = retention_queue(state)
+        if queued is not None:
+            writes.append((retention_marker(queued[0], queued[1], state.batch_id), None))
+        if not first:
+            key = newest_first_key(state.created_at, state.batch_id)
+            came_from = (previous,) if previous is not None else _CAME_FROM[state.state]
+            left |= {marker for name in came_from if (marker := state_marker(state.destination_id, name, key))
+                     } - set(moved)
     control.put_markers(writes)  # at once: one round trip's wait, not four
-    if not first:  # once the new markers stand: a failure between leaves the batch listed twice, never missing
-        key = newest_first_key(state.created_at, state.batch_id)
-        came_from = (previous,) if previous is not None else _CAME_FROM[state.state]
-        left = {marker for name in came_from if (marker := state_marker(state.destination_id, name, key))}
-        control.delete_all(sorted(left - set(moved)))
+    # once the new markers stand: a failure between leaves the batch listed twice, never missing
+    control.delete_all(sorted(left))
 
 
 def merged(control: ControlStore, *, finished: str | None, opened: str | None, token: str | None,

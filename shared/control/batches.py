@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets as pyrandom
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -176,7 +176,7 @@ def _stage_new(control: ControlStore, batch: NewBatch, staging_id: str) -> tuple
         else:
             discard_staged_attempt(control, batch_id, staging_id)
         return _replayed(winner, batch.body_sha256), False
-    _index(control, state, first=True)
+    _index(control, [state], first=True)
     log_event(log, "batch staged", batch_id=batch_id, destination_id=destination_id, records=batch.records,
               bytes=total)
     return state, True
@@ -209,7 +209,7 @@ def _after_failed_staging(control: ControlStore, batch: NewBatch, staging_id: st
             state = BatchState.from_json(current.data)
             if state.created_at == batch.moment:
                 log_event(log, "batch staged (its commit answer was lost)", batch_id=batch_id)
-                _index(control, state, first=True)
+                _index(control, [state], first=True)
             else:
                 _discard_attempt(control, batch, staging_id)
             return state
@@ -239,7 +239,7 @@ def _replayed(state: BatchState, body_sha256: str) -> BatchState:
 def settle_finished(control: ControlStore, state: BatchState) -> None:
     """A finished batch found still open: the worker that finished it died before its listing markers were
     brought up to date (its open marker deleted). Bring them up to date."""
-    _index(control, state)
+    _index(control, [state])
 
 
 def settle_staging(control: ControlStore, marker: batch_index.OpenBatch, moment: datetime) -> BatchState | None:
@@ -253,7 +253,7 @@ def settle_staging(control: ControlStore, marker: batch_index.OpenBatch, moment:
         if state.created_at != marker.created:  # another request with the same Idempotency-Key committed it
             control.delete(marker.marker)
             return None
-        _index(control, state)
+        _index(control, [state])
         log_event(log, "committed batch indexed (its intake died before)", batch_id=state.batch_id)
         return state
     if marker.created is not None and moment - marker.created > ORPHAN_AGE:
@@ -295,21 +295,33 @@ def save_state(control: ControlStore, state: BatchState, *, lease: str | None = 
                etag: str | None = None, previous: StateName | None = None) -> str:
     """Write a state a transition made (it stamped `updated_at`); returns the new ETag. Then the batch index
     (`previous`: the state the batch left, when the caller knows it; the index has nothing to do if unchanged)."""
-    etag = control.put(state_blob(state.batch_id), state.to_json(), lease=lease, etag=etag, metadata=state.metadata())
-    _index(control, state, previous=previous)
-    destination_activity.note_saved(control, state)  # a landing or an error, for the destination's status
+    etag = put_state(control, state, lease=lease, etag=etag)
+    after_saved(control, [state], previous=previous)
     return etag
 
 
-def _index(control: ControlStore, state: BatchState, *, previous: StateName | None = None,
+def put_state(control: ControlStore, state: BatchState, *, lease: str | None = None, etag: str | None = None) -> str:
+    """The state blob alone; returns its ETag. The caller brings the index and activity in step (`after_saved`),
+    for several states saved at the same time at once."""
+    return control.put(state_blob(state.batch_id), state.to_json(), lease=lease, etag=etag, metadata=state.metadata())
+
+
+def after_saved(control: ControlStore, states: Sequence[BatchState], *, previous: StateName | None = None) -> None:
+    """The batch index and the destinations' activity (a landing or an error, for their status) in step with
+    states just saved, which all left `previous` (None: unknown); states saved together are indexed together."""
+    _index(control, states, previous=previous)
+    destination_activity.note_saved(control, states)
+
+
+def _index(control: ControlStore, states: Sequence[BatchState], *, previous: StateName | None = None,
            first: bool = False) -> None:
-    """The state is saved and stands; an index write that fails leaves the listing behind until the batch's
+    """The states are saved and stand; an index write that fails leaves the listing behind until the batch's
     next change, and is no reason to fail the save."""
     try:
-        batch_index.record(control, state, previous=previous, first=first)
+        batch_index.record_all(control, states, previous=previous, first=first)
     except Exception as exc:
-        log_event(log, "batch index not updated", logging.WARNING, batch_id=state.batch_id, state=state.state,
-                  error=type(exc).__name__)
+        log_event(log, "batch index not updated", logging.WARNING, batch_id=states[0].batch_id,
+                  state=states[0].state, batches=len(states), error=type(exc).__name__)
 
 
 def public_status(batch: BatchState) -> dict[str, Any]:

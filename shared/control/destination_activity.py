@@ -6,7 +6,8 @@ that it never reads batch states to find them.
                                    under the same id has a new one): the latest landing, the latest error, and
                                    batches and records landed per UTC hour over the last 48 hours
 
-Written by `note_saved`, which `shared.control.batches.save_state` calls after each state save. Only two saves
+Written by `note_saved`, which `shared.control.batches` calls after each state save (once for the states a run
+saves together). Only two saves
 change it: the one that landed a batch, and the one that recorded an attempt's error (a back-off or a failure),
 told apart by the state itself (`change_of`), whoever saved it. Best effort: the state is saved and stands, and a
 write that fails is logged and never fails the export.
@@ -291,16 +292,20 @@ def _writer(control: ControlStore, destination_id: str) -> _Writer:
         return _writers.setdefault(control, {}).setdefault(destination_id, _Writer())
 
 
-def note_saved(control: ControlStore, state: BatchState) -> None:
-    """After a state save: record its landing or error in its destination's activity. Never raises."""
-    change = change_of(state)
-    if change is None:
-        return
-    try:
-        record_changes(control, state.destination_id, [change], datetime.now(UTC))
-    except Exception as exc:  # the state is saved and stands; the status is behind until the next change
-        log_event(log, "destination activity not recorded", logging.WARNING, destination_id=state.destination_id,
-                  batch_id=state.batch_id, error=type(exc).__name__)
+def note_saved(control: ControlStore, states: Sequence[BatchState]) -> None:
+    """After states were saved: record their landings and errors in their destinations' activity, one write a
+    destination (a run's members land together). Never raises."""
+    by_destination: dict[str, list[tuple[BatchState, Change]]] = {}
+    for state in states:
+        change = change_of(state)
+        if change is not None:
+            by_destination.setdefault(state.destination_id, []).append((state, change))
+    for destination_id, noted in by_destination.items():
+        try:
+            record_changes(control, destination_id, [change for _, change in noted], datetime.now(UTC))
+        except Exception as exc:  # the states are saved and stand; the status is behind until the next change
+            log_event(log, "destination activity not recorded", logging.WARNING, destination_id=destination_id,
+                      batch_id=noted[0][0].batch_id, batches=len(noted), error=type(exc).__name__)
 
 
 def record_changes(control: ControlStore, destination_id: str, changes: Sequence[Change], now: datetime) -> bool:

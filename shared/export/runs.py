@@ -25,7 +25,15 @@ from shared import telemetry
 from shared.control import runs as run_docs
 from shared.control import transitions
 from shared.control.batch_state import RECORD_TYPES, BatchState, LandedFile, iso
-from shared.control.batches import failed_marker, now_utc, save_state, settle_finished, state_blob
+from shared.control.batches import (
+    after_saved,
+    failed_marker,
+    now_utc,
+    put_state,
+    save_state,
+    settle_finished,
+    state_blob,
+)
 from shared.control.leases import BatchLease, LeaseLost
 from shared.control.retention import delete_staged_at_landing
 from shared.control.runs import RunMember, RunState
@@ -54,6 +62,7 @@ if TYPE_CHECKING:  # the composition root sits above every package
 log = logging.getLogger(__name__)
 ON_ITS_OWN = "on_its_own"  # a batch whose export on its own was interrupted: the pass takes it over as such
 MEMBER_WORKERS = 16  # member states read and saved at once: each is a round trip or a few
+_member_work = ThreadPoolExecutor(max_workers=MEMBER_WORKERS, thread_name_prefix="run")
 T = TypeVar("T")
 
 
@@ -109,7 +118,7 @@ def _export_group(services: Services, record: DestinationRecord, group: Sequence
     members = [m for m in group if not m.state.finished and not m.state.waiting_at(now)]
     runs: dict[str, RunState] = {}
     landed_runs: dict[str, RunState] = {}
-    landed_with_run: list[tuple[_Member, RunState]] = []
+    landed_with_run: dict[str, list[_Member]] = {}  # by run: members whose run landed without them saying so
     free: list[_Member] = []
     on_its_own: list[str] = []
     for member in members:
@@ -122,7 +131,7 @@ def _export_group(services: Services, record: DestinationRecord, group: Sequence
             continue
         landed_run = landed_runs.get(run_id or "")
         if landed_run is not None and member.state.state == "running" and member.state.batch_id in landed_run.batch_ids:
-            landed_with_run.append((member, landed_run))  # its run landed, its worker died before its state said so
+            landed_with_run.setdefault(landed_run.run_id, []).append(member)  # its worker died before it said so
             continue
         if member.state.state != "pending":  # running in no run: its own export died before coalesce was set
             on_its_own.append(member.state.batch_id)
@@ -134,9 +143,8 @@ def _export_group(services: Services, record: DestinationRecord, group: Sequence
                 continue
         free.append(member)
     outcomes: dict[str, str] = {}
-    for (member, _), outcome in zip(landed_with_run, _each(lambda pair: _land_with_landed_run(services, *pair),
-                                                         landed_with_run), strict=True):
-        outcomes[member.state.batch_id] = outcome
+    for run_id, stragglers in landed_with_run.items():
+        outcomes.update(_land_with_landed_run(services, stragglers, landed_runs[run_id]))
     for run in sorted(runs.values(), key=lambda r: r.run_id):
         outcomes.update(_redo(services, record, run, lease, hooks, clock))
     if record.coalesce is not None:
@@ -300,42 +308,51 @@ def _export_sealed(services: Services, record: DestinationRecord, run: RunState,
     recorder.save(recorder.run.changed(state="landed", files=tuple(result.files), manifest=manifest_name,
                                        written_blobs=(), updated_at=finished))
 
-    def land(member: _Member) -> str:
-        return _land_member(services, member, run, files=result.files, output_bytes=result.bytes,
-                            manifest=manifest_name, kept=kept, finished=finished)
-
-    outcomes = dict(zip((m.state.batch_id for m in members), _each(land, members), strict=True))
+    outcomes = _land_members(services, members, run, files=result.files, output_bytes=result.bytes,
+                             manifest=manifest_name, kept=kept, finished=finished)
     log_event(log, "run landed", **context, records=result.records, files=len(result.files), bytes=result.bytes,
               duration_seconds=round((finished - moment).total_seconds(), 3))
     telemetry.files_written(run.destination_id, run.type, files=len(result.files), written_bytes=result.bytes)
     return outcomes
 
 
-def _land_member(services: Services, member: _Member, run: RunState, *, files: Sequence[LandedFile],
-                 output_bytes: int, manifest: str, kept: Sequence[str], finished: datetime) -> str:
-    """A member of a landed run: its state says landed (naming the run's files and manifest; its open marker goes
-    with that save), then its staged records go if they are not kept."""
+def _land_members(services: Services, members: Sequence[_Member], run: RunState, *, files: Sequence[LandedFile],
+                  output_bytes: int, manifest: str, kept: Sequence[str], finished: datetime) -> dict[str, str]:
+    """Members of a landed run: each state says landed (naming the run's files and manifest), the states saved at
+    once and then indexed together (their open markers go in one request, their landings in one activity write);
+    then each member's staged records go if they are not kept."""
     control = services.control
-    landed = _save(control, member, transitions.land(member.state, finished, files=files, output_bytes=output_bytes,
-                                                      manifest=manifest, kept=kept))
-    telemetry.batch_landed(run.destination_id, run.type, records=landed.state.records,
-                           accepted_at=landed.state.created_at, landed_at=finished)
 
-    def save_held(state: BatchState) -> None:
-        _save(control, landed, state)
+    def land(member: _Member) -> _Member:
+        state = transitions.land(member.state, finished, files=files, output_bytes=output_bytes, manifest=manifest,
+                                 kept=kept)
+        return _Member(state, put_state(control, state))
 
-    delete_staged_at_landing(services.settings, landed.state, save_held, control)
-    return "landed"
+    landed = _each(land, members)
+    after_saved(control, [m.state for m in landed], previous="running")
+    for member in landed:
+        telemetry.batch_landed(run.destination_id, run.type, records=member.state.records,
+                               accepted_at=member.state.created_at, landed_at=finished)
+
+    def delete_staged(member: _Member) -> None:
+        def save_held(state: BatchState) -> None:
+            _save(control, member, state)
+
+        delete_staged_at_landing(services.settings, member.state, save_held, control)
+
+    _each(delete_staged, landed)
+    return dict.fromkeys((m.state.batch_id for m in landed), "landed")
 
 
-def _land_with_landed_run(services: Services, member: _Member, run: RunState) -> str:
-    """A member still running in a run whose document says landed: the worker died after the run's files and
-    manifest (which lists this member) were written and recorded, before the member's state said so. It
-    landed with its run: its state is brought up to date, nothing is written again."""
-    log_event(log, "batch landed with its run (its worker died before recording it)", batch_id=member.state.batch_id,
-              run_id=run.run_id, destination_id=run.destination_id)
-    return _land_member(services, member, run, files=run.files, output_bytes=sum(f.bytes for f in run.files),
-                        manifest=run.manifest or "", kept=(), finished=run.updated_at)
+def _land_with_landed_run(services: Services, members: Sequence[_Member], run: RunState) -> dict[str, str]:
+    """Members still running in a run whose document says landed: the worker died after the run's files and
+    manifest (which lists them) were written and recorded, before their states said so. They landed with their
+    run: their states are brought up to date, nothing is written again."""
+    for member in members:
+        log_event(log, "batch landed with its run (its worker died before recording it)",
+                  batch_id=member.state.batch_id, run_id=run.run_id, destination_id=run.destination_id)
+    return _land_members(services, members, run, files=run.files, output_bytes=sum(f.bytes for f in run.files),
+                         manifest=run.manifest or "", kept=(), finished=run.updated_at)
 
 
 def _write(services: Services, container: Any, record: DestinationRecord, recorder: _RunRecorder,
@@ -426,8 +443,9 @@ def _save(control: ControlStore, member: _Member, state: BatchState, *, conditio
 
 
 def _each(work: Callable[[Any], T], items: Sequence[Any]) -> list[T]:
-    """`work` on every item, MEMBER_WORKERS at once (round trips to control storage overlap)."""
+    """`work` on every item, MEMBER_WORKERS at once over every run of the process (round trips to control storage
+    overlap; the threads are started once, not per call). `work` never calls `_each` itself: it would wait for
+    threads its callers hold."""
     if len(items) <= 1:
         return [work(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(MEMBER_WORKERS, len(items)), thread_name_prefix="run") as pool:
-        return list(pool.map(work, items))
+    return list(_member_work.map(work, items))

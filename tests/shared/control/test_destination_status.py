@@ -158,7 +158,7 @@ def test_a_broken_control_storage_never_fails_the_save_that_brought_the_change(
     dead._ready = True  # the container is taken as made: the activity write is the first call to fail
     landed = fixture("landed_events")
     with caplog.at_level(logging.WARNING, logger="shared.control.destination_activity"):
-        destination_activity.note_saved(dead, landed)  # does not raise
+        destination_activity.note_saved(dead, [landed])  # does not raise
     assert "destination activity not recorded" in caplog.text and landed.batch_id in caplog.text
 
 

@@ -95,7 +95,7 @@ def test_a_commit_whose_listing_markers_were_never_written_is_exported_once_its_
         raise RuntimeError("the intake's process died here")
 
     with monkeypatch.context() as dying:
-        dying.setattr(batch_index, "record", dies)
+        dying.setattr(batch_index, "record_all", dies)
         batch = post_batch(api, "acme", EVENTS)  # (the 202 the client got, had the process lived)
     [metadata] = open_markers(services.control).values()
     assert metadata["state"] == "staging"

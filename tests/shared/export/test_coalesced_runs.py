@@ -8,10 +8,12 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import orjson
 import pytest
+from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from scripts import sample_data
@@ -212,3 +214,30 @@ def test_members_a_dead_worker_left_running_in_a_landed_run_land_with_it(
         assert not is_open(control, batch_id)
     assert sorted(b.name for b in fresh_container.list_blobs()) == blobs_before  # nothing written again
     assert run_export_pass(services).batches == []
+
+
+def test_a_runs_members_leave_the_index_together(api: httpx.Client, services: Services, azurite: Azurite,
+                                                 fresh_container: ContainerClient,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once its run lands, its members' open markers go in one Blob Batch request (not one delete each) and their
+    landings are one write of the destination's activity; each member is listed landed, once."""
+    make_destination(api, azurite, fresh_container, coalesce=COALESCE)
+    posted = post_small_batches(api, "acme", 40, size=2)
+    sent: list[str] = []
+    real_send = RequestsTransport.send
+
+    def counted(self: RequestsTransport, request: Any, **kwargs: Any) -> Any:  # every storage request, still sent
+        path = urlsplit(request.url).path.split("/", 3)[-1]
+        query = parse_qs(urlsplit(request.url).query)
+        sent.append(f"{request.method} {'batch' if query.get('comp') == ['batch'] else path.split('/')[0]}")
+        return real_send(self, request, **kwargs)
+
+    monkeypatch.setattr(RequestsTransport, "send", counted)
+    assert run_export_pass(services).landed == 40
+    monkeypatch.undo()
+    assert sent.count("POST batch") == 1 and sent.count("DELETE index") == 0, Counter(sent)
+    assert sent.count("PUT activity") == 1, Counter(sent)
+    assert not any(is_open(services.control, batch_id) for batch_id in posted)
+    listed = api.get("/api/batches", params={"destination_id": "acme", "limit": 100}).json()["batches"]
+    assert sorted(b["batch_id"] for b in listed) == sorted(posted) and {b["state"] for b in listed} == {"landed"}
+    assert api.get("/api/destinations/acme/status").json()["last_landed"]["batch_id"] in posted
