@@ -10,6 +10,10 @@ AZURITE_PORT ?= 10000
 PORT ?= 7071
 # Each port's Azurite keeps its data in $(AZURITE_DIR)/<port>, beside its pid file.
 AZURITE_DIR ?= .local/azurite
+# `make test` runs the suite in this many pytest-xdist processes, each with its own Azurite, API server and Key
+# Vault fake on free ports; a test file stays in one process (its module fixtures are made once). Most tests wait
+# on storage and servers rather than compute, so two halve the wall time on two cores. 0: one process, no xdist.
+TEST_WORKERS ?= 2
 export AZURITE_PORT AZURITE_DIR
 
 .DEFAULT_GOAL := help
@@ -33,7 +37,7 @@ install: $(VENV)/.installed node_modules/.installed ## create .venv and install 
 
 # Lint first: ruff and mypy are part of green, as the house style asks.
 test: install lint ## lint, then the whole test suite against its own Azurite on free ports
-	$(PY) -m pytest
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 lint: install ## ruff, mypy and the import contract (import-linter)
 	$(VENV)/bin/ruff check shared tests bench scripts function_app.py

@@ -35,6 +35,7 @@ _lock = threading.Lock()
 _secrets: dict[str, str] = {}  # value -> label
 _texts: list[tuple[str, str]] = []  # (where, text)
 _stats = {"texts": 0, "chars": 0, "blobs": 0}
+_from_workers: list[dict[str, Any]] = []  # under xdist, the controller's: what each worker found and searched
 
 
 def pieces(value: str, label: str = "secret") -> dict[str, str]:
@@ -146,8 +147,9 @@ def watching(app: Callable[[_Scope, _Receive, _Send], Awaitable[None]]) -> Calla
 
 
 def sweep_storage(connection_string: str) -> None:
-    """Watch every blob of every container in a storage account (run before Azurite stops), SWEEP_READS at once
-    (one after another, 10,000 blobs took most of a minute)."""
+    """Watch every blob of every container in a storage account (run before Azurite stops): its metadata, and the
+    content of each that has any, SWEEP_READS at once (one after another, 10,000 blobs took most of a minute;
+    most of a run's blobs are empty index markers)."""
     from azure.storage.blob import BlobServiceClient, ContainerClient
 
     service = BlobServiceClient.from_connection_string(connection_string)
@@ -161,10 +163,11 @@ def sweep_storage(connection_string: str) -> None:
             client = service.get_container_client(container.name)
             for blob in client.list_blobs(include=["metadata"]):
                 observe(f"blob {container.name}/{blob.name} (metadata)", repr(blob.metadata))
-                reads.append(pool.submit(read, client, blob.name))
+                if blob.size:  # an empty blob (an index marker, a lease blob) has nothing more to read
+                    reads.append(pool.submit(read, client, blob.name))
+                _stats["blobs"] += 1
         for done in reads:
             done.result()
-    _stats["blobs"] += len(reads)
 
 
 # --- Where secrets come from ------------------------------------------------------------------------------------
@@ -213,18 +216,37 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Search now. An xdist worker (`make test` runs the suite in several) hands what it found to the
+    controller, which fails the run: a worker's own exit status does not decide the run's."""
     found = leaks()
-    session.config.stash[_RESULT] = found
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["secret_watch"] = {"found": found, "stats": dict(_stats), "secrets": secret_count()}
+    for other in _from_workers:
+        found.extend(other["found"])
+    session.config.stash[_RESULT] = sorted(found)
     if found and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: defined only when pytest-xdist runs the suite
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """An xdist worker finished: keep what its secret watch found for the controller's summary."""
+    result = getattr(node, "workeroutput", {}).get("secret_watch")
+    if result is not None:
+        _from_workers.append(result)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     found = config.stash.get(_RESULT, None)
     if found is None:
         return
-    summary = (f"{secret_count()} secret values searched in {_stats['texts']} texts "
-               f"({_stats['chars']:,} characters; {_stats['blobs']} storage blobs): {len(found)} hits")
+    stats, secrets = dict(_stats), secret_count()
+    for other in _from_workers:
+        stats = {key: stats[key] + other["stats"][key] for key in stats}
+        secrets += other["secrets"]
+    summary = (f"{secrets} secret values searched in {stats['texts']} texts "
+               f"({stats['chars']:,} characters; {stats['blobs']} storage blobs): {len(found)} hits")
     if found:
         terminalreporter.write_sep("=", "SECRET WATCH: secrets leaked", red=True)
         for line in found:
