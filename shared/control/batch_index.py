@@ -13,6 +13,8 @@ An open batch has one marker, its open marker, and nothing else in the index: in
 staged records, saying `staging` (`mark_staging`), so that an intake which never commits leaves a marker to collect
 its garbage by (`shared.control.batches.settle_staging`); the commit makes it pending; an attempt that starts makes
 it say running; the batch's finish deletes it and writes the listing markers (two once landed, three once failed).
+A coalesced run's members finish together (`record_all`): their markers are written at once and their open
+markers deleted in one Blob Batch request per 256.
 Its metadata carries `due_at` (when it is due: its next attempt's time, or when its attempt started while it runs)
 and `bytes` (what it staged: the pass sizes its work by it before claiming any, `shared.export.lanes`).
 
