@@ -35,6 +35,7 @@ when it was due (`shared.control.batches.migrate_due_markers`).
       staged   landed, staged records kept     (STAGED_RETENTION_HOURS after landing)
       failed   failed, staged records kept     (FAILED_RETENTION_DAYS after failing)
       state    finished, staged records gone   (STATE_RETENTION_DAYS after landing, or after the records went)
+      runs     a coalesced run landed or failed (its document; `shared.control.runs`), named by the run's id
   index/batches/backfill.json                 how far indexing the states written before this index has got;
                                               listings use the index only once it is complete
 
@@ -74,7 +75,7 @@ OPEN = f"{BATCHES}open/"  # every open batch's marker, in its destination's fold
 LEGACY_OPEN = f"{BY_STATE}pending/"  # where open markers were written before (`migrate_open_markers`)
 OPEN_STATES = ("pending", "running")
 STAGING = "staging"  # an open marker's state while its intake has not committed
-RetentionQueue = Literal["staged", "failed", "state"]
+RetentionQueue = Literal["staged", "failed", "state", "runs"]
 LISTING_BACKFILL_STATES = 500
 _STAMP = "%Y%m%dT%H%M%S"
 _KEY_DIGITS = 17

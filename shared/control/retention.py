@@ -10,6 +10,8 @@ first one not yet due, so a run costs one listing per queue plus the batches it 
   and its state says so (a note, `staged_deleted_at`, and a retry is refused with words for why).
 - A state is deleted STATE_RETENTION_DAYS after the batch landed, or after a failed batch's records went, with
   its index markers.
+- A coalesced run's document is deleted the longer of the two after the run landed or failed
+  (`shared.control.runs`), unless it was redone since.
 
 Each step re-reads the state and changes it with an ETag, so a retry that comes first wins; a step that
 fails leaves its marker for the next run.
@@ -23,7 +25,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.control import batch_index, transitions
+from shared.control import batch_index, runs, transitions
 from shared.control.batch_index import RetentionQueue
 from shared.control.batch_state import BatchState
 from shared.control.batches import (
@@ -52,6 +54,7 @@ class RetentionSummary:
     staged_deleted: int = 0  # landed batches whose staged records went
     failed_expired: int = 0  # failed batches whose staged records went after FAILED_RETENTION_DAYS
     states_deleted: int = 0
+    runs_deleted: int = 0  # coalesced runs' documents
     indexed: int = 0  # older states added to the index
     index_complete: bool = False
 
@@ -88,6 +91,7 @@ def sweep(control: ControlStore, settings: Settings, *, moment: datetime | None 
         "staged": timedelta(hours=settings.staged_retention_hours),
         "failed": timedelta(days=settings.failed_retention_days),
         "state": timedelta(days=settings.state_retention_days),
+        "runs": timedelta(days=max(settings.state_retention_days, settings.failed_retention_days)),
     }
     for queue, age in ages.items():
         items, _ = control.list_page(batch_index.retention_prefix(queue), page_size=limit, continuation=None)
@@ -102,7 +106,8 @@ def sweep(control: ControlStore, settings: Settings, *, moment: datetime | None 
             control.delete(item.name)
             if acted:
                 setattr(summary, _COUNTED[queue], getattr(summary, _COUNTED[queue]) + 1)
-    if summary.staged_deleted or summary.failed_expired or summary.states_deleted or summary.indexed:
+    if summary.staged_deleted or summary.failed_expired or summary.states_deleted or summary.runs_deleted \
+            or summary.indexed:
         log_event(log, "retention sweep", **summary.to_json())
     return summary
 
@@ -161,8 +166,20 @@ def _state(control: ControlStore, batch_id: str, started: datetime, now: datetim
     return True
 
 
+def _run_document(control: ControlStore, run_id: str, started: datetime, now: datetime, settings: Settings) -> bool:
+    found = runs.get_run(control, run_id)
+    if found is None:
+        return False
+    run, _ = found
+    if run.state == "open" or run.updated_at.replace(microsecond=0) > started:
+        return False  # redone since (a member retried): its later outcome queued it again
+    control.delete(runs.run_blob(run_id))
+    log_event(log, "run document deleted", run_id=run_id, destination_id=run.destination_id, state=run.state)
+    return True
+
+
 _STEPS: dict[RetentionQueue, Callable[[ControlStore, str, datetime, datetime, Settings], bool]] = {
-    "staged": _landed_staged, "failed": _failed_staged, "state": _state,
+    "staged": _landed_staged, "failed": _failed_staged, "state": _state, "runs": _run_document,
 }
 _COUNTED: dict[RetentionQueue, str] = {"staged": "staged_deleted", "failed": "failed_expired",
-                                       "state": "states_deleted"}
+                                       "state": "states_deleted", "runs": "runs_deleted"}

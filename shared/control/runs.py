@@ -9,6 +9,11 @@ means to take (`sealed` false), each batch then joins it (its state names the ru
 or held by a worker, does not), and the document is written again with exactly those that joined (`sealed`).
 A run found unsealed is settled again the same way; a sealed one is redone with the same members and the
 same file names. A batch is in at most one run: joining is a conditional write of its state.
+
+A run that lands or fails is queued for retention (`index/retention/runs/`): its document is deleted once no
+member can need it, the longer of STATE_RETENTION_DAYS and FAILED_RETENTION_DAYS after that outcome (its
+landed members' states are gone by then, and its failed members' staged records, so none can be retried into
+it); a run redone since (a member retried) waits for its later outcome.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import secrets
 from datetime import datetime
 from typing import Literal
 
+from shared.control import batch_index
 from shared.control.batch_state import LandedFile, RecordType, Timestamp, _Stored
 from shared.control.leases import ensure_lease_blob
 from shared.control.store import ControlStore
@@ -76,6 +82,11 @@ def create_run(control: ControlStore, run: RunState) -> str:
 
 
 def save_run(control: ControlStore, run: RunState, etag: str | None = None) -> str:
+    """Save the run. One that lands or fails is queued for retention first (`shared.control.retention` deletes
+    its document once none of its members can need it): a marker whose save then fails is dropped by retention,
+    a save without its marker would keep the document forever."""
+    if run.state != "open":
+        control.put_bytes(batch_index.retention_marker("runs", run.updated_at, run.run_id), b"")
     return control.put(run_blob(run.run_id), run.model_dump(mode="json"), etag=etag)
 
 

@@ -5,6 +5,7 @@ The timer runs `retention.sweep` after each export pass; here it is run with the
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -12,12 +13,13 @@ import orjson
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from scripts import sample_data
-from shared.control import batch_index, batches, retention
+from shared.control import batch_index, batches, retention, runs
 from shared.control.batch_state import BatchState
 from shared.export.runner import run_export_pass
 from shared.services import Services, build_services
 from shared.settings import Settings
 from tests.shared.control.test_batch_listing_cost import FIXTURES
+from tests.shared.export.test_coalesced_runs import COALESCE, post_small_batches
 from tests.shared.export_helpers import failed_batch, make_destination, post_batch
 from tests.support.azurite import Azurite
 
@@ -132,3 +134,45 @@ def test_a_listing_indexes_the_states_written_before_the_index_itself(api: httpx
     assert batch_index.is_complete(services.control, batches.STATES_PREFIX)
     assert retention.sweep(services.control, services.settings, moment=later(days=31)).states_deleted == 1
     assert listed(api, state="landed") == []
+
+
+def run_documents(services: Services) -> list[str]:
+    return [item.name for item in services.control.list("runs/") if not item.name.startswith("runs/leases/")]
+
+
+def test_a_coalesced_runs_document_goes_once_none_of_its_members_can_need_it(
+        api: httpx.Client, services: Services, azurite: Azurite, fresh_container: ContainerClient) -> None:
+    """Landed: kept while its members' states are (30 days), then deleted with them; not kept forever."""
+    make_destination(api, azurite, fresh_container, coalesce=COALESCE)
+    posted = post_small_batches(api, "acme", 3)
+    assert run_export_pass(services).landed == 3
+    run_id = batches.get_state(services.control, next(iter(posted))).run_id
+    assert run_documents(services) == [runs.run_blob(run_id or "")]
+
+    assert retention.sweep(services.control, services.settings, moment=later(days=29)).runs_deleted == 0
+    assert run_documents(services) == [runs.run_blob(run_id or "")]
+    swept = retention.sweep(services.control, services.settings, moment=later(days=31))
+    assert (swept.runs_deleted, swept.states_deleted) == (1, 3)
+    assert run_documents(services) == [] and list(services.control.list(batch_index.retention_prefix("runs"))) == []
+
+
+def test_a_failed_run_redone_after_a_retry_keeps_its_document_until_its_later_landing_is_old(
+        api: httpx.Client, services: Services, azurite: Azurite, blob_service: BlobServiceClient) -> None:
+    """Failed now, retried and landed 10 days later: the failure's turn comes at 30 days and finds the run redone
+    since; the landing's, at 40, deletes it. A member retried in time must find its run (same names)."""
+    container = blob_service.create_container(f"dest-gone-{uuid.uuid4().hex[:12]}")
+    make_destination(api, azurite, container, coalesce=COALESCE)
+    posted = post_small_batches(api, "acme", 2)
+    container.delete_container()
+    assert run_export_pass(services).failed == 2
+    run_id = batches.get_state(services.control, next(iter(posted))).run_id or ""
+
+    blob_service.create_container(container.container_name)
+    for batch_id in posted:
+        assert api.post(f"/api/batches/{batch_id}/retry").status_code == 200
+    assert run_export_pass(services, clock=lambda: later(days=10)).landed == 2
+    assert retention.sweep(services.control, services.settings, moment=later(days=31)).runs_deleted == 0
+    assert run_documents(services) == [runs.run_blob(run_id)]
+    assert retention.sweep(services.control, services.settings, moment=later(days=41)).runs_deleted == 1
+    assert run_documents(services) == []
+    blob_service.delete_container(container.container_name)
