@@ -329,14 +329,13 @@ def merged(control: ControlStore, *, finished: str | None, opened: str | None, t
         yield key, metadata, token
 
 
-def forget(control: ControlStore, state: BatchState) -> None:
-    """Remove a deleted batch's listing markers (its retention markers go as retention handles them)."""
+def every_marker(state: BatchState) -> list[str]:
+    """Every listing marker a batch may have (to delete with its state; its retention markers go as retention
+    handles them): those of each state it may have been in, as written now and before (module doc)."""
     key = newest_first_key(state.created_at, state.batch_id)
-    control.delete(f"{ALL}{key}")
-    control.delete(f"{BY_DESTINATION}{state.destination_id}/{key}")
-    control.delete(open_marker(state.destination_id, state.batch_id, state.created_at))
-    for name in STATES:  # failed, and pending, running and landed as written before (module doc)
-        control.delete(f"{BY_STATE}{name}/{key}")
+    return [f"{ALL}{key}", f"{BY_DESTINATION}{state.destination_id}/{key}",
+            open_marker(state.destination_id, state.batch_id, state.created_at),
+            *(f"{BY_STATE}{name}/{key}" for name in STATES)]
 
 
 def is_complete(control: ControlStore, states_prefix: str) -> bool:

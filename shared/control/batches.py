@@ -55,8 +55,7 @@ def state_blob(batch_id: str) -> str:
 
 def discard_staging(control: ControlStore, batch_id: str, marker: str) -> None:
     """Delete what an intake that never committed left behind: its staged records, then its marker."""
-    for item in list(control.list(f"{STAGED_PREFIX}{batch_id}/")):
-        control.delete(item.name)
+    control.delete_all([item.name for item in control.list(f"{STAGED_PREFIX}{batch_id}/")])
     control.delete(marker)
 
 
@@ -73,8 +72,7 @@ def staged_blob(batch_id: str, staging_id: str) -> str:
 
 def discard_staged_attempt(control: ControlStore, batch_id: str, staging_id: str) -> None:
     """Delete one intake request's staged records (its state was never committed, or another request's was)."""
-    for item in list(control.list(f"{STAGED_PREFIX}{batch_id}/{staging_id}/")):
-        control.delete(item.name)
+    control.delete_all([item.name for item in control.list(f"{STAGED_PREFIX}{batch_id}/{staging_id}/")])
 
 
 def failed_marker(destination_id: str, batch_id: str) -> str:

@@ -63,8 +63,11 @@ class RetentionSummary:
 
 
 def delete_staged_records(control: ControlStore, batch_id: str) -> None:
-    for item in list(control.list(f"{STAGED_PREFIX}{batch_id}/")):
-        control.delete(item.name)
+    control.delete_all(staged_records(control, batch_id))
+
+
+def staged_records(control: ControlStore, batch_id: str) -> list[str]:
+    return [item.name for item in control.list(f"{STAGED_PREFIX}{batch_id}/")]
 
 
 def delete_staged_at_landing(settings: Settings, state: BatchState, save: Callable[[BatchState], None],
@@ -157,10 +160,10 @@ def _state(control: ControlStore, batch_id: str, started: datetime, now: datetim
     if found is None or not found[0].finished or found[0].staged_deleted_at is None:
         return False
     state, _ = found
-    delete_staged_records(control, batch_id)
+    # Its records and markers in one request, then the state: a step that fails part way is done again.
+    control.delete_all([*staged_records(control, batch_id), *batch_index.every_marker(state),
+                        failed_marker(state.destination_id, batch_id)])
     control.delete(state_blob(batch_id))
-    batch_index.forget(control, state)
-    control.delete(failed_marker(state.destination_id, batch_id))
     log_event(log, "batch state deleted", batch_id=batch_id, destination_id=state.destination_id,
               state=state.state)
     return True
