@@ -7,10 +7,9 @@ that it never reads batch states to find them.
                                    batches and records landed per UTC hour over the last 48 hours
 
 Written by `note_saved`, which `shared.control.batches` calls after each state save (once for the states a run
-saves together). Only two saves
-change it: the one that landed a batch, and the one that recorded an attempt's error (a back-off or a failure),
-told apart by the state itself (`change_of`), whoever saved it. Best effort: the state is saved and stands, and a
-write that fails is logged and never fails the export.
+saves together). Only two saves change it: the one that landed a batch, and the one that recorded an attempt's
+error (a back-off or a failure), told apart by the state itself (`change_of`), whoever saved it. Best effort: the
+state is saved and stands, and a write that fails is logged and never fails the export.
 
 Concurrent exports of one destination (threads of a coalesced run, other passes, other instances) cannot lose
 a change that matters: within a process, changes waiting for the document are written together by one thread;
@@ -295,17 +294,18 @@ def _writer(control: ControlStore, destination_id: str) -> _Writer:
 def note_saved(control: ControlStore, states: Sequence[BatchState]) -> None:
     """After states were saved: record their landings and errors in their destinations' activity, one write a
     destination (a run's members land together). Never raises."""
-    by_destination: dict[str, list[tuple[BatchState, Change]]] = {}
+    by_destination: dict[str, list[Change]] = {}
     for state in states:
         change = change_of(state)
         if change is not None:
-            by_destination.setdefault(state.destination_id, []).append((state, change))
-    for destination_id, noted in by_destination.items():
+            by_destination.setdefault(state.destination_id, []).append(change)
+    for destination_id, changes in by_destination.items():
         try:
-            record_changes(control, destination_id, [change for _, change in noted], datetime.now(UTC))
+            record_changes(control, destination_id, changes, datetime.now(UTC))
         except Exception as exc:  # the states are saved and stand; the status is behind until the next change
+            first = next(state.batch_id for state in states if state.destination_id == destination_id)
             log_event(log, "destination activity not recorded", logging.WARNING, destination_id=destination_id,
-                      batch_id=noted[0][0].batch_id, batches=len(noted), error=type(exc).__name__)
+                      batch_id=first, batches=len(changes), error=type(exc).__name__)
 
 
 def record_changes(control: ControlStore, destination_id: str, changes: Sequence[Change], now: datetime) -> bool:
