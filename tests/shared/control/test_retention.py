@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import orjson
+import pytest
+from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from scripts import sample_data
@@ -176,3 +180,25 @@ def test_a_failed_run_redone_after_a_retry_keeps_its_document_until_its_later_la
     assert retention.sweep(services.control, services.settings, moment=later(days=41)).runs_deleted == 1
     assert run_documents(services) == []
     blob_service.delete_container(container.container_name)
+
+
+def test_a_state_goes_with_its_records_and_markers_in_one_batch_request(
+        api: httpx.Client, services: Services, azurite: Azurite, fresh_container: ContainerClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its staged records and every marker it may have had go in one Blob Batch request, then the state and its
+    retention marker: 3 deleting requests, where one delete each made 11."""
+    batch_id = landed_batch(api, services, azurite, fresh_container)
+    assert retention.sweep(services.control, services.settings, moment=later(hours=169)).staged_deleted == 1
+    sent: list[str] = []
+    real_send = RequestsTransport.send
+
+    def counted(self: RequestsTransport, request: Any, **kwargs: Any) -> Any:  # every storage request, still sent
+        batched = parse_qs(urlsplit(request.url).query).get("comp") == ["batch"]
+        sent.append("batch" if batched else request.method)
+        return real_send(self, request, **kwargs)
+
+    monkeypatch.setattr(RequestsTransport, "send", counted)
+    assert retention.sweep(services.control, services.settings, moment=later(days=31)).states_deleted == 1
+    monkeypatch.undo()
+    assert (sent.count("batch"), sent.count("DELETE")) == (1, 2), sent
+    assert [b.name for b in services.control.list("") if batch_id in b.name] == []
