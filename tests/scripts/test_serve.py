@@ -27,7 +27,7 @@ from scripts.scheduler import ScheduledJob
 from shared.settings import Settings
 from tests.scripts.local_env import NO_INSTALL, local_env, stop_azurite
 from tests.support import secret_watch
-from tests.support.azurite import ACCOUNT_KEY, Azurite
+from tests.support.azurite import ACCOUNT_KEY, Azurite, free_port_triple
 from tests.support.sas import container_sas, sas_destination
 
 
@@ -261,7 +261,8 @@ def test_serve_refuses_a_connection_string_for_another_local_port_than_azurite_p
 def test_make_serve_uses_port_for_the_api_and_this_checkouts_azurite_on_azurite_port(tmp_path: Path) -> None:
     """`AZURITE_PORT=a make serve PORT=b`: the API on b, control storage on this checkout's Azurite on a (started
     by the make target), and the banner says both."""
-    api_port, azurite_port = free_port(), free_port()
+    azurite_port = free_port_triple()  # Azurite takes the next two ports too (queues, tables)
+    api_port = free_port()
     env = local_env(tmp_path, AZURITE_PORT=str(azurite_port), AzureWebJobsStorage="UseDevelopmentStorage=true",
                     EXPORT_SCHEDULE="0 0 0 1 1 *")
     out = tmp_path / "make-serve.log"

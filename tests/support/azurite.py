@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -31,12 +32,24 @@ def _bindable(port: int) -> bool:
     return True
 
 
+def _ephemeral_ports() -> range:
+    """The ports the kernel hands out to outgoing connections (ip_local_port_range)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default
+    return range(low, high + 1)
+
+
 def free_port_triple() -> int:
     """A free port whose next two are free too: Azurite's blob, queue and table ports side by side, as
-    `UseDevelopmentStorage=true` (10000-10002) and `scripts.local_azurite` lay them out."""
+    `UseDevelopmentStorage=true` (10000-10002) and `scripts.local_azurite` lay them out. Picked outside the
+    kernel's ephemeral range: `make test` runs in several processes, and an outgoing connection of another one
+    took the port after the blob port between this check and Azurite's bind (EADDRINUSE)."""
+    ephemeral = _ephemeral_ports()
     while True:
-        port = free_port()
-        if port < 65533 and _bindable(port + 1) and _bindable(port + 2):
+        port = random.randrange(11_000, 65_530)
+        if {port, port + 1, port + 2}.isdisjoint(ephemeral) and all(_bindable(p) for p in (port, port + 1, port + 2)):
             return port
 
 
