@@ -55,7 +55,7 @@ def state_blob(batch_id: str) -> str:
 
 def discard_staging(control: ControlStore, batch_id: str, marker: str) -> None:
     """Delete what an intake that never committed left behind: its staged records, then its marker."""
-    control.delete_all([item.name for item in control.list(f"{STAGED_PREFIX}{batch_id}/")])
+    control.delete_all(staged_blobs(control, batch_id))
     control.delete(marker)
 
 
@@ -72,7 +72,13 @@ def staged_blob(batch_id: str, staging_id: str) -> str:
 
 def discard_staged_attempt(control: ControlStore, batch_id: str, staging_id: str) -> None:
     """Delete one intake request's staged records (its state was never committed, or another request's was)."""
-    control.delete_all([item.name for item in control.list(f"{STAGED_PREFIX}{batch_id}/{staging_id}/")])
+    control.delete_all(staged_blobs(control, batch_id, staging_id))
+
+
+def staged_blobs(control: ControlStore, batch_id: str, staging_id: str | None = None) -> list[str]:
+    """The staged blobs a batch has, or one intake request of it (`staging_id`), listed."""
+    folder = f"{STAGED_PREFIX}{batch_id}/" + (f"{staging_id}/" if staging_id else "")
+    return [item.name for item in control.list(folder)]
 
 
 def failed_marker(destination_id: str, batch_id: str) -> str:

@@ -29,11 +29,11 @@ from shared.control import batch_index, runs, transitions
 from shared.control.batch_index import RetentionQueue
 from shared.control.batch_state import BatchState
 from shared.control.batches import (
-    STAGED_PREFIX,
     STATES_PREFIX,
     failed_marker,
     now_utc,
     save_state,
+    staged_blobs,
     state_blob,
 )
 from shared.control.store import ControlStore, PreconditionFailed
@@ -63,11 +63,7 @@ class RetentionSummary:
 
 
 def delete_staged_records(control: ControlStore, batch_id: str) -> None:
-    control.delete_all(staged_records(control, batch_id))
-
-
-def staged_records(control: ControlStore, batch_id: str) -> list[str]:
-    return [item.name for item in control.list(f"{STAGED_PREFIX}{batch_id}/")]
+    control.delete_all(staged_blobs(control, batch_id))
 
 
 def delete_staged_at_landing(settings: Settings, state: BatchState, save: Callable[[BatchState], None],
@@ -161,7 +157,7 @@ def _state(control: ControlStore, batch_id: str, started: datetime, now: datetim
         return False
     state, _ = found
     # Its records and markers in one request, then the state: a step that fails part way is done again.
-    control.delete_all([*staged_records(control, batch_id), *batch_index.every_marker(state),
+    control.delete_all([*staged_blobs(control, batch_id), *batch_index.every_marker(state),
                         failed_marker(state.destination_id, batch_id)])
     control.delete(state_blob(batch_id))
     log_event(log, "batch state deleted", batch_id=batch_id, destination_id=state.destination_id,
